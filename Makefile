@@ -1,0 +1,56 @@
+# redsm5-hpo: every target bootstraps the environment (.venv) itself when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+STAMP := $(VENV)/.setup-stamp
+ARGS ?=
+
+.PHONY: setup train tune test lint format lock sample-data clean
+
+setup: $(STAMP)
+
+# torch first, pinned, so pip picks the build for this platform (CPU wheel, or CUDA on a GPU host);
+# then the exact lock; then the package itself (editable, no dependency resolution).
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# The main job: an HPO study on the bundled sample with the bundled encoder, ending with the report.
+train: $(STAMP)
+	$(BIN)/redsm5-hpo tune $(ARGS)
+
+tune: train
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+# Re-resolve every dependency from pyproject.toml's ranges in a scratch venv and pin it exactly.
+# torch is left out on purpose: `make setup` installs it first at TORCH_VERSION for the platform.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
+	{ echo "# Exact pins for every dependency except torch (installed first by 'make setup')."; \
+	  echo "# Regenerate with 'make lock'."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -E '^(torch|nvidia-|triton|cuda-)'; } > requirements.lock
+	rm -rf .lock-venv
+
+# Regenerate the bundled sample and the tiny vocab (deterministic; commit the result).
+sample-data:
+	$(PYTHON) scripts/make_sample_data.py
+
+clean:
+	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache .coverage

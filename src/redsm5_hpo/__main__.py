@@ -1,0 +1,3 @@
+from redsm5_hpo.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Command-line interface: ``redsm5-hpo`` / ``python -m redsm5_hpo``."""

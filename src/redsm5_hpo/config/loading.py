@@ -1,0 +1,108 @@
+"""Hydra YAML -> typed ``Config``, with every problem reported at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from redsm5_hpo.config.errors import ConfigError
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.validation import validate
+
+CONFIG_DIR_ENV = "REDSM5_CONFIG_DIR"
+
+
+def default_config_dir() -> Path:
+    """``$REDSM5_CONFIG_DIR``, else ``configs/`` of the source tree, else ``./configs``."""
+    if os.environ.get(CONFIG_DIR_ENV):
+        return Path(os.environ[CONFIG_DIR_ENV])
+    source_tree = Path(__file__).resolve().parents[3] / "configs"
+    return source_tree if source_tree.is_dir() else Path.cwd() / "configs"
+
+
+def load_config(overrides: list[str] | None = None, config_dir: str | Path | None = None) -> Config:
+    """Compose ``config.yaml`` with Hydra-style ``key=value`` overrides and validate it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    directory = Path(config_dir) if config_dir else default_config_dir()
+    if not (directory / "config.yaml").is_file():
+        raise ConfigError([f"no config.yaml in {directory}; pass --config-dir or set {CONFIG_DIR_ENV}"])
+    try:
+        with initialize_config_dir(config_dir=str(directory.resolve()), version_base="1.3"):
+            composed = compose(config_name="config", overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError([f"{e} (overrides: {' '.join(overrides or []) or 'none'})"]) from e
+    raw = OmegaConf.to_container(composed, resolve=True)
+    assert isinstance(raw, dict)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a ``Config`` from plain data; raise ``ConfigError`` listing all problems."""
+    problems: list[str] = []
+    config = _build(Config, raw, "", problems)
+    if not problems:
+        problems = validate(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def apply_overrides(config: Config, values: dict[str, Any]) -> Config:
+    """A validated copy of ``config`` with dotted keys (``train.lr_head``) set to new values."""
+    raw = dataclasses.asdict(config)
+    for dotted, value in values.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config_from_dict(raw)
+
+
+def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        problems.append(f"{path or 'config'}: expected a mapping, got {type(raw).__name__}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for unknown in sorted(set(raw) - fields):
+        problems.append(f"{path}{unknown}: unknown key (known: {', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {}
+    for name in fields & set(raw):
+        hint, value, where = hints[name], raw[name], f"{path}{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, where + ".", problems)  # type: ignore[arg-type]
+        elif _type_ok(hint, value):
+            kwargs[name] = float(value) if hint is float else value
+        else:
+            problems.append(f"{where}: expected {_type_name(hint)}, got {value!r}")
+    return cls(**kwargs)
+
+
+def _type_ok(hint: Any, value: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(arg, value) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    if hint is Any:
+        return True
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

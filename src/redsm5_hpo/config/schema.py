@@ -1,0 +1,116 @@
+"""Configuration schema: one dataclass per area, a docstring per field.
+
+The YAML files under ``configs/`` map one-to-one onto these classes. Defaults here are the
+defaults a user gets when a YAML file leaves a field out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
+TINY_ENCODER = "tiny-random"
+
+
+@dataclass
+class DataConfig:
+    source: str = "sample"
+    """``sample`` (bundled), a local directory with the two release CSVs, or a hub dataset id."""
+    revision: str = "main"
+    """Hub revision (branch, tag or commit) to pin; ignored for local sources."""
+    posts_file: str = "redsm5_posts.csv"
+    """Name of the posts file inside the source."""
+    annotations_file: str = "redsm5_annotations.csv"
+    """Name of the annotations file inside the source."""
+    split_column: str = "split"
+    """Posts column holding a predefined split; if present it is kept instead of re-splitting."""
+    split_names: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
+    )
+    """Maps our split names to the names a source with predefined splits uses."""
+    val_fraction: float = 0.15
+    """Share of posts in the validation split when we split ourselves."""
+    test_fraction: float = 0.15
+    """Share of posts in the test split when we split ourselves."""
+    max_length: int = 160
+    """Tokens per post; evidence past it is lost (and the loss is measured)."""
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = BUNDLED_ENCODER
+    """``tiny-random``, ``bundled:all-MiniLM-L6-v2``, a hub id or a local path."""
+    pooling: str = "mean"
+    """How token states become one post vector (``mean`` or ``cls``)."""
+    head_hidden: int = 256
+    """Width of the criteria MLP's hidden layer."""
+    dropout: float = 0.1
+    """Dropout in the heads."""
+    cache_dir: str | None = None
+    """Hugging Face cache directory (default: the library's, i.e. ``$HF_HOME/hub``)."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    """Training epochs per trial."""
+    batch_size: int = 8
+    """Posts per forward pass."""
+    grad_accum_steps: int = 1
+    """Forward passes per optimizer step."""
+    lr_encoder: float = 1e-4
+    """Learning rate of the encoder's parameters."""
+    lr_head: float = 3e-3
+    """Learning rate of the heads."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm)."""
+    warmup_ratio: float = 0.1
+    """Share of optimizer steps spent warming the LR up linearly."""
+    evidence_loss_weight: float = 0.5
+    """Weight of the evidence loss against the criteria loss."""
+    optimization_metric: str = "val_criteria_macro_f1"
+    """Validation metric that selects the best checkpoint and the best trial (maximized)."""
+    checkpoint_interval_epochs: int = 1
+    """Save a checkpoint every N epochs (N >= 1)."""
+    keep_last_n: int = 1
+    """Most recent checkpoints kept for resuming."""
+    keep_best_k: int = 1
+    """Best checkpoints kept (by the optimization metric)."""
+    save_checkpoints: bool = True
+    """False: evaluate-only / throwaway runs that log metrics but write no checkpoint."""
+    max_steps_per_epoch: int | None = None
+    """Cap on batches per epoch (smoke runs); None = the whole split."""
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None
+    """MLflow tracking URI; default ``sqlite:///<experiments_dir>/mlflow.db``."""
+    experiment_name: str = "redsm5-hpo"
+    """MLflow experiment holding the study and trial runs."""
+
+
+@dataclass
+class HpoConfig:
+    n_trials: int = 4
+    """Trials in the study (run one at a time)."""
+    storage: str | None = None
+    """Optuna storage URL; default a SQLite file in the study directory."""
+    study_name: str | None = None
+    """Optuna study name; default ``study_<uuid>``."""
+    search_space: dict[str, Any] = field(default_factory=dict)
+    """Nested mapping ``area.field`` -> parameter spec (type, low/high/log or choices)."""
+
+
+@dataclass
+class Config:
+    experiments_dir: str = "experiments"
+    """Root of all outputs: trial and study directories, the MLflow database."""
+    seed: int = 13
+    """Seed for splits, initialisation, data order and the sampler."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    hpo: HpoConfig = field(default_factory=HpoConfig)

@@ -1,0 +1,66 @@
+"""Evidence sentences as character spans of their post, and spans as token labels.
+
+Locating is robust to the differences seen between release text and annotated sentences:
+runs of whitespace, curly vs straight quotes, and letter case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'", "`": "'"})
+Span = tuple[int, int]
+
+
+def _normalize(text: str) -> tuple[str, list[int]]:
+    """Collapse whitespace runs, unify quotes, lower-case; keep each output char's source index."""
+    chars: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text.translate(QUOTES).lower()):
+        if ch.isspace():
+            if chars and chars[-1] == " ":
+                continue
+            ch = " "
+        chars.append(ch)
+        index.append(i)
+    return "".join(chars), index
+
+
+def locate_sentence(text: str, sentence: str) -> Span | None:
+    """Character span ``(start, end)`` of ``sentence`` in ``text``, or None if absent."""
+    start = text.find(sentence)
+    if start >= 0:
+        return start, start + len(sentence)
+    norm_text, index = _normalize(text)
+    norm_sentence, _ = _normalize(sentence.strip())
+    if not norm_sentence:
+        return None
+    found = norm_text.find(norm_sentence)
+    if found < 0:
+        return None
+    last = found + len(norm_sentence) - 1
+    return index[found], index[last] + 1
+
+
+def token_labels(offsets: Sequence[Span], spans: Sequence[Span]) -> list[int]:
+    """1 for each token whose characters overlap an evidence span; special tokens (0, 0) get 0."""
+    return [
+        int(end > start and any(start < s_end and end > s_start for s_start, s_end in spans))
+        for start, end in offsets
+    ]
+
+
+def truncated_evidence_chars(text: str, spans: Sequence[Span], kept_until: int) -> tuple[int, int]:
+    """(non-space evidence chars, of which past ``kept_until``): the share truncation loses."""
+    total = lost = 0
+    for s_start, s_end in spans:
+        for i in range(s_start, s_end):
+            if not text[i].isspace():
+                total += 1
+                lost += i >= kept_until
+    return total, lost
+
+
+def evidence_chars(text: str, spans: Sequence[Span]) -> set[int]:
+    """Indices of the non-space characters covered by ``spans``."""
+    return {i for s, e in spans for i in range(s, e) if not text[i].isspace()}

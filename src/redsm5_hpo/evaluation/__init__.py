@@ -1,0 +1,1 @@
+"""Evaluation: pure metrics, prediction decoding and the JSON reports."""

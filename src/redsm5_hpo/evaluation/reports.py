@@ -1,0 +1,35 @@
+"""JSON reports: validated against the schemas in ``evaluation/schemas`` and written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """``name`` is e.g. ``study_report`` for ``schemas/study_report.schema.json``."""
+    return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+def validate_report(report: dict[str, Any], schema_name: str) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``report`` breaks its schema."""
+    import jsonschema
+
+    jsonschema.validate(report, load_schema(schema_name))
+
+
+def write_report(path: Path, report: dict[str, Any], schema_name: str) -> Path:
+    """Validate, then write through a temporary file and an atomic rename."""
+    validate_report(report, schema_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    return path

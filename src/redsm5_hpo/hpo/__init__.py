@@ -1,0 +1,1 @@
+"""HPO: search space sampling, the Optuna study, and the objective that drives training."""

@@ -1,0 +1,1 @@
+"""Models: encoder loading, criteria and evidence heads on a shared encoder."""

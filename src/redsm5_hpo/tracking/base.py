@@ -1,0 +1,37 @@
+"""The tracker interface the rest of the code talks to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Tracker(Protocol):
+    def start_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+        """Open a run and return its id."""
+        ...
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """Log each metric once at ``step``."""
+        ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+
+    def log_artifact(self, run_id: str, path: Path) -> None: ...
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
+
+
+def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"train": {"lr_head": 0.001}}`` -> ``{"train.lr_head": "0.001"}``."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, name + "."))
+        else:
+            flat[name] = str(value)
+    return flat

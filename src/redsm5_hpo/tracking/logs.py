@@ -1,0 +1,70 @@
+"""Logging: JSON lines for machines, short readable lines on stdout for people.
+
+Every JSON record has timestamp, severity, message, component, trial_id and step. The trial id
+comes from a context variable that the study sets around each trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+current_trial_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_trial_id", default=None)
+ROOT = "redsm5_hpo"
+
+
+class JsonLinesFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "timestamp": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "component": record.name.removeprefix(ROOT + "."),
+            "trial_id": current_trial_id.get(),
+            "step": getattr(record, "step", None),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Readable lines on stdout for the package's loggers (idempotent)."""
+    logger = logging.getLogger(ROOT)
+    logger.setLevel(level)
+    logger.propagate = False
+    if not any(getattr(h, "_redsm5_stdout", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%H:%M:%S"))
+        handler._redsm5_stdout = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+@contextlib.contextmanager
+def json_log_file(path: Path) -> Iterator[None]:
+    """Also write the package's log records to ``path`` as JSON lines while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonLinesFormatter())
+    logger = logging.getLogger(ROOT)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+@contextlib.contextmanager
+def trial_context(trial_id: str) -> Iterator[None]:
+    token = current_trial_id.set(trial_id)
+    try:
+        yield
+    finally:
+        current_trial_id.reset(token)

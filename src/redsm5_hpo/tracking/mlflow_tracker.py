@@ -1,0 +1,64 @@
+"""MLflow behind the ``Tracker`` interface, using explicit run ids (no global active run)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from redsm5_hpo.tracking.base import flatten_params
+
+MAX_PARAM_CHARS = 6000
+MAX_BATCH = 100
+
+
+def default_tracking_uri(experiments_dir: Path) -> str:
+    """The embedded default: a SQLite database under the experiments directory."""
+    return f"sqlite:///{Path(experiments_dir).resolve() / 'mlflow.db'}"
+
+
+class MLflowTracker:
+    def __init__(self, uri: str, experiment_name: str, artifact_root: Path | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+            self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=location)
+        else:
+            self.experiment_id = experiment.experiment_id
+
+    def start_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        return str(self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = [Param(k, v[:MAX_PARAM_CHARS]) for k, v in flatten_params(params).items()]
+        for i in range(0, len(flat), MAX_BATCH):
+            self.client.log_batch(run_id, params=flat[i : i + MAX_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(batch), MAX_BATCH):
+            self.client.log_batch(run_id, metrics=batch[i : i + MAX_BATCH])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)

@@ -1,0 +1,1 @@
+"""Training: seeding, optimizer and schedule, the epoch loop and its hook points."""

@@ -1,0 +1,122 @@
+"""The epoch loop: train with gradient accumulation, validate, tell the hooks.
+
+Checkpointing and tracking are hooks: the loop only trains, validates and reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from redsm5_hpo.config.schema import TrainConfig
+from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.evaluation.predict import predict, score
+from redsm5_hpo.models.losses import total_loss
+from redsm5_hpo.models.model import CriteriaEvidenceModel
+from redsm5_hpo.training.optim import build_optimizer, linear_warmup_decay
+from redsm5_hpo.training.seeding import epoch_generator
+
+
+@dataclass
+class LoopState:
+    model: CriteriaEvidenceModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0
+    """Epochs completed."""
+    global_step: int = 0
+    """Optimizer steps taken."""
+    best_value: float = -math.inf
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    global_step: int
+    metrics: dict[str, float]
+    """``train_loss``, ``lr_*`` and every ``val_*`` metric of this epoch."""
+    objective: float
+    is_best: bool
+    """At least as good as every earlier epoch (ties are co-best)."""
+
+
+class TrainingHook(Protocol):
+    def on_epoch_end(self, state: LoopState, result: EpochResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_value: float
+
+
+def fit(
+    model: CriteriaEvidenceModel,
+    train_set: MultiLabelDataset,
+    val_set: MultiLabelDataset,
+    cfg: TrainConfig,
+    seed: int,
+    hooks: Sequence[TrainingHook] = (),
+    progress: bool = True,
+) -> FitResult:
+    """Train for ``cfg.epochs`` epochs, validating after each one."""
+    batches = len(train_set) // cfg.batch_size + bool(len(train_set) % cfg.batch_size)
+    batches = min(batches, cfg.max_steps_per_epoch or batches)
+    optimizer = build_optimizer(model, cfg)
+    total_steps = math.ceil(batches / cfg.grad_accum_steps) * cfg.epochs
+    state = LoopState(model, optimizer, linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio))
+    best_epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        train_loss = _train_epoch(state, train_set, cfg, seed, epoch, batches, progress)
+        lrs = state.scheduler.get_last_lr()
+        metrics = {"train_loss": train_loss, "lr_encoder": lrs[0], "lr_head": lrs[-1]}
+        metrics |= score(predict(model, val_set, cfg.batch_size, cfg.evidence_loss_weight), val_set, "val")
+        objective = metrics[cfg.optimization_metric]
+        is_best = objective >= state.best_value
+        if objective > state.best_value:
+            best_epoch = epoch
+        state.best_value = max(state.best_value, objective)
+        state.epoch = epoch
+        state.history.append(metrics)
+        result = EpochResult(epoch, state.global_step, metrics, objective, is_best)
+        for hook in hooks:
+            hook.on_epoch_end(state, result)
+    return FitResult(state.history, best_epoch, state.best_value)
+
+
+def _train_epoch(
+    state: LoopState, dataset: MultiLabelDataset, cfg: TrainConfig, seed: int, epoch: int, batches: int, progress: bool
+) -> float:
+    model = state.model
+    model.train()
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=True, generator=epoch_generator(seed, epoch), collate_fn=dataset.collate
+    )
+    total, seen = 0.0, 0
+    bar = tqdm(total=batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not progress)
+    for index, batch in enumerate(loader):
+        if index >= batches:
+            break
+        output = model(batch["input_ids"], batch["attention_mask"])
+        loss = total_loss(output, batch, cfg.evidence_loss_weight)
+        (loss / cfg.grad_accum_steps).backward()
+        if (index + 1) % cfg.grad_accum_steps == 0 or index + 1 == batches:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            state.optimizer.step()
+            state.scheduler.step()
+            state.optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+        total += loss.item() * len(batch["labels"])
+        seen += len(batch["labels"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    bar.close()
+    return total / max(seen, 1)

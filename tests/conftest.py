@@ -1,0 +1,29 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from redsm5_hpo.config import Config, load_config  # noqa: E402
+from redsm5_hpo.data.loading import Corpus, load_corpus  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+
+
+def tiny_overrides(experiments_dir: Path, *extra: str) -> list[str]:
+    return ["model=tiny", f"experiments_dir={experiments_dir}", "train.epochs=2", "train.batch_size=16", *extra]
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Config:
+    return load_config(tiny_overrides(tmp_path / "experiments"), CONFIG_DIR)
+
+
+@pytest.fixture(scope="session")
+def sample_corpus() -> Corpus:
+    return load_corpus(Config().data, seed=13)

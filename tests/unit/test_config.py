@@ -1,0 +1,88 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from redsm5_hpo.config import ConfigError, load_config
+from redsm5_hpo.config.loading import apply_overrides, config_from_dict
+from redsm5_hpo.config.schema import Config
+from tests.conftest import CONFIG_DIR
+
+
+@pytest.mark.parametrize("group_file", sorted(p for p in CONFIG_DIR.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_yaml_loads_and_validates(group_file: Path) -> None:
+    config = load_config([f"{group_file.parent.name}={group_file.stem}"], CONFIG_DIR)
+    assert isinstance(config, Config)
+    # every key of the YAML file reached the typed config
+    section = dataclasses.asdict(getattr(config, group_file.parent.name))
+    assert set(yaml.safe_load(group_file.read_text())) <= set(section)
+
+
+def test_overrides_reach_typed_fields(tmp_path: Path) -> None:
+    config = load_config(
+        [f"experiments_dir={tmp_path}", "seed=7", "data.source=sample", "model.encoder=tiny-random", "train.epochs=5",
+         "hpo.n_trials=9", "hpo.storage=sqlite:///x.db", "tracking.uri=sqlite:///y.db"],
+        CONFIG_DIR,
+    )
+    assert (config.experiments_dir, config.seed, config.train.epochs, config.hpo.n_trials) == (str(tmp_path), 7, 5, 9)
+    assert (config.model.encoder, config.hpo.storage, config.tracking.uri) == ("tiny-random", "sqlite:///x.db", "sqlite:///y.db")
+    assert isinstance(config.train.lr_head, float)
+
+
+def test_invalid_config_lists_every_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(["train.epochs=0", "model.dropout=1.5", "train.optimization_metric=val_accuracy",
+                     "train.checkpoint_interval_epochs=0", "train.keep_best_k=3"], CONFIG_DIR)
+    text = str(error.value)
+    assert len(error.value.problems) == 5
+    for key in ("train.epochs", "model.dropout", "train.optimization_metric", "train.checkpoint_interval_epochs", "train.keep_best_k"):
+        assert key in text
+    assert "val_criteria_macro_f1" in text  # the fix: the valid metric names are listed
+
+
+def test_unknown_keys_and_wrong_types_are_reported() -> None:
+    raw = dataclasses.asdict(Config())
+    raw["train"]["epochz"] = 3
+    raw["train"]["batch_size"] = "eight"
+    raw["model"]["dropout"] = True
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(raw)
+    assert any("train.epochz: unknown key" in p for p in error.value.problems)
+    assert any("train.batch_size: expected int" in p for p in error.value.problems)
+    assert any("model.dropout: expected float" in p for p in error.value.problems)
+
+
+def test_hydra_override_of_unknown_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no_such_key"):
+        load_config(["train.no_such_key=1"], CONFIG_DIR)
+
+
+def test_missing_config_dir_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no config.yaml"):
+        load_config([], tmp_path)
+
+
+def test_search_space_is_checked() -> None:
+    raw = dataclasses.asdict(Config())
+    raw["hpo"]["search_space"] = {
+        "train": {"lr_head": {"type": "float", "low": 0.0, "high": 1.0, "log": True},
+                  "nope": {"type": "int", "low": 1, "high": 2}},
+        "model": {"head_hidden": {"type": "categorical", "choices": []}, "dropout": {"type": "gaussian"}},
+    }
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(raw)
+    problems = "\n".join(error.value.problems)
+    assert "log scale needs low > 0" in problems
+    assert "train.nope: no such config field" in problems
+    assert "choices: a non-empty list" in problems
+    assert "dropout.type" in problems
+
+
+def test_apply_overrides_returns_validated_copy() -> None:
+    base = Config()
+    changed = apply_overrides(base, {"train.lr_head": 0.01, "model.head_hidden": 64})
+    assert (changed.train.lr_head, changed.model.head_hidden) == (0.01, 64)
+    assert base.train.lr_head != 0.01
+    with pytest.raises(ConfigError):
+        apply_overrides(base, {"train.epochs": -1})

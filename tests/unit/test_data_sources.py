@@ -1,0 +1,121 @@
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from redsm5_hpo.config.schema import DataConfig
+from redsm5_hpo.data.corpus import build_posts
+from redsm5_hpo.data.errors import DataError
+from redsm5_hpo.data.loading import load_corpus
+from redsm5_hpo.data.sources import SAMPLE_DIR, load_release
+from redsm5_hpo.labels import SYMPTOMS
+
+
+def copy_sample(tmp_path: Path) -> Path:
+    target = tmp_path / "release"
+    shutil.copytree(SAMPLE_DIR, target)
+    return target
+
+
+def rewrite_csv(path: Path, transform) -> None:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    rows, fieldnames = transform(rows)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_sample_matches_the_release_schema_and_mission_mix(sample_corpus) -> None:
+    stats = sample_corpus.stats
+    assert stats.posts >= 300 and stats.special_case_rows > 0 and stats.negated_rows > 0
+    assert 0.15 < stats.symptom_free_posts / stats.posts < 0.35
+    assert stats.unlocated_evidence == 0
+    assert all(count > 20 for count in stats.label_counts.values())
+    multi = sum(1 for posts in sample_corpus.splits.values() for p in posts if sum(p.labels) > 1)
+    assert multi > 30
+    assert sample_corpus.revision.startswith("sha256:")
+
+
+def test_local_directory_source_has_content_hash_revision(tmp_path: Path, sample_corpus) -> None:
+    directory = copy_sample(tmp_path)
+    corpus = load_corpus(DataConfig(source=str(directory)), seed=13)
+    assert corpus.revision == sample_corpus.revision
+    assert {k: [p.post_id for p in v] for k, v in corpus.splits.items()} == {
+        k: [p.post_id for p in v] for k, v in sample_corpus.splits.items()
+    }
+    (directory / "redsm5_posts.csv").write_text((directory / "redsm5_posts.csv").read_text() + 's_9999,"extra post"\n')
+    assert load_corpus(DataConfig(source=str(directory)), seed=13).revision != sample_corpus.revision
+
+
+def test_missing_file_names_source_expected_and_found(tmp_path: Path) -> None:
+    directory = copy_sample(tmp_path)
+    (directory / "redsm5_annotations.csv").unlink()
+    with pytest.raises(DataError) as error:
+        load_release(DataConfig(source=str(directory)))
+    message = str(error.value)
+    assert str(directory) in message and "redsm5_annotations.csv" in message and "redsm5_posts.csv" in message
+
+
+def test_missing_column_names_required_and_found(tmp_path: Path) -> None:
+    directory = copy_sample(tmp_path)
+    rewrite_csv(directory / "redsm5_annotations.csv",
+                lambda rows: ([{k: v for k, v in r.items() if k != "status"} for r in rows], [k for k in rows[0] if k != "status"]))
+    with pytest.raises(DataError) as error:
+        load_release(DataConfig(source=str(directory)))
+    assert "missing column(s) ['status']" in str(error.value) and "sha256:" in str(error.value)
+
+
+def test_predefined_splits_are_kept_and_missing_ones_reported(tmp_path: Path) -> None:
+    directory = copy_sample(tmp_path)
+    names = ["tr", "dev", "te"]
+    rewrite_csv(directory / "redsm5_posts.csv",
+                lambda rows: ([{**r, "split": names[i % 3]} for i, r in enumerate(rows)], ["post_id", "text", "split"]))
+    cfg = DataConfig(source=str(directory), split_names={"train": "tr", "validation": "dev", "test": "te"})
+    corpus = load_corpus(cfg, seed=1)
+    assert corpus.predefined_splits
+    assert {len(v) for v in corpus.splits.values()} == {120}
+    with pytest.raises(DataError, match=r"missing \['test'\]"):
+        load_corpus(DataConfig(source=str(directory), split_names={"train": "tr", "validation": "dev", "test": "test"}), seed=1)
+
+
+def test_unreachable_hub_dataset_is_an_actionable_error() -> None:
+    with pytest.raises(DataError) as error:
+        load_release(DataConfig(source="no-such-org/no-such-dataset", revision="v1"))
+    assert "no-such-org/no-such-dataset" in str(error.value) and "hf auth login" in str(error.value)
+
+
+def test_labels_ignore_negations_and_special_cases() -> None:
+    posts = [{"post_id": "a", "text": "I feel sad. I sleep fine. Panic at work."}, {"post_id": "b", "text": "Nothing here."}]
+    rows = [
+        {"post_id": "a", "sentence_text": "I feel sad.", "DSM5_symptom": "DEPRESSED_MOOD", "status": 1},
+        {"post_id": "a", "sentence_text": "I sleep fine.", "DSM5_symptom": "SLEEP_ISSUES", "status": 0},
+        {"post_id": "a", "sentence_text": "Panic at work.", "DSM5_symptom": "SPECIAL_CASE", "status": 1},
+    ]
+    built, stats = build_posts(posts, rows, "test", "split")
+    a, b = built
+    assert a.labels[SYMPTOMS.index("DEPRESSED_MOOD")] == 1 and sum(a.labels) == 1
+    assert a.evidence == ((0, 11),)
+    assert sum(b.labels) == 0 and b.evidence == ()
+    assert (stats.special_case_rows, stats.negated_rows, stats.symptom_free_posts) == (1, 1, 1)
+
+
+def test_unknown_label_and_orphan_annotations_are_rejected() -> None:
+    posts = [{"post_id": "a", "text": "x"}]
+    with pytest.raises(DataError, match="unknown DSM5_symptom value"):
+        build_posts(posts, [{"post_id": "a", "sentence_text": "x", "DSM5_symptom": "ANXIETY", "status": 1}], "src", "split")
+    with pytest.raises(DataError, match="have no post"):
+        build_posts(posts, [{"post_id": "zz", "sentence_text": "x", "DSM5_symptom": "FATIGUE", "status": 1}], "src", "split")
+
+
+def test_sample_generator_is_deterministic(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_sample_data", Path(__file__).resolve().parents[2] / "scripts" / "make_sample_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_sample(tmp_path, 360, 5)
+    for name in ("redsm5_posts.csv", "redsm5_annotations.csv"):
+        assert (tmp_path / name).read_bytes() == (SAMPLE_DIR / name).read_bytes()

@@ -1,0 +1,46 @@
+import optuna
+
+from redsm5_hpo.config.loading import apply_overrides
+
+from redsm5_hpo.hpo.space import suggest
+from redsm5_hpo.hpo.study import create_study, run_trials
+
+
+def test_suggest_respects_ranges_and_choices() -> None:
+    space = {"train": {"lr_head": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                       "epochs": {"type": "int", "low": 1, "high": 3}},
+             "model": {"head_hidden": {"type": "categorical", "choices": [16, 32]}}}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        values = suggest(study.ask(), space)
+        assert 1e-4 <= values["train.lr_head"] <= 1e-2
+        assert values["train.epochs"] in (1, 2, 3)
+        assert values["model.head_hidden"] in (16, 32)
+
+
+def test_failed_trial_is_recorded_and_study_goes_on(tiny_config, tmp_path) -> None:
+    config = apply_overrides(tiny_config, {"hpo.n_trials": 2})
+    study = create_study(config, "s", f"sqlite:///{tmp_path / 'optuna.db'}")
+    seen = []
+
+    def train_trial(spec, trial):
+        seen.append((spec.number, spec.config.train.lr_head == spec.params["train.lr_head"]))
+        if spec.number == 0:
+            trial.set_user_attr("fail_reason", "boom")
+            raise RuntimeError("boom")
+        return 0.5
+
+    run_trials(study, config, train_trial)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["fail_reason"] == "boom"
+    assert all(applied for _, applied in seen)
+
+
+def test_sampler_is_seeded(tiny_config, tmp_path) -> None:
+    params = []
+    for name in ("a", "b"):
+        study = create_study(tiny_config, name, f"sqlite:///{tmp_path / (name + '.db')}")
+        run_trials(study, tiny_config, lambda spec, trial: 0.1)
+        params.append([t.params for t in study.trials])
+    assert params[0] == params[1]
