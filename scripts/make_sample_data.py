@@ -178,7 +178,9 @@ def _post(index: int, rng: random.Random) -> tuple[str, str, list[list[str]]]:
             in_post = sentence.replace(" ", "  ", 1).replace("'", "\u2019")
         rendered.append(in_post)
         if symptom is not None and status is not None:
-            explanation = "Clinically relevant, not a DSM-5 criterion." if symptom == "SPECIAL_CASE" else EXPLANATION[status]
+            explanation = (
+                "Clinically relevant, not a DSM-5 criterion." if symptom == "SPECIAL_CASE" else EXPLANATION[status]
+            )
             rows.append([post_id, f"{post_id}_{k}", sentence, symptom, str(status), explanation])
     return post_id, " ".join(rendered), rows
 

@@ -4,12 +4,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from redsm5_hpo.config import Config, load_config  # noqa: E402
-from redsm5_hpo.data.loading import Corpus, load_corpus  # noqa: E402
+from redsm5_hpo.config import Config, load_config
+from redsm5_hpo.data.loading import Corpus, load_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"

@@ -92,7 +92,9 @@ def run_trial(
     trial_id = uuid.uuid4().hex
     trial_dir = Path(config.experiments_dir) / f"trial_{trial_id}"
     (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
-    (trial_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8")
+    (trial_dir / "config.yaml").write_text(
+        yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
+    )
     tags = {"trial_id": trial_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
     if study_id:
         tags["study_id"] = study_id
@@ -111,20 +113,44 @@ def run_trial(
 
 
 def _train_and_report(
-    config: Config, corpus: Corpus, tracker: Tracker, run_id: str, trial_id: str, trial_dir: Path,
-    study_id: str | None, spec: TrialSpec | None, progress: bool,
+    config: Config,
+    corpus: Corpus,
+    tracker: Tracker,
+    run_id: str,
+    trial_id: str,
+    trial_dir: Path,
+    study_id: str | None,
+    spec: TrialSpec | None,
+    progress: bool,
 ) -> TrialResult:
     tracker.log_params(run_id, dataclasses.asdict(config))
     model, tokenizer = build_model(config)
-    train_set, val_set = (MultiLabelDataset(corpus.splits[s], tokenizer, config.data.max_length) for s in ("train", "validation"))
-    tracker.log_metrics(run_id, {"train_evidence_truncation_loss": train_set.truncation_loss,
-                                 "val_evidence_truncation_loss": val_set.truncation_loss}, step=0)
-    log.info("trial %s: %d train / %d validation posts, encoder %s", trial_id, len(train_set), len(val_set), config.model.encoder)
+    train_set, val_set = (
+        MultiLabelDataset(corpus.splits[s], tokenizer, config.data.max_length) for s in ("train", "validation")
+    )
+    tracker.log_metrics(
+        run_id,
+        {
+            "train_evidence_truncation_loss": train_set.truncation_loss,
+            "val_evidence_truncation_loss": val_set.truncation_loss,
+        },
+        step=0,
+    )
+    log.info(
+        "trial %s: %d train / %d validation posts, encoder %s",
+        trial_id,
+        len(train_set),
+        len(val_set),
+        config.model.encoder,
+    )
     hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric)]
     checkpoint_hook = None
     if config.train.save_checkpoints:
-        meta = {"architecture": model.architecture_signature(), "head_config": dataclasses.asdict(config.model),
-                "trial_id": trial_id}
+        meta = {
+            "architecture": model.architecture_signature(),
+            "head_config": dataclasses.asdict(config.model),
+            "trial_id": trial_id,
+        }
         checkpoint_hook = CheckpointHook(CheckpointStore(trial_dir / "checkpoints"), config.train, meta)
         hooks.append(checkpoint_hook)
     fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, progress)
@@ -166,13 +192,22 @@ def run_study(config: Config, progress: bool = True) -> StudyResult:
     study_dir.mkdir(parents=True, exist_ok=True)
     with json_log_file(study_dir / "logs" / "events.jsonl"):
         corpus = load_corpus(config.data, config.seed)
-        log.info("study %s: data %s@%s, splits %s", study_id, corpus.source, corpus.revision,
-                 {k: len(v) for k, v in corpus.splits.items()})
+        log.info(
+            "study %s: data %s@%s, splits %s",
+            study_id,
+            corpus.source,
+            corpus.revision,
+            {k: len(v) for k, v in corpus.splits.items()},
+        )
         tracker = open_tracker(config)
-        study_run = tracker.start_run(f"study_{study_id}", {"study_id": study_id, "seed": str(config.seed),
-                                                            "code_version": __version__, **dataset_tags(corpus)})
+        study_run = tracker.start_run(
+            f"study_{study_id}",
+            {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)},
+        )
         tracker.log_params(study_run, dataclasses.asdict(config))
-        study = create_study(config, config.hpo.study_name or f"study_{study_id}", config.hpo.storage or default_storage(study_dir))
+        study = create_study(
+            config, config.hpo.study_name or f"study_{study_id}", config.hpo.storage or default_storage(study_dir)
+        )
 
         def train_trial(spec: TrialSpec, trial: optuna.Trial) -> float:
             log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)
@@ -211,11 +246,23 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
     trial_dir = Path(best.user_attrs["trial_dir"])
     trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
     trial_report = yaml.safe_load((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
-    checkpoints = [c for c in CheckpointStore(trial_dir / "checkpoints").list() if str(c.path) in trial_report["checkpoint_references"]]
-    evaluations = [{"checkpoint": str(c.path), "epoch": c.epoch, "test_metrics": evaluate_checkpoint(trial_config, c, corpus, "test")}
-                   for c in checkpoints]
+    checkpoints = [
+        c
+        for c in CheckpointStore(trial_dir / "checkpoints").list()
+        if str(c.path) in trial_report["checkpoint_references"]
+    ]
+    evaluations = [
+        {
+            "checkpoint": str(c.path),
+            "epoch": c.epoch,
+            "test_metrics": evaluate_checkpoint(trial_config, c, corpus, "test"),
+        }
+        for c in checkpoints
+    ]
     if not evaluations:
-        raise RuntimeError(f"best trial {best.user_attrs['trial_id']} has no checkpoint left in {trial_dir / 'checkpoints'}")
+        raise RuntimeError(
+            f"best trial {best.user_attrs['trial_id']} has no checkpoint left in {trial_dir / 'checkpoints'}"
+        )
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
 
     return {
@@ -228,11 +275,17 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
         "baselines": constant_baselines(np.array(y["train"]), np.array(y["test"])),
         "config": dataclasses.asdict(trial_config),
         "seeds": {"seed": trial_config.seed, "sampler_seed": config.seed},
-        "dataset": {"source": corpus.source, "revision": corpus.revision,
-                    "splits": {k: len(v) for k, v in corpus.splits.items()}},
+        "dataset": {
+            "source": corpus.source,
+            "revision": corpus.revision,
+            "splits": {k: len(v) for k, v in corpus.splits.items()},
+        },
         "checkpoint_references": [e["checkpoint"] for e in evaluations],
-        "trials": {"requested": config.hpo.n_trials, "completed": completed,
-                   "failed": states.count(optuna.trial.TrialState.FAIL)},
+        "trials": {
+            "requested": config.hpo.n_trials,
+            "completed": completed,
+            "failed": states.count(optuna.trial.TrialState.FAIL),
+        },
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "code_version": __version__,
     }

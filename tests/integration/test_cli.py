@@ -25,7 +25,7 @@ def study(tmp_path_factory):
 
 
 def test_study_report_has_every_required_field(study) -> None:
-    root, report = study
+    _, report = study
     validate_report(report, "study_report")
     assert report["optimization_metric"] == "val_criteria_macro_f1"
     assert set(metric_keys("test")) - {"test_loss"} <= set(report["test_metrics"])
@@ -69,7 +69,9 @@ def test_mlflow_holds_every_epoch_metric_of_every_trial_exactly_once(study) -> N
         for key in expected:
             steps = Counter(m.step for m in client.get_metric_history(run.info.run_id, key))
             assert steps == {1: 1, 2: 1}, key
-    assert study_run.data.metrics["test_criteria_macro_f1"] == pytest.approx(report["test_metrics"]["test_criteria_macro_f1"])
+    assert study_run.data.metrics["test_criteria_macro_f1"] == pytest.approx(
+        report["test_metrics"]["test_criteria_macro_f1"]
+    )
 
 
 def test_test_metrics_equal_a_direct_evaluation_of_the_checkpoint(study, sample_corpus) -> None:
@@ -85,14 +87,18 @@ def test_test_metrics_equal_a_direct_evaluation_of_the_checkpoint(study, sample_
 
 
 def test_train_command_writes_one_trial(tmp_path, capsys) -> None:
-    code = main(["train", *tiny_overrides(tmp_path, "train.epochs=1"), "--config-dir", str(CONFIG_DIR), "--no-progress"])
+    code = main(
+        ["train", *tiny_overrides(tmp_path, "train.epochs=1"), "--config-dir", str(CONFIG_DIR), "--no-progress"]
+    )
     assert code == 0
     (trial_dir,) = tmp_path.glob("trial_*")
     assert str(trial_dir / "evaluation_report.json") in capsys.readouterr().out
 
 
 def test_bad_override_exits_2_with_every_problem(tmp_path, capsys) -> None:
-    code = main(["tune", f"experiments_dir={tmp_path}", "train.epochs=0", "model.dropout=2", "--config-dir", str(CONFIG_DIR)])
+    code = main(
+        ["tune", f"experiments_dir={tmp_path}", "train.epochs=0", "model.dropout=2", "--config-dir", str(CONFIG_DIR)]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "train.epochs" in err and "model.dropout" in err
@@ -101,5 +107,7 @@ def test_bad_override_exits_2_with_every_problem(tmp_path, capsys) -> None:
 
 def test_module_entry_point_help() -> None:
     for command in ([], ["tune"], ["train"]):
-        out = subprocess.run([sys.executable, "-m", "redsm5_hpo", *command, "--help"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "redsm5_hpo", *command, "--help"], capture_output=True, text=True, check=True
+        ).stdout
         assert "example" in out

@@ -10,8 +10,11 @@ def save(store: CheckpointStore, model: torch.nn.Module, epoch: int, objective: 
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 4)).sum().backward()
     optimizer.step()
-    return store.save(model, {"optimizer": optimizer.state_dict(), "epoch": epoch},
-                      {"epoch": epoch, "objective": objective, "architecture": "linear4x2"})
+    return store.save(
+        model,
+        {"optimizer": optimizer.state_dict(), "epoch": epoch},
+        {"epoch": epoch, "objective": objective, "architecture": "linear4x2"},
+    )
 
 
 def test_save_writes_manifest_with_hashes_and_round_trips(tmp_path) -> None:

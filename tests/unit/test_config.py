@@ -10,7 +10,9 @@ from redsm5_hpo.config.schema import Config
 from tests.conftest import CONFIG_DIR
 
 
-@pytest.mark.parametrize("group_file", sorted(p for p in CONFIG_DIR.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize(
+    "group_file", sorted(p for p in CONFIG_DIR.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
 def test_every_shipped_yaml_loads_and_validates(group_file: Path) -> None:
     config = load_config([f"{group_file.parent.name}={group_file.stem}"], CONFIG_DIR)
     assert isinstance(config, Config)
@@ -21,22 +23,48 @@ def test_every_shipped_yaml_loads_and_validates(group_file: Path) -> None:
 
 def test_overrides_reach_typed_fields(tmp_path: Path) -> None:
     config = load_config(
-        [f"experiments_dir={tmp_path}", "seed=7", "data.source=sample", "model.encoder=tiny-random", "train.epochs=5",
-         "hpo.n_trials=9", "hpo.storage=sqlite:///x.db", "tracking.uri=sqlite:///y.db"],
+        [
+            f"experiments_dir={tmp_path}",
+            "seed=7",
+            "data.source=sample",
+            "model.encoder=tiny-random",
+            "train.epochs=5",
+            "hpo.n_trials=9",
+            "hpo.storage=sqlite:///x.db",
+            "tracking.uri=sqlite:///y.db",
+        ],
         CONFIG_DIR,
     )
     assert (config.experiments_dir, config.seed, config.train.epochs, config.hpo.n_trials) == (str(tmp_path), 7, 5, 9)
-    assert (config.model.encoder, config.hpo.storage, config.tracking.uri) == ("tiny-random", "sqlite:///x.db", "sqlite:///y.db")
+    assert (config.model.encoder, config.hpo.storage, config.tracking.uri) == (
+        "tiny-random",
+        "sqlite:///x.db",
+        "sqlite:///y.db",
+    )
     assert isinstance(config.train.lr_head, float)
 
 
 def test_invalid_config_lists_every_problem_at_once() -> None:
     with pytest.raises(ConfigError) as error:
-        load_config(["train.epochs=0", "model.dropout=1.5", "train.optimization_metric=val_accuracy",
-                     "train.checkpoint_interval_epochs=0", "train.keep_best_k=3"], CONFIG_DIR)
+        load_config(
+            [
+                "train.epochs=0",
+                "model.dropout=1.5",
+                "train.optimization_metric=val_accuracy",
+                "train.checkpoint_interval_epochs=0",
+                "train.keep_best_k=3",
+            ],
+            CONFIG_DIR,
+        )
     text = str(error.value)
     assert len(error.value.problems) == 5
-    for key in ("train.epochs", "model.dropout", "train.optimization_metric", "train.checkpoint_interval_epochs", "train.keep_best_k"):
+    for key in (
+        "train.epochs",
+        "model.dropout",
+        "train.optimization_metric",
+        "train.checkpoint_interval_epochs",
+        "train.keep_best_k",
+    ):
         assert key in text
     assert "val_criteria_macro_f1" in text  # the fix: the valid metric names are listed
 
@@ -59,15 +87,17 @@ def test_hydra_override_of_unknown_key_is_a_config_error() -> None:
 
 
 def test_missing_config_dir_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no config.yaml"):
+    with pytest.raises(ConfigError, match=r"no config\.yaml"):
         load_config([], tmp_path)
 
 
 def test_search_space_is_checked() -> None:
     raw = dataclasses.asdict(Config())
     raw["hpo"]["search_space"] = {
-        "train": {"lr_head": {"type": "float", "low": 0.0, "high": 1.0, "log": True},
-                  "nope": {"type": "int", "low": 1, "high": 2}},
+        "train": {
+            "lr_head": {"type": "float", "low": 0.0, "high": 1.0, "log": True},
+            "nope": {"type": "int", "low": 1, "high": 2},
+        },
         "model": {"head_hidden": {"type": "categorical", "choices": []}, "dropout": {"type": "gaussian"}},
     }
     with pytest.raises(ConfigError) as error:

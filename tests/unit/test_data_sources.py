@@ -61,8 +61,13 @@ def test_missing_file_names_source_expected_and_found(tmp_path: Path) -> None:
 
 def test_missing_column_names_required_and_found(tmp_path: Path) -> None:
     directory = copy_sample(tmp_path)
-    rewrite_csv(directory / "redsm5_annotations.csv",
-                lambda rows: ([{k: v for k, v in r.items() if k != "status"} for r in rows], [k for k in rows[0] if k != "status"]))
+    rewrite_csv(
+        directory / "redsm5_annotations.csv",
+        lambda rows: (
+            [{k: v for k, v in r.items() if k != "status"} for r in rows],
+            [k for k in rows[0] if k != "status"],
+        ),
+    )
     with pytest.raises(DataError) as error:
         load_release(DataConfig(source=str(directory)))
     assert "missing column(s) ['status']" in str(error.value) and "sha256:" in str(error.value)
@@ -71,14 +76,18 @@ def test_missing_column_names_required_and_found(tmp_path: Path) -> None:
 def test_predefined_splits_are_kept_and_missing_ones_reported(tmp_path: Path) -> None:
     directory = copy_sample(tmp_path)
     names = ["tr", "dev", "te"]
-    rewrite_csv(directory / "redsm5_posts.csv",
-                lambda rows: ([{**r, "split": names[i % 3]} for i, r in enumerate(rows)], ["post_id", "text", "split"]))
+    rewrite_csv(
+        directory / "redsm5_posts.csv",
+        lambda rows: ([{**r, "split": names[i % 3]} for i, r in enumerate(rows)], ["post_id", "text", "split"]),
+    )
     cfg = DataConfig(source=str(directory), split_names={"train": "tr", "validation": "dev", "test": "te"})
     corpus = load_corpus(cfg, seed=1)
     assert corpus.predefined_splits
     assert {len(v) for v in corpus.splits.values()} == {120}
     with pytest.raises(DataError, match=r"missing \['test'\]"):
-        load_corpus(DataConfig(source=str(directory), split_names={"train": "tr", "validation": "dev", "test": "test"}), seed=1)
+        load_corpus(
+            DataConfig(source=str(directory), split_names={"train": "tr", "validation": "dev", "test": "test"}), seed=1
+        )
 
 
 def test_unreachable_hub_dataset_is_an_actionable_error() -> None:
@@ -88,7 +97,10 @@ def test_unreachable_hub_dataset_is_an_actionable_error() -> None:
 
 
 def test_labels_ignore_negations_and_special_cases() -> None:
-    posts = [{"post_id": "a", "text": "I feel sad. I sleep fine. Panic at work."}, {"post_id": "b", "text": "Nothing here."}]
+    posts = [
+        {"post_id": "a", "text": "I feel sad. I sleep fine. Panic at work."},
+        {"post_id": "b", "text": "Nothing here."},
+    ]
     rows = [
         {"post_id": "a", "sentence_text": "I feel sad.", "DSM5_symptom": "DEPRESSED_MOOD", "status": 1},
         {"post_id": "a", "sentence_text": "I sleep fine.", "DSM5_symptom": "SLEEP_ISSUES", "status": 0},
@@ -105,15 +117,21 @@ def test_labels_ignore_negations_and_special_cases() -> None:
 def test_unknown_label_and_orphan_annotations_are_rejected() -> None:
     posts = [{"post_id": "a", "text": "x"}]
     with pytest.raises(DataError, match="unknown DSM5_symptom value"):
-        build_posts(posts, [{"post_id": "a", "sentence_text": "x", "DSM5_symptom": "ANXIETY", "status": 1}], "src", "split")
+        build_posts(
+            posts, [{"post_id": "a", "sentence_text": "x", "DSM5_symptom": "ANXIETY", "status": 1}], "src", "split"
+        )
     with pytest.raises(DataError, match="have no post"):
-        build_posts(posts, [{"post_id": "zz", "sentence_text": "x", "DSM5_symptom": "FATIGUE", "status": 1}], "src", "split")
+        build_posts(
+            posts, [{"post_id": "zz", "sentence_text": "x", "DSM5_symptom": "FATIGUE", "status": 1}], "src", "split"
+        )
 
 
 def test_sample_generator_is_deterministic(tmp_path: Path) -> None:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_sample_data", Path(__file__).resolve().parents[2] / "scripts" / "make_sample_data.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_sample_data", Path(__file__).resolve().parents[2] / "scripts" / "make_sample_data.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.write_sample(tmp_path, 360, 5)

@@ -1,15 +1,18 @@
 import optuna
 
 from redsm5_hpo.config.loading import apply_overrides
-
 from redsm5_hpo.hpo.space import suggest
 from redsm5_hpo.hpo.study import create_study, run_trials
 
 
 def test_suggest_respects_ranges_and_choices() -> None:
-    space = {"train": {"lr_head": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-                       "epochs": {"type": "int", "low": 1, "high": 3}},
-             "model": {"head_hidden": {"type": "categorical", "choices": [16, 32]}}}
+    space = {
+        "train": {
+            "lr_head": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+            "epochs": {"type": "int", "low": 1, "high": 3},
+        },
+        "model": {"head_hidden": {"type": "categorical", "choices": [16, 32]}},
+    }
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(20):
         values = suggest(study.ask(), space)

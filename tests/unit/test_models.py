@@ -35,7 +35,10 @@ def test_model_returns_typed_output_with_shapes(tiny, pooling: str) -> None:
 def test_evidence_loss_ignores_padded_tokens() -> None:
     logits = torch.tensor([[0.0, 0.0, 50.0]])
     labels = torch.tensor([[0.0, 0.0, 0.0]])
-    padded, unpadded = evidence_loss(logits, labels, torch.tensor([[1, 1, 0]])), evidence_loss(logits, labels, torch.ones(1, 3))
+    padded, unpadded = (
+        evidence_loss(logits, labels, torch.tensor([[1, 1, 0]])),
+        evidence_loss(logits, labels, torch.ones(1, 3)),
+    )
     assert padded == pytest.approx(torch.log(torch.tensor(2.0)).item())
     assert unpadded > padded
 
@@ -52,14 +55,16 @@ def test_local_directory_encoder_round_trips(tiny, tmp_path) -> None:
     tiny.tokenizer.save_pretrained(tmp_path)
     loaded = load_encoder(str(tmp_path))
     assert loaded.location == str(tmp_path)
-    assert torch.equal(loaded.model.state_dict()["embeddings.word_embeddings.weight"],
-                       tiny.model.state_dict()["embeddings.word_embeddings.weight"])
+    assert torch.equal(
+        loaded.model.state_dict()["embeddings.word_embeddings.weight"],
+        tiny.model.state_dict()["embeddings.word_embeddings.weight"],
+    )
 
 
 def test_broken_local_directory_lists_what_it_found(tmp_path) -> None:
     (tmp_path / "notes.txt").write_text("no model here")
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(EncoderLoadError, match="notes.txt"):
+    with pytest.raises(EncoderLoadError, match=r"notes\.txt"):
         load_encoder(str(tmp_path))
 
 

@@ -45,5 +45,7 @@ def test_stratum_is_rarest_positive_label() -> None:
 
 def test_sample_corpus_splits_are_disjoint(sample_corpus) -> None:
     ids = {name: {p.post_id for p in posts} for name, posts in sample_corpus.splits.items()}
-    assert not ids["train"] & ids["validation"] and not ids["train"] & ids["test"] and not ids["validation"] & ids["test"]
+    assert (
+        not ids["train"] & ids["validation"] and not ids["train"] & ids["test"] and not ids["validation"] & ids["test"]
+    )
     assert sum(map(len, ids.values())) == sample_corpus.stats.posts

@@ -7,7 +7,11 @@ from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_u
 
 
 def test_flatten_params() -> None:
-    assert flatten_params({"train": {"lr": 0.1, "x": {}}, "seed": 3}) == {"train.lr": "0.1", "train.x": "{}", "seed": "3"}
+    assert flatten_params({"train": {"lr": 0.1, "x": {}}, "seed": 3}) == {
+        "train.lr": "0.1",
+        "train.x": "{}",
+        "seed": "3",
+    }
 
 
 def test_json_log_lines_carry_required_fields(tmp_path) -> None:
@@ -17,7 +21,12 @@ def test_json_log_lines_carry_required_fields(tmp_path) -> None:
         logging.getLogger("redsm5_hpo.training.loop").info("epoch %d done", 3, extra={"step": 3})
     record = json.loads(path.read_text().splitlines()[-1])
     assert record["message"] == "epoch 3 done"
-    assert (record["severity"], record["component"], record["trial_id"], record["step"]) == ("INFO", "training.loop", "trial-abc", 3)
+    assert (record["severity"], record["component"], record["trial_id"], record["step"]) == (
+        "INFO",
+        "training.loop",
+        "trial-abc",
+        3,
+    )
     assert "timestamp" in record
 
 

@@ -15,7 +15,10 @@ def build(config, corpus):
     seed_everything(config.seed)
     encoder = load_encoder("tiny-random", seed=config.seed)
     model = CriteriaEvidenceModel(encoder.model, config.model)
-    sets = [MultiLabelDataset(corpus.splits[s][:48], encoder.tokenizer, config.data.max_length) for s in ("train", "validation")]
+    sets = [
+        MultiLabelDataset(corpus.splits[s][:48], encoder.tokenizer, config.data.max_length)
+        for s in ("train", "validation")
+    ]
     return model, *sets
 
 
@@ -28,7 +31,9 @@ class Recorder:
 
 
 def test_fit_calls_hooks_each_epoch_and_counts_accumulated_steps(tiny_config, sample_corpus) -> None:
-    config = dataclasses.replace(tiny_config, train=dataclasses.replace(tiny_config.train, batch_size=8, grad_accum_steps=2, epochs=2))
+    config = dataclasses.replace(
+        tiny_config, train=dataclasses.replace(tiny_config.train, batch_size=8, grad_accum_steps=2, epochs=2)
+    )
     model, train_set, val_set = build(config, sample_corpus)
     recorder = Recorder()
     result = fit(model, train_set, val_set, config.train, config.seed, [recorder], progress=False)

@@ -50,10 +50,14 @@ def _cmd_tune(config: Config, progress: bool) -> int:
 
     result = run_study(config, progress=progress)
     metrics = result.report["test_metrics"]
-    print(f"best trial: {result.report['best_trial_id']} ({config.train.optimization_metric}="
-          f"{result.report['best_validation_value']:.4f})")
-    print(f"test macro-F1: {metrics['test_criteria_macro_f1']:.4f}  micro-F1: {metrics['test_criteria_micro_f1']:.4f}  "
-          f"evidence F1: {metrics['test_evidence_f1']:.4f}")
+    print(
+        f"best trial: {result.report['best_trial_id']} ({config.train.optimization_metric}="
+        f"{result.report['best_validation_value']:.4f})"
+    )
+    print(
+        f"test macro-F1: {metrics['test_criteria_macro_f1']:.4f}  micro-F1: {metrics['test_criteria_micro_f1']:.4f}  "
+        f"evidence F1: {metrics['test_evidence_f1']:.4f}"
+    )
     print(f"baselines (test macro-F1): {json.dumps(result.report['baselines'])}")
     print(f"study report: {result.report_path}")
     return 0
@@ -83,10 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     for name, (text, _) in COMMANDS.items():
-        sub = commands.add_parser(name, help=text.splitlines()[0], description=text,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(
+            name, help=text.splitlines()[0], description=text, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
-        sub.add_argument("--config-dir", default=None, help="directory holding config.yaml (default: ./configs of the source tree)")
+        sub.add_argument(
+            "--config-dir", default=None, help="directory holding config.yaml (default: ./configs of the source tree)"
+        )
         sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
     return parser
 

@@ -41,7 +41,7 @@ def load_config(overrides: list[str] | None = None, config_dir: str | Path | Non
         raise ConfigError([f"{e} (overrides: {' '.join(overrides or []) or 'none'})"]) from e
     raw = OmegaConf.to_container(composed, resolve=True)
     assert isinstance(raw, dict)
-    return config_from_dict(raw)
+    return config_from_dict({str(k): v for k, v in raw.items()})
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:

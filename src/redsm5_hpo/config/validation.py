@@ -18,12 +18,15 @@ def validate(config: Config) -> list[str]:
         problems.append("data.source: must be 'sample', a directory or a hub dataset id")
     if not (0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1):
         problems.append(
-            f"data.val_fraction/test_fraction: each in (0, 1) with a sum below 1, got {d.val_fraction} and {d.test_fraction}"
+            "data.val_fraction/test_fraction: each in (0, 1) with a sum below 1, "
+            f"got {d.val_fraction} and {d.test_fraction}"
         )
     if d.max_length < 16:
         problems.append(f"data.max_length: must be >= 16 tokens, got {d.max_length}")
     if set(d.split_names) != {"train", "validation", "test"}:
-        problems.append(f"data.split_names: needs exactly the keys train, validation, test, got {sorted(d.split_names)}")
+        problems.append(
+            f"data.split_names: needs exactly the keys train, validation, test, got {sorted(d.split_names)}"
+        )
     if m.pooling not in POOLINGS:
         problems.append(f"model.pooling: one of {', '.join(POOLINGS)}, got {m.pooling!r}")
     if m.head_hidden < 1:

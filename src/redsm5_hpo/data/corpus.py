@@ -71,7 +71,9 @@ def build_posts(
     return result, stats
 
 
-def _labels_and_spans(text: str, rows: list[dict[str, Any]], stats: CorpusStats) -> tuple[tuple[int, ...], tuple[Span, ...]]:
+def _labels_and_spans(
+    text: str, rows: list[dict[str, Any]], stats: CorpusStats
+) -> tuple[tuple[int, ...], tuple[Span, ...]]:
     labels = [0] * len(SYMPTOMS)
     spans: list[Span] = []
     for row in rows:

@@ -45,8 +45,7 @@ def locate_sentence(text: str, sentence: str) -> Span | None:
 def token_labels(offsets: Sequence[Span], spans: Sequence[Span]) -> list[int]:
     """1 for each token whose characters overlap an evidence span; special tokens (0, 0) get 0."""
     return [
-        int(end > start and any(start < s_end and end > s_start for s_start, s_end in spans))
-        for start, end in offsets
+        int(end > start and any(start < s_end and end > s_start for s_start, s_end in spans)) for start, end in offsets
     ]
 
 

@@ -38,7 +38,9 @@ class MultiLabelDataset(Dataset[Example]):
             kept_until = max((end for _, end in offsets), default=0)
             n_total, n_lost = truncated_evidence_chars(post.text, post.evidence, kept_until)
             total, lost = total + n_total, lost + n_lost
-            self.examples.append(Example(post.post_id, list(ids), token_labels(offsets, post.evidence), offsets, post.labels))
+            self.examples.append(
+                Example(post.post_id, list(ids), token_labels(offsets, post.evidence), offsets, post.labels)
+            )
         self.evidence_chars = total
         self.truncated_evidence_chars = lost
         self.pad_token_id = int(tokenizer.pad_token_id or 0)

@@ -28,7 +28,9 @@ def load_corpus(cfg: DataConfig, seed: int) -> Corpus:
     if predefined:
         splits = _predefined(posts, cfg, release.source, release.revision)
     else:
-        ids = split_post_ids([p.post_id for p in posts], [p.labels for p in posts], cfg.val_fraction, cfg.test_fraction, seed)
+        ids = split_post_ids(
+            [p.post_id for p in posts], [p.labels for p in posts], cfg.val_fraction, cfg.test_fraction, seed
+        )
         by_id = {p.post_id: p for p in posts}
         splits = {name: [by_id[i] for i in ids[name]] for name in SPLITS}
     return Corpus(splits, release.source, release.revision, stats, predefined)

@@ -42,7 +42,9 @@ def load_release(cfg: DataConfig) -> Release:
         directory = SAMPLE_DIR if cfg.source == "sample" else Path(cfg.source).expanduser()
         files = _local_files(directory, cfg)
         revision = "sha256:" + _content_hash(files.values())
-        posts, annotations = (_load("csv", cfg.source, revision, data_files=str(files[t])) for t in ("posts", "annotations"))
+        posts, annotations = (
+            _load("csv", cfg.source, revision, data_files=str(files[t])) for t in ("posts", "annotations")
+        )
     else:
         revision = resolve_hub_revision(cfg.source, cfg.revision)
         posts, annotations = (
@@ -50,7 +52,9 @@ def load_release(cfg: DataConfig) -> Release:
             for name in (cfg.posts_file, cfg.annotations_file)
         )
     _require_columns(cfg.source, revision, "posts", cfg.posts_file, POST_COLUMNS, posts.column_names)
-    _require_columns(cfg.source, revision, "annotations", cfg.annotations_file, ANNOTATION_COLUMNS, annotations.column_names)
+    _require_columns(
+        cfg.source, revision, "annotations", cfg.annotations_file, ANNOTATION_COLUMNS, annotations.column_names
+    )
     return Release(posts.to_list(), annotations.to_list(), cfg.source, revision)
 
 
@@ -81,7 +85,12 @@ def resolve_hub_revision(repo_id: str, revision: str) -> str:
     try:
         info = HfApi().dataset_info(repo_id, revision=revision)
     except Exception as e:  # offline, unknown repo, auth: load_dataset below gives the precise error
-        log.warning("could not resolve %s@%s on the hub (%s); recording the revision as given", repo_id, revision, type(e).__name__)
+        log.warning(
+            "could not resolve %s@%s on the hub (%s); recording the revision as given",
+            repo_id,
+            revision,
+            type(e).__name__,
+        )
         return revision
     return str(info.sha or revision)
 
@@ -100,7 +109,9 @@ def _load(path: str, source: str, recorded_revision: str, **kwargs: Any) -> Any:
         ) from e
 
 
-def _require_columns(source: str, revision: str, table: str, filename: str, required: tuple[str, ...], found: list[str]) -> None:
+def _require_columns(
+    source: str, revision: str, table: str, filename: str, required: tuple[str, ...], found: list[str]
+) -> None:
     missing = [c for c in required if c not in found]
     if missing:
         raise DataError(

@@ -48,7 +48,9 @@ def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float((precision_at_k * hits).sum() / positives)
 
 
-def criteria_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds: Sequence[float] | float = 0.5) -> dict[str, float]:
+def criteria_metrics(
+    y_true: np.ndarray, probs: np.ndarray, thresholds: Sequence[float] | float = 0.5
+) -> dict[str, float]:
     """Per-criterion F1, macro/micro F1 and macro PR-AUC. ``y_true``, ``probs``: (N, 9)."""
     y_true = np.asarray(y_true, dtype=int)
     predicted = (np.asarray(probs) >= np.asarray(thresholds)).astype(int)
@@ -59,7 +61,9 @@ def criteria_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds: Sequence
     result = {f"f1_{s}": per_label[i] for i, s in enumerate(SYMPTOMS)}
     result["criteria_macro_f1"] = float(np.mean(per_label))
     result["criteria_micro_f1"] = f1_from_counts(tp.sum(), fp.sum(), fn.sum())
-    result["criteria_macro_pr_auc"] = float(np.mean([average_precision(y_true[:, i], probs[:, i]) for i in range(len(SYMPTOMS))]))
+    result["criteria_macro_pr_auc"] = float(
+        np.mean([average_precision(y_true[:, i], probs[:, i]) for i in range(len(SYMPTOMS))])
+    )
     return result
 
 

@@ -29,7 +29,9 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: CriteriaEvidenceModel, dataset: MultiLabelDataset, batch_size: int, evidence_weight: float) -> Predictions:
+def predict(
+    model: CriteriaEvidenceModel, dataset: MultiLabelDataset, batch_size: int, evidence_weight: float
+) -> Predictions:
     """Forward every post of ``dataset`` in order (no shuffling, no dropout)."""
     was_training = model.training
     model.eval()
@@ -49,7 +51,9 @@ def predict(model: CriteriaEvidenceModel, dataset: MultiLabelDataset, batch_size
     return Predictions([e.post_id for e in dataset.examples], labels, np.concatenate(probs), token_probs, loss)
 
 
-def predicted_evidence_chars(dataset: MultiLabelDataset, token_probs: Sequence[np.ndarray], threshold: float) -> list[set[int]]:
+def predicted_evidence_chars(
+    dataset: MultiLabelDataset, token_probs: Sequence[np.ndarray], threshold: float
+) -> list[set[int]]:
     """Per post, the non-space characters of tokens whose evidence probability passes ``threshold``."""
     result = []
     for example, post, probs in zip(dataset.examples, dataset.posts, token_probs, strict=True):
@@ -68,6 +72,8 @@ def score(
     """All metrics of ``metric_keys(split)`` for these predictions."""
     metrics = criteria_metrics(predictions.labels, predictions.probs, thresholds)
     gold = [evidence_chars(p.text, p.evidence) for p in dataset.posts]
-    metrics |= evidence_metrics(predicted_evidence_chars(dataset, predictions.evidence_token_probs, evidence_threshold), gold)
+    metrics |= evidence_metrics(
+        predicted_evidence_chars(dataset, predictions.evidence_token_probs, evidence_threshold), gold
+    )
     metrics["loss"] = predictions.loss
     return {f"{split}_{k}": float(v) for k, v in metrics.items()}

@@ -49,7 +49,12 @@ def create_study(config: Config, study_name: str, storage: str) -> optuna.Study:
     )
 
 
-def run_trials(study: optuna.Study, config: Config, train_trial: TrainTrial, on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> None:
+def run_trials(
+    study: optuna.Study,
+    config: Config,
+    train_trial: TrainTrial,
+    on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> None:
     """Run ``config.hpo.n_trials`` trials one at a time; a failing trial is recorded and the study goes on."""
     total = config.hpo.n_trials
 

@@ -63,8 +63,12 @@ def _tiny_random(seed: int) -> LoadedEncoder:
     tokens = TINY_VOCAB.read_text(encoding="utf-8").split("\n")
     tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(tokens) if t}, do_lower_case=True)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -101,12 +105,16 @@ def _from_directory(name: str, directory: Path) -> LoadedEncoder:
         ) from e
 
 
-def _from_hub(name: str, cache_dir: str | None, sleep: Callable[[float], None], backoff_s: Sequence[float]) -> LoadedEncoder:
+def _from_hub(
+    name: str, cache_dir: str | None, sleep: Callable[[float], None], backoff_s: Sequence[float]
+) -> LoadedEncoder:
     from transformers import AutoModel, AutoTokenizer
 
     def load(local_only: bool) -> LoadedEncoder:
         kwargs = {"cache_dir": cache_dir, "local_files_only": local_only}
-        return LoadedEncoder(AutoModel.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs), name, name)
+        return LoadedEncoder(
+            AutoModel.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name, **kwargs), name, name
+        )
 
     try:
         return load(local_only=True)
@@ -139,7 +147,10 @@ def _is_auth_error(error: Exception) -> bool:
 
     chain: BaseException | None = error
     while chain is not None:
-        if isinstance(chain, GatedRepoError) or getattr(getattr(chain, "response", None), "status_code", None) in (401, 403):
+        if isinstance(chain, GatedRepoError) or getattr(getattr(chain, "response", None), "status_code", None) in (
+            401,
+            403,
+        ):
             return True
         chain = chain.__cause__ or chain.__context__
     return False

@@ -20,7 +20,10 @@ class MLPCriteriaHead(nn.Module):
     def __init__(self, hidden_size: int, head_hidden: int, n_labels: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(hidden_size, head_hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, head_hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
             nn.Linear(head_hidden, n_labels),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +24,9 @@ class ModelOutput:
 class CriteriaEvidenceModel(nn.Module):
     def __init__(self, encoder: nn.Module, cfg: ModelConfig):
         super().__init__()
-        hidden_size = int(encoder.config.hidden_size)
+        encoder_config: Any = encoder.config
+        hidden_size = int(encoder_config.hidden_size)
+        self.encoder_config = encoder_config
         self.encoder = encoder
         self.pooling = cfg.pooling
         self.criteria_head = MLPCriteriaHead(hidden_size, cfg.head_hidden, len(SYMPTOMS), cfg.dropout)
@@ -39,7 +42,7 @@ class CriteriaEvidenceModel(nn.Module):
 
     def architecture_signature(self) -> str:
         """Identifies what a checkpoint's weights fit: encoder class and size, heads and pooling."""
-        c = self.encoder.config
+        c = self.encoder_config
         return (
             f"{type(self.encoder).__name__}(layers={c.num_hidden_layers},hidden={c.hidden_size},vocab={c.vocab_size})"
             f"+mlp({self.criteria_head.net[1].out_features})+token_evidence+pool={self.pooling}"

@@ -25,8 +25,12 @@ class MetricsLoggingHook:
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
         self.tracker.log_metrics(self.run_id, result.metrics, step=result.epoch)
         log.info(
-            "epoch %d: train_loss=%.4f %s=%.4f%s", result.epoch, result.metrics["train_loss"],
-            self.optimization_metric, result.objective, " (best)" if result.is_best else "",
+            "epoch %d: train_loss=%.4f %s=%.4f%s",
+            result.epoch,
+            result.metrics["train_loss"],
+            self.optimization_metric,
+            result.objective,
+            " (best)" if result.is_best else "",
             extra={"step": result.epoch},
         )
 
@@ -50,8 +54,13 @@ class CheckpointHook:
             "epoch": result.epoch,
             "global_step": result.global_step,
         }
-        meta = {**self.meta, "epoch": result.epoch, "step": result.global_step, "objective": result.objective,
-                "metrics": result.metrics}
+        meta = {
+            **self.meta,
+            "epoch": result.epoch,
+            "step": result.global_step,
+            "objective": result.objective,
+            "metrics": result.metrics,
+        }
         saved = self.store.save(state.model, training_state, meta)
         log.info("saved checkpoint %s", saved.path, extra={"step": result.epoch})
         self.prune()

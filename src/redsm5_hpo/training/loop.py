@@ -77,7 +77,7 @@ def fit(
     for epoch in range(1, cfg.epochs + 1):
         train_loss = _train_epoch(state, train_set, cfg, seed, epoch, batches, progress)
         lrs = state.scheduler.get_last_lr()
-        metrics = {"train_loss": train_loss, "lr_encoder": lrs[0], "lr_head": lrs[-1]}
+        metrics = {"train_loss": train_loss, "lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
         metrics |= score(predict(model, val_set, cfg.batch_size, cfg.evidence_loss_weight), val_set, "val")
         objective = metrics[cfg.optimization_metric]
         is_best = objective >= state.best_value
@@ -98,7 +98,11 @@ def _train_epoch(
     model = state.model
     model.train()
     loader = DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=True, generator=epoch_generator(seed, epoch), collate_fn=dataset.collate
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=epoch_generator(seed, epoch),
+        collate_fn=dataset.collate,
     )
     total, seen = 0.0, 0
     bar = tqdm(total=batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not progress)

@@ -21,7 +21,11 @@ def build_optimizer(model: CriteriaEvidenceModel, cfg: TrainConfig) -> torch.opt
             groups.setdefault(key, []).append(param)
     return torch.optim.AdamW(
         [
-            {"params": params, "lr": cfg.lr_head if is_head else cfg.lr_encoder, "weight_decay": cfg.weight_decay if decay else 0.0}
+            {
+                "params": params,
+                "lr": cfg.lr_head if is_head else cfg.lr_encoder,
+                "weight_decay": cfg.weight_decay if decay else 0.0,
+            }
             for (is_head, decay), params in sorted(groups.items())
         ]
     )
