@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.evaluation.metrics import constant_baselines
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.study import TrialSpec, create_study, default_storage, run_trials
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
@@ -90,7 +92,7 @@ def run_trial(
 ) -> TrialResult:
     """Train one configuration in ``experiments/trial_<uuid>/`` and write its validation report."""
     trial_id = uuid.uuid4().hex
-    trial_dir = Path(config.experiments_dir) / f"trial_{trial_id}"
+    trial_dir = Path(config.experiments_dir).resolve() / f"trial_{trial_id}"
     (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
     (trial_dir / "config.yaml").write_text(
         yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
@@ -188,7 +190,7 @@ def run_study(config: Config, progress: bool = True) -> StudyResult:
     if not config.train.save_checkpoints:
         raise ConfigError(["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"])
     study_id = uuid.uuid4().hex
-    study_dir = Path(config.experiments_dir) / f"study_{study_id}"
+    study_dir = Path(config.experiments_dir).resolve() / f"study_{study_id}"
     study_dir.mkdir(parents=True, exist_ok=True)
     with json_log_file(study_dir / "logs" / "events.jsonl"):
         corpus = load_corpus(config.data, config.seed)
@@ -241,11 +243,14 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
     completed = states.count(optuna.trial.TrialState.COMPLETE)
     if not completed:
         reasons = [t.user_attrs.get("fail_reason", "unknown") for t in study.trials]
-        raise RuntimeError(f"no trial of study {study_id} completed; failures: {reasons}")
+        raise StudyError(
+            f"no trial of study {study_id} completed, so there is nothing to evaluate on test; failures: {reasons}. "
+            "Fix the cause above (see the trial logs under experiments/trial_*/logs/) and run the study again."
+        )
     best = study.best_trial
     trial_dir = Path(best.user_attrs["trial_dir"])
     trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
-    trial_report = yaml.safe_load((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
+    trial_report = json.loads((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
     checkpoints = [
         c
         for c in CheckpointStore(trial_dir / "checkpoints").list()
@@ -260,7 +265,7 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
         for c in checkpoints
     ]
     if not evaluations:
-        raise RuntimeError(
+        raise StudyError(
             f"best trial {best.user_attrs['trial_id']} has no checkpoint left in {trial_dir / 'checkpoints'}"
         )
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}

@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -111,3 +112,20 @@ def test_module_entry_point_help() -> None:
             [sys.executable, "-m", "redsm5_hpo", *command, "--help"], capture_output=True, text=True, check=True
         ).stdout
         assert "example" in out
+
+
+def test_study_whose_trials_all_fail_records_reasons_and_exits_2(tmp_path, capsys) -> None:
+    broken = tmp_path / "broken-encoder"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    root = tmp_path / "experiments"
+    args = ["tune", *tiny_overrides(root, "hpo.n_trials=2", f"model.encoder={broken}"), "--config-dir", str(CONFIG_DIR)]
+    assert main([*args, "--no-progress"]) == 2
+    assert "no trial of study" in capsys.readouterr().err
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
+    assert sorted(r.info.status for r in runs if r.info.run_name.startswith("trial_")) == ["FAILED", "FAILED"]
+    (db,) = root.glob("study_*/optuna.db")
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
+    assert all("EncoderLoadError" in t.user_attrs["fail_reason"] for t in study.trials)

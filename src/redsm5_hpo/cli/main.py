@@ -14,12 +14,13 @@ from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import load_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
+from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.tracking.logs import setup_logging
 
 log = logging.getLogger("redsm5_hpo.cli")
 
-USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyError)
 
 TUNE_HELP = """Run an HPO study: sequential trials, then one test evaluation of the best trial.
 

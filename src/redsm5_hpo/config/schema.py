@@ -53,7 +53,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3
+    epochs: int = 5
     """Training epochs per trial."""
     batch_size: int = 8
     """Posts per forward pass."""

@@ -105,7 +105,10 @@ def _train_epoch(
         collate_fn=dataset.collate,
     )
     total, seen = 0.0, 0
-    bar = tqdm(total=batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=not progress)
+    # disable=None: bars only on a terminal, so redirected logs stay readable
+    bar = tqdm(
+        total=batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None if progress else True
+    )
     for index, batch in enumerate(loader):
         if index >= batches:
             break
