@@ -1,7 +1,7 @@
 """The one place that assembles the parts: validate config, build parts, fit, close.
 
 ``run_single`` trains one configuration; ``run_study`` runs the HPO study and evaluates the
-best trial on the test split exactly once.
+best trial on the test split exactly once; ``dry_run`` checks everything up to training.
 """
 
 from __future__ import annotations
@@ -20,7 +20,20 @@ import optuna
 import yaml
 
 from redsm5_hpo import __version__
-from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, load_weights
+from redsm5_hpo.checkpoints.disk import (
+    MB,
+    DiskSpaceError,
+    Thresholds,
+    disk_usage,
+    estimate_checkpoint_bytes,
+    human_bytes,
+    minimum_bytes_to_run,
+)
+from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
+from redsm5_hpo.checkpoints.manager import CheckpointManager
+from redsm5_hpo.checkpoints.monitor import DiskMonitor
+from redsm5_hpo.checkpoints.retention import policy_from_config
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
@@ -30,6 +43,7 @@ from redsm5_hpo.evaluation.metrics import constant_baselines
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.retention import RESUMABLE_ATTR, StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec, create_study, default_storage, run_trials
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
@@ -63,11 +77,38 @@ class StudyResult:
     report: dict[str, Any]
 
 
+@dataclass
+class TrialContext:
+    """What a trial shares with its study: tracker, disk guard, study-level checkpoints."""
+
+    tracker: Tracker
+    monitor: DiskMonitor | None = None
+    study_checkpoints: StudyCheckpoints | None = None
+    study_id: str | None = None
+    spec: TrialSpec | None = None
+    parent_run_id: str | None = None
+    progress: bool = True
+
+
+def experiments_root(config: Config) -> Path:
+    return Path(config.experiments_dir).resolve()
+
+
 def open_tracker(config: Config) -> MLflowTracker:
-    root = Path(config.experiments_dir)
+    root = experiments_root(config)
     root.mkdir(parents=True, exist_ok=True)
     uri = config.tracking.uri or default_tracking_uri(root)
     return MLflowTracker(uri, config.tracking.experiment_name, artifact_root=root / "mlartifacts")
+
+
+def open_monitor(config: Config) -> DiskMonitor:
+    g = config.disk_guard
+    return DiskMonitor(
+        experiments_root(config),
+        Thresholds(g.critical_free_fraction, g.error_free_fraction),
+        g.interval_s,
+        g.info_interval_s,
+    )
 
 
 def build_model(config: Config) -> tuple[CriteriaEvidenceModel, Any]:
@@ -81,33 +122,29 @@ def dataset_tags(corpus: Corpus) -> dict[str, str]:
     return {"dataset.source": corpus.source, "dataset.revision": corpus.revision}
 
 
-def run_trial(
-    config: Config,
-    corpus: Corpus,
-    tracker: Tracker,
-    study_id: str | None = None,
-    spec: TrialSpec | None = None,
-    parent_run_id: str | None = None,
-    progress: bool = True,
-) -> TrialResult:
+def run_trial(config: Config, corpus: Corpus, context: TrialContext, trial_id: str | None = None) -> TrialResult:
     """Train one configuration in ``experiments/trial_<uuid>/`` and write its validation report."""
-    trial_id = uuid.uuid4().hex
-    trial_dir = Path(config.experiments_dir).resolve() / f"trial_{trial_id}"
+    trial_id = trial_id or uuid.uuid4().hex
+    trial_dir = experiments_root(config) / f"trial_{trial_id}"
     (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
     (trial_dir / "config.yaml").write_text(
         yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
     )
     tags = {"trial_id": trial_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
-    if study_id:
-        tags["study_id"] = study_id
-    if spec:
-        tags |= {"trial_number": str(spec.number), "trial_progress": f"{spec.number + 1}/{spec.total}"}
-    run_id = tracker.start_run(f"trial_{trial_id}", tags, parent_run_id)
+    if context.study_id:
+        tags["study_id"] = context.study_id
+    if context.spec:
+        tags |= {
+            "trial_number": str(context.spec.number),
+            "trial_progress": f"{context.spec.number + 1}/{context.spec.total}",
+        }
+    tracker = context.tracker
+    run_id = tracker.start_run(f"trial_{trial_id}", tags, context.parent_run_id)
     with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl"):
         try:
-            result = _train_and_report(config, corpus, tracker, run_id, trial_id, trial_dir, study_id, spec, progress)
+            result = _train_and_report(config, corpus, context, run_id, trial_id, trial_dir)
         except BaseException as e:
-            log.error("trial %s failed: %s", trial_id, e)
+            log.error("trial %s failed: %s", trial_id, type(e).__name__)
             tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
             raise
     tracker.end_run(run_id)
@@ -115,16 +152,9 @@ def run_trial(
 
 
 def _train_and_report(
-    config: Config,
-    corpus: Corpus,
-    tracker: Tracker,
-    run_id: str,
-    trial_id: str,
-    trial_dir: Path,
-    study_id: str | None,
-    spec: TrialSpec | None,
-    progress: bool,
+    config: Config, corpus: Corpus, context: TrialContext, run_id: str, trial_id: str, trial_dir: Path
 ) -> TrialResult:
+    tracker = context.tracker
     tracker.log_params(run_id, dataclasses.asdict(config))
     model, tokenizer = build_model(config)
     train_set, val_set = (
@@ -146,28 +176,38 @@ def _train_and_report(
         config.model.encoder,
     )
     hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric)]
-    checkpoint_hook = None
+    manager = None
     if config.train.save_checkpoints:
+        study = context.study_checkpoints
+        policy = study.policy() if study else policy_from_config(config.retention_policy)
+        manager = CheckpointManager(
+            CheckpointStore(trial_dir / "checkpoints"),
+            policy,
+            experiments_root(config),
+            context.monitor,
+            int(config.disk_guard.reserve_mb * MB),
+            study,
+        )
+        manager.start(model)
         meta = {
             "architecture": model.architecture_signature(),
             "head_config": dataclasses.asdict(config.model),
             "trial_id": trial_id,
         }
-        checkpoint_hook = CheckpointHook(CheckpointStore(trial_dir / "checkpoints"), config.train, meta)
-        hooks.append(checkpoint_hook)
-    fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, progress)
-    kept = checkpoint_hook.prune() if checkpoint_hook else []
+        hooks.append(CheckpointHook(manager, config.train, meta, config.seed))
+    fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, context.progress)
+    kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
     best = [c for c in kept if c.record.objective == fitted.best_value]
     report = {
         "trial_id": trial_id,
-        "study_id": study_id,
-        "trial_number": spec.number if spec else None,
+        "study_id": context.study_id,
+        "trial_number": context.spec.number if context.spec else None,
         "optimization_metric": config.train.optimization_metric,
         "best_epoch": fitted.best_epoch,
         "best_value": fitted.best_value,
         "validation_metrics": fitted.history[fitted.best_epoch - 1],
         "checkpoint_references": [str(c.path) for c in best],
-        "params": spec.params if spec else {},
+        "params": context.spec.params if context.spec else {},
         "seed": config.seed,
         "dataset": {"source": corpus.source, "revision": corpus.revision},
         "mlflow_run_id": run_id,
@@ -176,13 +216,48 @@ def _train_and_report(
     path = write_report(trial_dir / TRIAL_REPORT, report, "trial_report")
     tracker.log_artifact(run_id, path)
     tracker.set_tags(run_id, {"best_epoch": str(fitted.best_epoch)})
+    if manager:
+        tracker.log_metrics(
+            run_id,
+            {
+                "checkpoint_bytes_written": manager.bytes_written,
+                "checkpoint_bytes_kept": sum(c.size_bytes for c in kept),
+            },
+            step=config.train.epochs,
+        )
     return TrialResult(trial_id, trial_dir, run_id, fitted.best_value, path)
 
 
 def run_single(config: Config, progress: bool = True) -> TrialResult:
     """``redsm5-hpo train``: one run of the configuration as given."""
     corpus = load_corpus(config.data, config.seed)
-    return run_trial(config, corpus, open_tracker(config), progress=progress)
+    with open_monitor(config) as monitor:
+        return run_trial(config, corpus, TrialContext(open_tracker(config), monitor, progress=progress))
+
+
+def dry_run(config: Config) -> str:
+    """Validate data, encoder loading and disk space (preflight) without training; return the plan."""
+    corpus = load_corpus(config.data, config.seed)
+    model, _ = build_model(config)
+    full, weights = estimate_checkpoint_bytes(model)
+    root = experiments_root(config)
+    usage = disk_usage(root)
+    needed = minimum_bytes_to_run(full, weights) + int(config.disk_guard.reserve_mb * MB)
+    lines = [
+        f"data: {corpus.source}@{corpus.revision}, splits { {k: len(v) for k, v in corpus.splits.items()} }",
+        f"encoder: {config.model.encoder} ({sum(p.numel() for p in model.parameters()):,} parameters)",
+        f"study: {config.hpo.n_trials} trial(s) x {config.train.epochs} epoch(s), "
+        f"optimizing {config.train.optimization_metric}",
+        f"search space: {json.dumps(config.hpo.search_space)}",
+        f"checkpoints: ~{human_bytes(full)} each ({human_bytes(weights)} as weights only), every "
+        f"{config.train.checkpoint_interval_epochs} epoch(s), retention {dataclasses.asdict(config.retention_policy)}",
+        f"disk under {root}: {human_bytes(usage.free_bytes)} free; at least {human_bytes(needed)} needed",
+    ]
+    if config.train.save_checkpoints and usage.free_bytes < needed:
+        raise DiskSpaceError(
+            "\n".join([*lines, "preflight failed: not enough free space for one resume point and the best model"])
+        )
+    return "\n".join([*lines, "dry run: everything checked, nothing trained"])
 
 
 def run_study(config: Config, progress: bool = True) -> StudyResult:
@@ -190,9 +265,9 @@ def run_study(config: Config, progress: bool = True) -> StudyResult:
     if not config.train.save_checkpoints:
         raise ConfigError(["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"])
     study_id = uuid.uuid4().hex
-    study_dir = Path(config.experiments_dir).resolve() / f"study_{study_id}"
+    study_dir = experiments_root(config) / f"study_{study_id}"
     study_dir.mkdir(parents=True, exist_ok=True)
-    with json_log_file(study_dir / "logs" / "events.jsonl"):
+    with json_log_file(study_dir / "logs" / "events.jsonl"), open_monitor(config) as monitor:
         corpus = load_corpus(config.data, config.seed)
         log.info(
             "study %s: data %s@%s, splits %s",
@@ -210,24 +285,35 @@ def run_study(config: Config, progress: bool = True) -> StudyResult:
         study = create_study(
             config, config.hpo.study_name or f"study_{study_id}", config.hpo.storage or default_storage(study_dir)
         )
+        study_checkpoints = StudyCheckpoints(study, config.retention_policy)
+        disk_errors: list[DiskSpaceError] = []
 
         def train_trial(spec: TrialSpec, trial: optuna.Trial) -> float:
+            trial_id = uuid.uuid4().hex
+            trial.set_user_attr("trial_id", trial_id)
+            trial.set_user_attr("trial_dir", str(experiments_root(config) / f"trial_{trial_id}"))
             log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)
+            context = TrialContext(tracker, monitor, study_checkpoints, study_id, spec, study_run, progress)
             try:
-                result = run_trial(spec.config, corpus, tracker, study_id, spec, study_run, progress)
+                return run_trial(spec.config, corpus, context, trial_id).best_value
             except Exception as e:
-                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
+                if isinstance(e, DiskSpaceError):
+                    trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
+                    disk_errors.append(e)
+                    trial.study.stop()
                 raise
-            trial.set_user_attr("trial_id", result.trial_id)
-            trial.set_user_attr("trial_dir", str(result.trial_dir))
-            return result.best_value
 
         def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            study_checkpoints.release_finished()
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
             best = max((t.value for t in done if t.value is not None), default=float("nan"))
             tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": len(done)}, step=trial.number + 1)
 
         run_trials(study, config, train_trial, on_trial_end)
+        if disk_errors:
+            tracker.end_run(study_run, "FAILED")
+            raise disk_errors[0]
         report = evaluate_best_trial(study, study_id, config, corpus)
         path = write_report(study_dir / STUDY_REPORT, report, "study_report")
         tracker.log_metrics(study_run, report["test_metrics"], step=0)
@@ -251,25 +337,8 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
     trial_dir = Path(best.user_attrs["trial_dir"])
     trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
     trial_report = json.loads((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
-    checkpoints = [
-        c
-        for c in CheckpointStore(trial_dir / "checkpoints").list()
-        if str(c.path) in trial_report["checkpoint_references"]
-    ]
-    evaluations = [
-        {
-            "checkpoint": str(c.path),
-            "epoch": c.epoch,
-            "test_metrics": evaluate_checkpoint(trial_config, c, corpus, "test"),
-        }
-        for c in checkpoints
-    ]
-    if not evaluations:
-        raise StudyError(
-            f"best trial {best.user_attrs['trial_id']} has no checkpoint left in {trial_dir / 'checkpoints'}"
-        )
+    evaluations = evaluate_checkpoints(trial_config, trial_dir, trial_report["checkpoint_references"], corpus, "test")
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
-
     return {
         "study_id": study_id,
         "best_trial_id": best.user_attrs["trial_id"],
@@ -296,10 +365,32 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
     }
 
 
+def evaluate_checkpoints(
+    config: Config, trial_dir: Path, references: list[str], corpus: Corpus, split: str
+) -> list[dict[str, Any]]:
+    """Score each referenced checkpoint; one that fails verification is replaced by the next valid
+    checkpoint of the trial (best first), with a WARNING naming both."""
+    available = best_first(CheckpointStore(trial_dir / "checkpoints").list())
+    referenced = [c for c in available if str(c.path) in references]
+    evaluations: list[dict[str, Any]] = []
+    used: set[Path] = set()
+    for checkpoint in referenced or available[:1]:
+        candidates = [checkpoint, *(c for c in available if c.path != checkpoint.path)]
+        model, tokenizer = build_model(config)
+        loaded = load_first_valid(candidates, model, model.architecture_signature())
+        if loaded.path in used:
+            continue
+        used.add(loaded.path)
+        dataset = MultiLabelDataset(corpus.splits[split], tokenizer, config.data.max_length)
+        predictions = predict(model, dataset, config.train.batch_size, config.train.evidence_loss_weight)
+        metrics = score(predictions, dataset, "test" if split == "test" else "val")
+        evaluations.append({"checkpoint": str(loaded.path), "epoch": loaded.epoch, "test_metrics": metrics})
+    if not evaluations:
+        raise StudyError(f"no checkpoint left in {trial_dir / 'checkpoints'} to evaluate")
+    return evaluations
+
+
 def evaluate_checkpoint(config: Config, checkpoint: StoredCheckpoint, corpus: Corpus, split: str) -> dict[str, float]:
-    """Load a verified checkpoint into a model built from ``config`` and score ``split``."""
-    model, tokenizer = build_model(config)
-    load_weights(checkpoint, model, model.architecture_signature())
-    dataset = MultiLabelDataset(corpus.splits[split], tokenizer, config.data.max_length)
-    prefix = "test" if split == "test" else "val"
-    return score(predict(model, dataset, config.train.batch_size, config.train.evidence_loss_weight), dataset, prefix)
+    """Load one verified checkpoint into a model built from ``config`` and score ``split``."""
+    (evaluation,) = evaluate_checkpoints(config, checkpoint.path.parent.parent, [str(checkpoint.path)], corpus, split)
+    return dict(evaluation["test_metrics"])

@@ -1,6 +1,7 @@
 """Drive the CLI end to end: a 2-trial x 2-epoch study with the tiny encoder."""
 
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -10,6 +11,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from redsm5_hpo.checkpoints.store import CheckpointStore
 from redsm5_hpo.cli.main import main
 from redsm5_hpo.evaluation.metrics import metric_keys
 from redsm5_hpo.evaluation.reports import validate_report
@@ -19,7 +21,9 @@ from tests.conftest import CONFIG_DIR, tiny_overrides
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study") / "experiments"
-    code = main(["tune", *tiny_overrides(root, "hpo.n_trials=2"), "--config-dir", str(CONFIG_DIR), "--no-progress"])
+    # PR-AUC separates the tiny encoder's trials (macro-F1 at 0.5 is often 0 for both after 2 epochs)
+    overrides = tiny_overrides(root, "hpo.n_trials=2", "train.optimization_metric=val_criteria_macro_pr_auc")
+    code = main(["tune", *overrides, "--config-dir", str(CONFIG_DIR), "--no-progress"])
     assert code == 0
     (report_path,) = root.glob("study_*/study_report.json")
     return root, json.loads(report_path.read_text())
@@ -28,7 +32,7 @@ def study(tmp_path_factory):
 def test_study_report_has_every_required_field(study) -> None:
     _, report = study
     validate_report(report, "study_report")
-    assert report["optimization_metric"] == "val_criteria_macro_f1"
+    assert report["optimization_metric"] == "val_criteria_macro_pr_auc"
     assert set(metric_keys("test")) - {"test_loss"} <= set(report["test_metrics"])
     assert report["trials"] == {"requested": 2, "completed": 2, "failed": 0}
     assert report["dataset"]["revision"].startswith("sha256:") and report["dataset"]["source"] == "sample"
@@ -129,3 +133,92 @@ def test_study_whose_trials_all_fail_records_reasons_and_exits_2(tmp_path, capsy
     (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
     assert all("EncoderLoadError" in t.user_attrs["fail_reason"] for t in study.trials)
+
+
+def test_study_level_retention_leaves_only_the_best_model(study) -> None:
+    root, report = study
+    best_dir = root / f"trial_{report['best_trial_id']}"
+    for trial_dir in root.glob("trial_*"):
+        checkpoints = CheckpointStore(trial_dir / "checkpoints").list() if (trial_dir / "checkpoints").is_dir() else []
+        if trial_dir == best_dir:
+            assert checkpoints and all(not c.resumable and c.manifest["flags"]["co_best"] for c in checkpoints)
+            assert {str(c.path) for c in checkpoints} == set(report["checkpoint_references"])
+            for checkpoint in checkpoints:
+                validate_report(checkpoint.manifest, "checkpoint_manifest")
+        else:
+            assert checkpoints == []
+            assert json.loads((trial_dir / "evaluation_report.json").read_text())["released"] is True
+
+
+def test_dry_run_checks_everything_and_trains_nothing(tmp_path, capsys) -> None:
+    code = main(["tune", "--dry-run", *tiny_overrides(tmp_path), "--config-dir", str(CONFIG_DIR)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out and "checkpoints: ~" in out and "free" in out
+    assert not list(tmp_path.glob("trial_*")) and not list(tmp_path.glob("study_*"))
+
+
+def test_no_checkpoint_mode_logs_every_metric(tmp_path) -> None:
+    args = [
+        "train",
+        *tiny_overrides(tmp_path, "train.save_checkpoints=false"),
+        "--config-dir",
+        str(CONFIG_DIR),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    (trial_dir,) = tmp_path.glob("trial_*")
+    assert not (trial_dir / "checkpoints").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
+    for key in set(metric_keys("val")) | {"train_loss"}:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
+
+
+def test_evaluation_falls_back_past_a_corrupted_best_checkpoint(tmp_path, sample_corpus, caplog) -> None:
+    from redsm5_hpo.config.loading import load_config
+    from redsm5_hpo.pipeline import evaluate_checkpoints
+
+    overrides = tiny_overrides(
+        tmp_path,
+        "train.epochs=3",
+        "retention_policy.keep_last_n=3",
+        "retention_policy.release_finished_trials=false",
+        "train.optimization_metric=val_criteria_macro_pr_auc",
+    )
+    assert main(["train", *overrides, "--config-dir", str(CONFIG_DIR), "--no-progress"]) == 0
+    (trial_dir,) = tmp_path.glob("trial_*")
+    report = json.loads((trial_dir / "evaluation_report.json").read_text())
+    (best,) = map(Path, report["checkpoint_references"])
+    assert len(CheckpointStore(trial_dir / "checkpoints").list()) == 3
+    weights = best / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    config = load_config(overrides, CONFIG_DIR)
+    (evaluation,) = evaluate_checkpoints(config, trial_dir, report["checkpoint_references"], sample_corpus, "test")
+    assert evaluation["checkpoint"] != str(best)
+    assert f"checkpoint {best} is unusable" in caplog.text and "falling back to" in caplog.text
+
+
+def test_cleanup_lists_then_deletes_only_orphans(study, capsys) -> None:
+    root, report = study
+    best_checkpoint = Path(report["checkpoint_references"][0])
+    best_trial = best_checkpoint.parent.parent
+    temp = best_trial / "checkpoints" / ".tmp-epoch_0009-x"
+    temp.mkdir()
+    unreferenced = best_trial / "checkpoints" / "epoch_0042"
+    shutil.copytree(best_checkpoint, unreferenced)
+    stray = root / "trial_deadbeef"
+    (stray / "logs").mkdir(parents=True)
+    (stray / "logs" / "events.jsonl").write_text("{}\n")
+    base = ["cleanup", f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR), "--min-age-hours", "0"]
+    assert main(base) == 0
+    listed = capsys.readouterr().out
+    for path in (temp, unreferenced, stray):
+        assert str(path) in listed and path.exists()
+    assert str(best_checkpoint) + " " not in listed
+    assert main([*base, "--execute"]) == 0
+    assert not temp.exists() and not unreferenced.exists() and not stray.exists()
+    assert (best_checkpoint / "manifest.json").is_file()
+    assert len(list(root.glob("trial_*"))) == 2

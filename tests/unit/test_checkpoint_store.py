@@ -1,34 +1,72 @@
 import json
+import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from redsm5_hpo.checkpoints.store import WEIGHTS, CheckpointError, CheckpointStore, load_weights, verify
+from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
+from redsm5_hpo.checkpoints.retention import Flags
+from redsm5_hpo.checkpoints.store import (
+    MANIFEST,
+    TRAINING_STATE,
+    WEIGHTS,
+    CheckpointError,
+    CheckpointStore,
+    load_training_state,
+    load_weights,
+    verify,
+)
+from redsm5_hpo.evaluation.reports import validate_report
+
+ARCH = "linear4x2"
 
 
 def save(store: CheckpointStore, model: torch.nn.Module, epoch: int, objective: float = 0.5):
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 4)).sum().backward()
     optimizer.step()
-    return store.save(
-        model,
-        {"optimizer": optimizer.state_dict(), "epoch": epoch},
-        {"epoch": epoch, "objective": objective, "architecture": "linear4x2"},
-    )
+    meta = {
+        "epoch": epoch,
+        "step": epoch * 3,
+        "objective": objective,
+        "architecture": ARCH,
+        "metrics": {"val_x": objective},
+        "head_config": {},
+        "trial_id": "t",
+    }
+    return store.save(model, {"optimizer": optimizer.state_dict(), "epoch": epoch}, meta)
 
 
-def test_save_writes_manifest_with_hashes_and_round_trips(tmp_path) -> None:
+def test_save_writes_a_schema_valid_manifest_and_round_trips(tmp_path) -> None:
     store = CheckpointStore(tmp_path)
     model = torch.nn.Linear(4, 2)
     saved = save(store, model, 1)
-    manifest = json.loads((saved.path / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.safetensors", "training_state.pt"}
-    assert manifest["epoch"] == 1 and "created_at" in manifest and "code_version" in manifest
+    manifest = json.loads((saved.path / MANIFEST).read_text())
+    validate_report(manifest, "checkpoint_manifest")
+    assert set(manifest["files"]) == {WEIGHTS, TRAINING_STATE}
+    assert manifest["bytes"][WEIGHTS] == (saved.path / WEIGHTS).stat().st_size
     fresh = torch.nn.Linear(4, 2)
-    load_weights(store.list()[0], fresh, "linear4x2")
+    load_weights(store.list()[0], fresh, ARCH)
     assert torch.equal(fresh.weight, model.weight)
-    state = torch.load(saved.path / "training_state.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert load_training_state(store.list()[0])["epoch"] == 1
+
+
+def test_lean_checkpoint_keeps_weights_only_and_stays_valid(tmp_path) -> None:
+    store = CheckpointStore(tmp_path)
+    model = torch.nn.Linear(4, 2)
+    lean = store.make_lean(save(store, model, 1))
+    assert not (lean.path / TRAINING_STATE).exists() and not lean.resumable
+    (listed,) = store.list()
+    verify(listed)
+    validate_report(listed.manifest, "checkpoint_manifest")
+    assert listed.size_bytes == (lean.path / WEIGHTS).stat().st_size
+    with pytest.raises(CheckpointError, match="weights only"):
+        load_training_state(listed)
+    flagged = store.write_flags(listed, Flags(True, True, False, True))
+    assert json.loads((flagged.path / MANIFEST).read_text())["flags"]["co_best"] is True
 
 
 def test_flipped_byte_is_detected(tmp_path) -> None:
@@ -48,10 +86,72 @@ def test_other_architecture_is_refused(tmp_path) -> None:
         load_weights(store.list()[0], torch.nn.Linear(4, 2), "something-else")
 
 
-def test_directories_without_manifest_and_temp_leftovers_are_ignored(tmp_path) -> None:
+@pytest.mark.parametrize("damage", ["flip_byte", "delete_manifest", "truncate_weights", "other_architecture"])
+def test_loader_falls_back_to_previous_valid_checkpoint_and_says_so(tmp_path, caplog, damage) -> None:
+    store = CheckpointStore(tmp_path)
+    model = torch.nn.Linear(4, 2)
+    first = save(store, model, 1, objective=0.4)
+    expected = model.weight.detach().clone()
+    newest = save(store, model, 2, objective=0.6)
+    weights = newest.path / WEIGHTS
+    if damage == "flip_byte":
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        weights.write_bytes(bytes(data))
+    elif damage == "delete_manifest":
+        (newest.path / MANIFEST).unlink()
+    elif damage == "truncate_weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        manifest = json.loads((newest.path / MANIFEST).read_text())
+        (newest.path / MANIFEST).write_text(json.dumps({**manifest, "architecture": "bert-large"}))
+    fresh = torch.nn.Linear(4, 2)
+    with caplog.at_level(logging.WARNING):
+        loaded = load_first_valid(best_first(store.list()), fresh, ARCH)
+    assert loaded.path == first.path
+    assert torch.equal(fresh.weight, expected)
+    if damage != "delete_manifest":  # a manifest-less directory is not even a candidate
+        assert str(newest.path) in caplog.text and f"falling back to {first.path}" in caplog.text
+
+
+def test_no_valid_checkpoint_lists_every_problem(tmp_path) -> None:
+    store = CheckpointStore(tmp_path)
+    saved = save(store, torch.nn.Linear(4, 2), 1)
+    (saved.path / WEIGHTS).unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is missing"):
+        load_first_valid(store.list(), torch.nn.Linear(4, 2), ARCH)
+
+
+def test_incomplete_directories_are_ignored_then_removed(tmp_path) -> None:
     store = CheckpointStore(tmp_path)
     save(store, torch.nn.Linear(4, 2), 1)
     (tmp_path / "epoch_0002").mkdir()  # a write that never got its manifest
     (tmp_path / ".tmp-epoch_0003-abc").mkdir()  # a crash mid-write
-    assert [c.epoch for c in CheckpointStore(tmp_path).list()] == [1]
-    assert not (tmp_path / ".tmp-epoch_0003-abc").exists()
+    assert [c.epoch for c in store.list()] == [1]
+    removed = store.remove_incomplete()
+    assert {p.name for p in removed} == {"epoch_0002", ".tmp-epoch_0003-abc"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0001"]
+
+
+CRASH_SCRIPT = """
+import os, sys, torch
+import redsm5_hpo.checkpoints.store as store_module
+from redsm5_hpo.checkpoints.store import CheckpointStore
+store = CheckpointStore(sys.argv[1])
+def die_mid_write(*args, **kwargs):  # the weights file is written, the process dies before the rest
+    os.kill(os.getpid(), 9)
+store_module.torch.save = die_mid_write
+store.save(torch.nn.Linear(4, 2), {"epoch": 1}, {"epoch": 1, "objective": 0.5})
+"""
+
+
+def test_process_killed_mid_write_leaves_nothing_loadable_and_is_cleaned(tmp_path) -> None:
+    result = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(tmp_path)], env={**os.environ}, check=False)
+    assert result.returncode == -9
+    leftovers = [p for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-epoch_0001")
+    assert (leftovers[0] / WEIGHTS).is_file()
+    store = CheckpointStore(tmp_path)
+    assert store.list() == []
+    store.remove_incomplete()
+    assert list(tmp_path.iterdir()) == []

@@ -52,7 +52,7 @@ def test_invalid_config_lists_every_problem_at_once() -> None:
                 "model.dropout=1.5",
                 "train.optimization_metric=val_accuracy",
                 "train.checkpoint_interval_epochs=0",
-                "train.keep_best_k=3",
+                "retention_policy.keep_best_k=3",
             ],
             CONFIG_DIR,
         )
@@ -63,7 +63,7 @@ def test_invalid_config_lists_every_problem_at_once() -> None:
         "model.dropout",
         "train.optimization_metric",
         "train.checkpoint_interval_epochs",
-        "train.keep_best_k",
+        "retention_policy.keep_best_k",
     ):
         assert key in text
     assert "val_criteria_macro_f1" in text  # the fix: the valid metric names are listed
@@ -116,3 +116,16 @@ def test_apply_overrides_returns_validated_copy() -> None:
     assert base.train.lr_head != 0.01
     with pytest.raises(ConfigError):
         apply_overrides(base, {"train.epochs": -1})
+
+
+def test_checkpoint_interval_must_be_a_whole_number_of_epochs() -> None:
+    with pytest.raises(ConfigError, match=r"train\.checkpoint_interval_epochs: expected int"):
+        load_config(["train.checkpoint_interval_epochs=1.5"], CONFIG_DIR)
+
+
+def test_retention_presets_and_disk_guard_checks() -> None:
+    aggressive = load_config(["retention_policy=aggressive"], CONFIG_DIR).retention_policy
+    assert (aggressive.keep_last_n, aggressive.keep_best_k, aggressive.max_total_size_gb) == (0, 1, 2.0)
+    with pytest.raises(ConfigError) as error:
+        load_config(["disk_guard.error_free_fraction=0.2", "retention_policy.max_total_size_gb=0"], CONFIG_DIR)
+    assert len(error.value.problems) == 2

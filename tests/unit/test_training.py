@@ -2,13 +2,15 @@ import dataclasses
 
 import pytest
 
-from redsm5_hpo.checkpoints.store import CheckpointStore
+from redsm5_hpo.checkpoints.manager import CheckpointManager
+from redsm5_hpo.checkpoints.retention import RetentionPolicy
+from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.hooks import CheckpointHook
 from redsm5_hpo.training.loop import fit
-from redsm5_hpo.training.seeding import seed_everything
+from redsm5_hpo.training.seeding import capture_rng_state, restore_rng_state, seed_everything
 
 
 def build(config, corpus):
@@ -59,15 +61,35 @@ def test_truncation_loss_is_measured(sample_corpus) -> None:
     assert 0.3 < cut.truncation_loss < 1.0
 
 
-def test_checkpoint_hook_saves_per_interval_and_prunes(tiny_config, sample_corpus, tmp_path) -> None:
+def test_checkpoint_hook_saves_per_interval_prunes_and_stores_resume_state(
+    tiny_config, sample_corpus, tmp_path
+) -> None:
     train_cfg = dataclasses.replace(tiny_config.train, epochs=3, checkpoint_interval_epochs=2, max_steps_per_epoch=2)
     model, train_set, val_set = build(tiny_config, sample_corpus)
-    store = CheckpointStore(tmp_path / "ckpt")
-    hook = CheckpointHook(store, train_cfg, {"architecture": model.architecture_signature()})
+    manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(1, 1), tmp_path)
+    manager.start(model)
+    hook = CheckpointHook(manager, train_cfg, {"architecture": model.architecture_signature()}, seed=5)
     recorder = Recorder()
     fit(model, train_set, val_set, train_cfg, tiny_config.seed, [recorder, hook], progress=False)
-    saved_epochs = [c.epoch for c in store.list()]
-    assert set(saved_epochs) <= {2, 3} and 3 in saved_epochs  # interval 2, plus the last epoch
-    manifest = store.list()[-1].manifest
-    assert manifest["architecture"] == model.architecture_signature()
-    assert manifest["objective"] == pytest.approx(recorder.results[-1].objective)
+    saved = manager.store.list()
+    assert {c.epoch for c in saved} <= {2, 3} and 3 in {c.epoch for c in saved}  # interval 2, plus the last epoch
+    newest = saved[-1]
+    assert newest.manifest["architecture"] == model.architecture_signature()
+    assert newest.manifest["objective"] == pytest.approx(recorder.results[-1].objective)
+    state = load_training_state(newest)
+    assert state["data_order"] == {"seed": 5, "next_epoch": 4} and state["global_step"] == 6
+    assert {"python", "numpy", "torch"} <= set(state["rng"]) and "state" in state["optimizer"]
+    assert manager.bytes_written >= sum(c.size_bytes for c in saved)
+
+
+def test_rng_state_round_trips() -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    seed_everything(3)
+    state = capture_rng_state()
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    restore_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first

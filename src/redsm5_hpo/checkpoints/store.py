@@ -2,13 +2,15 @@
 
 Layout: ``<dir>/epoch_0003/{model.safetensors, training_state.pt, manifest.json}``.
 Protocol: write into ``<dir>/.tmp-epoch_0003-*`` (same filesystem), fsync every file, write the
-manifest last, rename, fsync the directory. A directory without a valid manifest is never loaded.
+manifest last, rename, fsync the directory. A directory without a valid manifest is never loaded
+and is removed when its trial starts or resumes, like the temp directories of interrupted writes.
 Loading never unpickles arbitrary objects: weights are safetensors and the training state is read
 with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from redsm5_hpo import __version__
 from redsm5_hpo.checkpoints.hashing import sha256_file
-from redsm5_hpo.checkpoints.retention import CheckpointRecord
+from redsm5_hpo.checkpoints.retention import CheckpointRecord, Flags
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 TRAINING_STATE = "training_state.pt"
 TEMP_PREFIX = ".tmp-"
+MANIFEST_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
@@ -48,56 +51,98 @@ class StoredCheckpoint:
         return int(self.manifest["epoch"])
 
     @property
+    def resumable(self) -> bool:
+        return TRAINING_STATE in self.manifest["files"]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(int(n) for n in self.manifest["bytes"].values())
+
+    @property
     def record(self) -> CheckpointRecord:
-        return CheckpointRecord(self.epoch, float(self.manifest["objective"]))
+        bytes_ = self.manifest["bytes"]
+        return CheckpointRecord(
+            self.epoch, float(self.manifest["objective"]), self.size_bytes, int(bytes_[WEIGHTS]), self.resumable
+        )
 
 
 class CheckpointStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.remove_temp_dirs()
 
-    def remove_temp_dirs(self) -> None:
-        """Delete leftovers of interrupted writes."""
-        for leftover in self.directory.glob(TEMP_PREFIX + "*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    def remove_incomplete(self) -> list[Path]:
+        """Delete temp directories of interrupted writes and checkpoint directories without a valid manifest.
+
+        Only the trial that owns the store calls this (at start-up): a reader must not race a writer."""
+        removed = []
+        for path in sorted(self.directory.iterdir()):
+            if path.is_dir() and (path.name.startswith(TEMP_PREFIX) or _read_manifest(path) is None):
+                log.warning("removing incomplete checkpoint directory %s (no valid %s)", path, MANIFEST)
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
 
     def save(self, model: torch.nn.Module, training_state: dict[str, Any], meta: dict[str, Any]) -> StoredCheckpoint:
-        """Write one checkpoint atomically. ``meta`` needs ``epoch`` and ``objective``."""
+        """Write one checkpoint atomically. ``meta`` needs ``epoch`` and ``objective``. On any error
+        (a full disk included) the temp directory is removed and nothing else changes."""
         name = f"epoch_{int(meta['epoch']):04d}"
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}-", dir=self.directory))
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, temp / WEIGHTS)
-        torch.save(training_state, temp / TRAINING_STATE)
-        for file in (WEIGHTS, TRAINING_STATE):
-            _fsync(temp / file)
-        manifest = {
-            **meta,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(),
-            "code_version": __version__,
-            "files": {f: sha256_file(temp / f) for f in (WEIGHTS, TRAINING_STATE)},
-        }
-        (temp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-        _fsync(temp / MANIFEST)
-        final = self.directory / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temp, final)
-        _fsync(self.directory)
+        try:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, temp / WEIGHTS)
+            torch.save(training_state, temp / TRAINING_STATE)
+            files = (WEIGHTS, TRAINING_STATE)
+            for file in files:
+                _fsync(temp / file)
+            manifest = {
+                **meta,
+                "manifest_version": MANIFEST_VERSION,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+                "code_version": __version__,
+                "files": {f: sha256_file(temp / f) for f in files},
+                "bytes": {f: (temp / f).stat().st_size for f in files},
+                "flags": dataclasses.asdict(Flags(True, False, True, False)),
+            }
+            _write_json_atomic(temp / MANIFEST, manifest)
+            final = self.directory / name
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(temp, final)
+            _fsync(self.directory)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
         return StoredCheckpoint(final, manifest)
 
     def list(self) -> list[StoredCheckpoint]:
         """Checkpoints with a readable manifest, oldest first (hashes are checked on load)."""
         found = []
         for path in sorted(self.directory.glob("epoch_*")):
-            try:
-                found.append(StoredCheckpoint(path, json.loads((path / MANIFEST).read_text(encoding="utf-8"))))
-            except (OSError, ValueError):
+            manifest = _read_manifest(path)
+            if manifest is None:
                 log.warning("ignoring %s: no valid %s", path, MANIFEST)
+            else:
+                found.append(StoredCheckpoint(path, manifest))
         return found
 
     def delete(self, checkpoint: StoredCheckpoint) -> None:
         shutil.rmtree(checkpoint.path, ignore_errors=True)
+
+    def make_lean(self, checkpoint: StoredCheckpoint) -> StoredCheckpoint:
+        """Drop the training state; the checkpoint stays loadable as weights, no longer resumable."""
+        manifest = {**checkpoint.manifest}
+        manifest["files"] = {k: v for k, v in manifest["files"].items() if k != TRAINING_STATE}
+        manifest["bytes"] = {k: v for k, v in manifest["bytes"].items() if k != TRAINING_STATE}
+        _write_json_atomic(checkpoint.path / MANIFEST, manifest)  # manifest first: never lists a missing file
+        (checkpoint.path / TRAINING_STATE).unlink(missing_ok=True)
+        return StoredCheckpoint(checkpoint.path, manifest)
+
+    def write_flags(self, checkpoint: StoredCheckpoint, flags: Flags) -> StoredCheckpoint:
+        if checkpoint.manifest.get("flags") == dataclasses.asdict(flags):
+            return checkpoint
+        manifest = {**checkpoint.manifest, "flags": dataclasses.asdict(flags)}
+        _write_json_atomic(checkpoint.path / MANIFEST, manifest)
+        return StoredCheckpoint(checkpoint.path, manifest)
 
 
 def verify(checkpoint: StoredCheckpoint) -> None:
@@ -110,16 +155,47 @@ def verify(checkpoint: StoredCheckpoint) -> None:
             raise CheckpointError(f"{checkpoint.path}: {file} does not match its SHA-256 in {MANIFEST} (corrupted)")
 
 
-def load_weights(checkpoint: StoredCheckpoint, model: torch.nn.Module, architecture: str) -> None:
-    """Verify and load weights into ``model``; refuses a checkpoint of another architecture."""
-    verify(checkpoint)
+def check_compatible(checkpoint: StoredCheckpoint, architecture: str) -> None:
     saved = checkpoint.manifest.get("architecture")
     if saved != architecture:
         raise CheckpointError(
             f"{checkpoint.path} was written for {saved}, the model is {architecture}; "
             "load it with the model configuration it was trained with (see the trial's config.yaml)."
         )
+
+
+def load_weights(checkpoint: StoredCheckpoint, model: torch.nn.Module, architecture: str) -> None:
+    """Verify and load weights into ``model``; refuses a checkpoint of another architecture."""
+    check_compatible(checkpoint, architecture)
+    verify(checkpoint)
     model.load_state_dict(load_file(checkpoint.path / WEIGHTS))
+
+
+def load_training_state(checkpoint: StoredCheckpoint) -> dict[str, Any]:
+    """The optimizer/scheduler/RNG state, loaded without unpickling arbitrary objects."""
+    if not checkpoint.resumable:
+        raise CheckpointError(f"{checkpoint.path} holds weights only (kept as a best checkpoint); it cannot be resumed")
+    state: dict[str, Any] = torch.load(checkpoint.path / TRAINING_STATE, weights_only=True)
+    return state
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    required = ("epoch", "objective", "files", "bytes")
+    return manifest if isinstance(manifest, dict) and all(k in manifest for k in required) else None
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    _fsync(path.parent)
 
 
 def _fsync(path: Path) -> None:

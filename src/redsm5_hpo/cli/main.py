@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from redsm5_hpo.checkpoints.disk import DiskSpaceError, human_bytes
 from redsm5_hpo.checkpoints.store import CheckpointError
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import load_config
@@ -21,6 +22,8 @@ from redsm5_hpo.tracking.logs import setup_logging
 log = logging.getLogger("redsm5_hpo.cli")
 
 USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyError)
+EXIT_USER_ERROR = 2
+EXIT_DISK_FULL = 3
 
 TUNE_HELP = """Run an HPO study: sequential trials, then one test evaluation of the best trial.
 
@@ -29,31 +32,47 @@ logs everything to MLflow (default: experiments/mlflow.db).
 
 example:
   redsm5-hpo tune model.encoder=tiny-random hpo.n_trials=2 train.epochs=2 experiments_dir=/tmp/exp
+  redsm5-hpo tune --dry-run retention_policy=aggressive
 """
 
 TRAIN_HELP = """Train one configuration (no search) and write its validation report.
 
 Writes experiments/trial_<uuid>/ (config.yaml, checkpoints/, logs/, evaluation_report.json).
+train.save_checkpoints=false runs without writing checkpoints and still logs every metric.
 
 example:
   redsm5-hpo train model.encoder=tiny-random train.epochs=1 seed=7
 """
 
+CLEANUP_HELP = """List orphaned checkpoints and trial directories with their sizes; delete them with --execute.
+
+Orphans: temp directories of interrupted writes, checkpoints without a manifest, checkpoints of
+finished trials that their report does not reference, and trial directories no study or report
+references. Nothing touched within --min-age-hours is considered.
+
+example:
+  redsm5-hpo cleanup                      # dry run: list only
+  redsm5-hpo cleanup --execute experiments_dir=/data/exp
+"""
+
 OVERRIDES_HELP = (
     "Hydra-style overrides, e.g. experiments_dir=DIR seed=N data.source=sample|DIR|HUB_ID "
     "model.encoder=tiny-random|bundled:all-MiniLM-L6-v2|HUB_ID|PATH train.epochs=N hpo.n_trials=N "
-    "hpo.storage=URL tracking.uri=URI"
+    "hpo.storage=URL tracking.uri=URI retention_policy=default|aggressive"
 )
 
 
-def _cmd_tune(config: Config, progress: bool) -> int:
-    from redsm5_hpo.pipeline import run_study
+def _cmd_tune(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import dry_run, run_study  # heavy imports only when a command runs
 
-    result = run_study(config, progress=progress)
+    if args.dry_run:
+        print(dry_run(config))
+        return 0
+    result = run_study(config, progress=not args.no_progress)
     metrics = result.report["test_metrics"]
     print(
-        f"best trial: {result.report['best_trial_id']} ({config.train.optimization_metric}="
-        f"{result.report['best_validation_value']:.4f})"
+        f"best trial: {result.report['best_trial_id']} "
+        f"({config.train.optimization_metric}={result.report['best_validation_value']:.4f})"
     )
     print(
         f"test macro-F1: {metrics['test_criteria_macro_f1']:.4f}  micro-F1: {metrics['test_criteria_micro_f1']:.4f}  "
@@ -64,18 +83,41 @@ def _cmd_tune(config: Config, progress: bool) -> int:
     return 0
 
 
-def _cmd_train(config: Config, progress: bool) -> int:
-    from redsm5_hpo.pipeline import run_single
+def _cmd_train(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import dry_run, run_single
 
-    result = run_single(config, progress=progress)
+    if args.dry_run:
+        print(dry_run(config))
+        return 0
+    result = run_single(config, progress=not args.no_progress)
     print(f"best {config.train.optimization_metric}: {result.best_value:.4f}")
     print(f"trial report: {result.report_path}")
     return 0
 
 
-COMMANDS: dict[str, tuple[str, Callable[[Config, bool], int]]] = {
+def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from redsm5_hpo.checkpoints.cleanup import find_orphans, remove_orphans
+    from redsm5_hpo.hpo.inventory import trial_states
+
+    root = Path(config.experiments_dir).resolve()
+    storages = [config.hpo.storage] if config.hpo.storage else []
+    orphans = find_orphans(root, trial_states(root, storages), min_age_s=args.min_age_hours * 3600)
+    for orphan in orphans:
+        print(f"{human_bytes(orphan.size_bytes):>10}  {orphan.path}  ({orphan.reason})")
+    total = sum(o.size_bytes for o in orphans)
+    if not args.execute:
+        print(f"{len(orphans)} orphan(s), {human_bytes(total)}; dry run: nothing deleted (add --execute to delete)")
+        return 0
+    print(f"deleted {len(orphans)} orphan(s), freed {human_bytes(remove_orphans(orphans))}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "tune": (TUNE_HELP, _cmd_tune),
     "train": (TRAIN_HELP, _cmd_train),
+    "cleanup": (CLEANUP_HELP, _cmd_cleanup),
 }
 
 
@@ -92,10 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=text.splitlines()[0], description=text, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
-        sub.add_argument(
-            "--config-dir", default=None, help="directory holding config.yaml (default: ./configs of the source tree)"
-        )
-        sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
+        sub.add_argument("--config-dir", default=None, help="directory holding config.yaml (default: ./configs)")
+        if name == "cleanup":
+            sub.add_argument("--execute", action="store_true", help="delete the orphans (default: only list them)")
+            sub.add_argument(
+                "--min-age-hours", type=float, default=24.0, help="skip anything touched more recently (24)"
+            )
+        else:
+            sub.add_argument(
+                "--dry-run", action="store_true", help="check config, data, encoder and disk space; no training"
+            )
+            sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
     return parser
 
 
@@ -106,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, command = COMMANDS[args.command]
     try:
         config = load_config(args.overrides, args.config_dir)
-        return command(config, not args.no_progress)
+        return command(config, args)
     except USER_ERRORS as e:
         log.critical("%s", e)
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except DiskSpaceError as e:  # already logged in full (stdout and JSON) where it was raised
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return EXIT_DISK_FULL

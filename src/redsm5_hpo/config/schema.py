@@ -73,14 +73,41 @@ class TrainConfig:
     """Validation metric that selects the best checkpoint and the best trial (maximized)."""
     checkpoint_interval_epochs: int = 1
     """Save a checkpoint every N epochs (N >= 1)."""
-    keep_last_n: int = 1
-    """Most recent checkpoints kept for resuming."""
-    keep_best_k: int = 1
-    """Best checkpoints kept (by the optimization metric)."""
     save_checkpoints: bool = True
     """False: evaluate-only / throwaway runs that log metrics but write no checkpoint."""
     max_steps_per_epoch: int | None = None
     """Cap on batches per epoch (smoke runs); None = the whole split."""
+
+
+@dataclass
+class RetentionConfig:
+    keep_last_n: int = 1
+    """Newest checkpoints kept with their training state for resuming. The newest is always kept while a
+    trial runs (the one resume point), so 0 and 1 behave the same."""
+    keep_best_k: int = 1
+    """Best checkpoints kept by the optimization metric (1 or 2). Checkpoints tied for best (co-best) are
+    all kept, even past this cap."""
+    max_total_size_gb: float = 10.0
+    """Cap on one trial's checkpoint bytes; the resume point and co-best survive even past it."""
+    lean_best: bool = True
+    """Drop the optimizer/scheduler state of checkpoints kept only because they are best."""
+    release_finished_trials: bool = True
+    """When a trial ends, delete the checkpoints that can no longer matter: everything of a trial that is
+    not the study's best, and the resume points of the best trial."""
+
+
+@dataclass
+class DiskGuardConfig:
+    interval_s: float = 60.0
+    """Seconds between free-space checks of the experiments filesystem (background thread)."""
+    info_interval_s: float = 600.0
+    """Seconds between INFO reports of free space while nothing is wrong."""
+    critical_free_fraction: float = 0.10
+    """Below this share of free space: WARNING, critical flag, staged aggressive pruning before saves."""
+    error_free_fraction: float = 0.05
+    """Below this share of free space: ERROR."""
+    reserve_mb: float = 16.0
+    """Free space checkpoints never use, left for logs, tracking and the OS."""
 
 
 @dataclass
@@ -112,5 +139,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    retention_policy: RetentionConfig = field(default_factory=RetentionConfig)
+    disk_guard: DiskGuardConfig = field(default_factory=DiskGuardConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     hpo: HpoConfig = field(default_factory=HpoConfig)

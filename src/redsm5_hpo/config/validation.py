@@ -41,10 +41,6 @@ def validate(config: Config) -> list[str]:
             problems.append(f"train.{name}: must be > 0, got {getattr(t, name)}")
     if not 0 <= t.warmup_ratio < 1:
         problems.append(f"train.warmup_ratio: must be in [0, 1), got {t.warmup_ratio}")
-    if t.keep_last_n < 1 and t.save_checkpoints:
-        problems.append(f"train.keep_last_n: at least 1 resumable checkpoint is kept, got {t.keep_last_n}")
-    if not 1 <= t.keep_best_k <= 2:
-        problems.append(f"train.keep_best_k: between 1 and 2 (hard cap), got {t.keep_best_k}")
     if t.max_steps_per_epoch is not None and t.max_steps_per_epoch < 1:
         problems.append(f"train.max_steps_per_epoch: null or >= 1, got {t.max_steps_per_epoch}")
     known = validation_metric_names()
@@ -53,9 +49,31 @@ def validate(config: Config) -> list[str]:
             f"train.optimization_metric: {t.optimization_metric!r} is not a metric the loop logs; "
             f"choose one of {', '.join(sorted(known))}"
         )
+    problems += _retention_problems(config)
     if h.n_trials < 1:
         problems.append(f"hpo.n_trials: must be >= 1, got {h.n_trials}")
     problems += _search_space_problems(config)
+    return problems
+
+
+def _retention_problems(config: Config) -> list[str]:
+    r, g = config.retention_policy, config.disk_guard
+    problems = []
+    if r.keep_last_n < 0:
+        problems.append(f"retention_policy.keep_last_n: must be >= 0, got {r.keep_last_n}")
+    if not 1 <= r.keep_best_k <= 2:
+        problems.append(f"retention_policy.keep_best_k: between 1 and 2 (hard cap), got {r.keep_best_k}")
+    if r.max_total_size_gb <= 0:
+        problems.append(f"retention_policy.max_total_size_gb: must be > 0, got {r.max_total_size_gb}")
+    if g.interval_s <= 0 or g.info_interval_s <= 0:
+        problems.append(f"disk_guard.interval_s/info_interval_s: must be > 0, got {g.interval_s}, {g.info_interval_s}")
+    if not 0 < g.error_free_fraction <= g.critical_free_fraction < 1:
+        problems.append(
+            "disk_guard: need 0 < error_free_fraction <= critical_free_fraction < 1, "
+            f"got {g.error_free_fraction} and {g.critical_free_fraction}"
+        )
+    if g.reserve_mb < 0:
+        problems.append(f"disk_guard.reserve_mb: must be >= 0, got {g.reserve_mb}")
     return problems
 
 

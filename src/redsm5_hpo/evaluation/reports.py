@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """``name`` is e.g. ``study_report`` for ``schemas/study_report.schema.json``."""
+    """``name`` is e.g. ``study_report`` for ``redsm5_hpo/schemas/study_report.schema.json``."""
     return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 

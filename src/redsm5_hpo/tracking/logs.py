@@ -34,15 +34,29 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time of the record, not at set-up."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> object:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Readable lines on stdout for the package's loggers (idempotent)."""
     logger = logging.getLogger(ROOT)
     logger.setLevel(level)
     logger.propagate = False
-    if not any(getattr(h, "_redsm5_stdout", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+    if not any(isinstance(h, StdoutHandler) for h in logger.handlers):
+        handler = StdoutHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%H:%M:%S"))
-        handler._redsm5_stdout = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
 
 

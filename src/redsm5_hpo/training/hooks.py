@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redsm5_hpo.checkpoints.retention import select_checkpoints_to_keep
-from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
+from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.training.loop import EpochResult, LoopState
+from redsm5_hpo.training.seeding import capture_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +36,28 @@ class MetricsLoggingHook:
 
 
 class CheckpointHook:
-    """Saves every ``checkpoint_interval_epochs`` (and at the last epoch), then applies retention."""
+    """Saves every ``checkpoint_interval_epochs`` (and at the last epoch) through the manager, which
+    checks disk space first and applies retention right after. Runs after metric logging, so a full disk
+    never costs a metric."""
 
-    def __init__(self, store: CheckpointStore, cfg: TrainConfig, meta: dict[str, Any]):
-        self.store = store
+    def __init__(self, manager: CheckpointManager, cfg: TrainConfig, meta: dict[str, Any], seed: int):
+        self.manager = manager
         self.cfg = cfg
         self.meta = meta
-        """Static manifest fields: architecture signature and head configuration."""
+        """Static manifest fields: architecture signature, head configuration, trial id."""
+        self.seed = seed
 
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
-        due = result.epoch % self.cfg.checkpoint_interval_epochs == 0 or result.epoch == self.cfg.epochs
-        if not due:
+        if result.epoch % self.cfg.checkpoint_interval_epochs and result.epoch != self.cfg.epochs:
             return
         training_state = {
             "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(),
+            "rng": capture_rng_state(),
+            "data_order": {"seed": self.seed, "next_epoch": result.epoch + 1},
             "epoch": result.epoch,
             "global_step": result.global_step,
+            "best_value": state.best_value,
         }
         meta = {
             **self.meta,
@@ -61,16 +66,5 @@ class CheckpointHook:
             "objective": result.objective,
             "metrics": result.metrics,
         }
-        saved = self.store.save(state.model, training_state, meta)
+        saved = self.manager.save(state.model, training_state, meta)
         log.info("saved checkpoint %s", saved.path, extra={"step": result.epoch})
-        self.prune()
-
-    def prune(self) -> list[StoredCheckpoint]:
-        """Delete what the retention rule does not keep; return what is left."""
-        checkpoints = self.store.list()
-        keep = select_checkpoints_to_keep([c.record for c in checkpoints], self.cfg.keep_last_n, self.cfg.keep_best_k)
-        for checkpoint in checkpoints:
-            if checkpoint.epoch not in keep:
-                self.store.delete(checkpoint)
-                log.info("pruned checkpoint %s", checkpoint.path)
-        return [c for c in checkpoints if c.epoch in keep]

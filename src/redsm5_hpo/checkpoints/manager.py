@@ -1,0 +1,148 @@
+"""One trial's checkpoints: preflight, space checks before each save, retention after it.
+
+Under disk pressure (free space below the critical share, or not enough for the next save) the
+manager escalates in three stages before saving (M-27): (1) prune every unprotected checkpoint of
+this trial, (2) make later trials aggressive, (3) keep only the single best checkpoint of the whole
+study. If the save still cannot fit, it raises ``DiskSpaceError`` with the M-29 report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from redsm5_hpo.checkpoints.disk import (
+    CHECKPOINT_OVERHEAD_BYTES,
+    DiskSpaceError,
+    disk_full_message,
+    disk_usage,
+    estimate_checkpoint_bytes,
+    human_bytes,
+    minimum_bytes_to_run,
+)
+from redsm5_hpo.checkpoints.monitor import DiskMonitor
+from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, plan_retention
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+class StudyCheckpointsProtocol(Protocol):
+    """What a trial may ask of the study when its disk is under pressure."""
+
+    def escalate(self) -> None: ...
+
+    def keep_only_study_best(self) -> int: ...
+
+    def reclaimable_bytes(self) -> int: ...
+
+
+class CheckpointManager:
+    def __init__(
+        self,
+        store: CheckpointStore,
+        policy: RetentionPolicy,
+        root: Path,
+        monitor: DiskMonitor | None = None,
+        reserve_bytes: int = 0,
+        study: StudyCheckpointsProtocol | None = None,
+    ):
+        self.store = store
+        self.policy = policy
+        self.root = Path(root)
+        """The experiments directory: where free space is measured and artifacts are listed."""
+        self.monitor = monitor
+        self.reserve_bytes = reserve_bytes
+        self.study = study
+        self.full_bytes = 0
+        self.bytes_written = 0
+        """Every byte this manager ever saved: what keep-all would hold."""
+
+    def start(self, model: torch.nn.Module) -> None:
+        """Clean up interrupted writes, then stop before training if no policy could make this run fit (M-28)."""
+        self.store.remove_incomplete()
+        full, weights = estimate_checkpoint_bytes(model)
+        self.full_bytes = full
+        needed = minimum_bytes_to_run(full, weights) + self.reserve_bytes
+        usage = disk_usage(self.root)
+        reclaimable = sum(c.size_bytes for c in self.store.list()) + (
+            self.study.reclaimable_bytes() if self.study else 0
+        )
+        log.info(
+            "preflight: checkpoint ~%s (weights %s); this run needs at least %s, %s free, %s reclaimable",
+            human_bytes(full),
+            human_bytes(weights),
+            human_bytes(needed),
+            human_bytes(usage.free_bytes),
+            human_bytes(reclaimable),
+        )
+        if usage.free_bytes + reclaimable < needed:
+            message = disk_full_message(self.root, usage, full, "the run cannot fit even after aggressive pruning")
+            log.critical(message)
+            raise DiskSpaceError(message)
+
+    def save(self, model: torch.nn.Module, training_state: dict[str, Any], meta: dict[str, Any]) -> StoredCheckpoint:
+        """Check space (escalating if needed), write atomically, then apply retention."""
+        self._ensure_space(self.full_bytes or estimate_checkpoint_bytes(model)[0])
+        try:
+            saved = self.store.save(model, training_state, meta)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            message = disk_full_message(
+                self.root, disk_usage(self.root), self.full_bytes, f"the disk filled up while saving ({e})"
+            )
+            log.critical(message)
+            raise DiskSpaceError(message) from e
+        self.full_bytes = saved.size_bytes + CHECKPOINT_OVERHEAD_BYTES
+        self.bytes_written += saved.size_bytes
+        self.apply()
+        return saved
+
+    def apply(self, policy: RetentionPolicy | None = None, trial_finished: bool = False) -> list[StoredCheckpoint]:
+        """Delete, slim and flag checkpoints as ``policy`` (default: the trial's) decides; return what is kept."""
+        checkpoints = self.store.list()
+        plan = plan_retention([c.record for c in checkpoints], policy or self.policy, trial_finished)
+        kept = []
+        for checkpoint in checkpoints:
+            if checkpoint.epoch in plan.delete:
+                self.store.delete(checkpoint)
+                log.info("pruned checkpoint %s", checkpoint.path)
+                continue
+            if checkpoint.epoch in plan.make_lean:
+                checkpoint = self.store.make_lean(checkpoint)
+                log.info("kept %s as best (weights only)", checkpoint.path)
+            kept.append(self.store.write_flags(checkpoint, plan.flags[checkpoint.epoch]))
+        return kept
+
+    def finish(self, release_resume_points: bool) -> list[StoredCheckpoint]:
+        """At the end of the trial: with ``release_resume_points`` only the best and co-best stay."""
+        return self.apply(trial_finished=release_resume_points)
+
+    def _ensure_space(self, needed: int) -> None:
+        usage = disk_usage(self.root)
+        critical = self.monitor.check_now() >= 1 if self.monitor else False
+        if not critical and usage.free_bytes - self.reserve_bytes >= needed:
+            return
+        log.warning(
+            "disk pressure before saving (%s free, %s needed): pruning this trial, then later trials, then the study",
+            human_bytes(usage.free_bytes),
+            human_bytes(needed),
+        )
+        self.apply(dataclasses.replace(AGGRESSIVE, max_total_bytes=self.policy.max_total_bytes))
+        if self.study:
+            self.study.escalate()
+            freed = self.study.keep_only_study_best()
+            log.warning("kept only the study's best checkpoint elsewhere: %s freed", human_bytes(freed))
+        usage = disk_usage(self.root)
+        if usage.free_bytes - self.reserve_bytes < needed:
+            message = disk_full_message(
+                self.root, usage, needed, "cannot keep a resumable checkpoint plus the best model"
+            )
+            log.critical(message)
+            raise DiskSpaceError(message)

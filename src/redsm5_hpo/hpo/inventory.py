@@ -1,0 +1,25 @@
+"""Which trial directories the studies under an experiments directory know, and in which state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
+from redsm5_hpo.hpo.study import default_storage
+
+
+def trial_states(root: Path, storages: list[str] | None = None) -> dict[Path, str]:
+    """``{trial_dir: state}`` over every study in ``study_*/optuna.db`` and the given storage URLs; the state
+    is Optuna's name (``RUNNING``, ``COMPLETE``, ``FAIL``...) or ``RESUMABLE`` for a failure to resume from."""
+    urls = [default_storage(d) for d in sorted(Path(root).glob("study_*")) if (d / "optuna.db").is_file()]
+    states: dict[Path, str] = {}
+    for url in urls + list(storages or []):
+        for summary in optuna.get_all_study_summaries(url):
+            study = optuna.load_study(study_name=summary.study_name, storage=url)
+            for trial in study.get_trials(deepcopy=False):
+                if "trial_dir" in trial.user_attrs:
+                    state = "RESUMABLE" if trial.user_attrs.get(RESUMABLE_ATTR) else trial.state.name
+                    states[Path(trial.user_attrs["trial_dir"]).resolve()] = state
+    return states

@@ -1,0 +1,143 @@
+"""Study-level retention (M-26): when trials finish, release the checkpoints that can no longer matter.
+
+A finished trial that is not (tied for) the study's best keeps nothing; the best trial keeps its
+best and co-best checkpoints. Under disk pressure the study keeps only its single best checkpoint
+and later trials get the aggressive policy. Running trials are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from redsm5_hpo.checkpoints.disk import tree_bytes
+from redsm5_hpo.checkpoints.loading import best_first
+from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, policy_from_config
+from redsm5_hpo.checkpoints.store import CheckpointStore
+from redsm5_hpo.config.schema import RetentionConfig
+from redsm5_hpo.evaluation.reports import write_report
+
+log = logging.getLogger(__name__)
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+TRIAL_REPORT = "evaluation_report.json"
+RESUMABLE_ATTR = "resumable"
+"""Optuna user attr of a trial that failed in a way the user can fix (a full disk) and resume."""
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    number: int
+    finished: bool
+    value: float | None
+    """The objective of a completed trial; None otherwise."""
+    resumable: bool = False
+    """Failed for a reason the user can fix and resume from (a full disk): its checkpoints stay."""
+
+
+def select_release(trials: Sequence[TrialSummary]) -> tuple[set[int], set[int]]:
+    """(trials whose checkpoints all go, trials tied for the study's best that keep theirs)."""
+    values = [t.value for t in trials if t.finished and t.value is not None]
+    best_value = max(values) if values else None
+    best = {t.number for t in trials if t.finished and t.value is not None and t.value == best_value}
+    return {t.number for t in trials if t.finished and not t.resumable} - best, best
+
+
+class StudyCheckpoints:
+    """The study's view of every trial's checkpoints (trial directories come from Optuna user attrs)."""
+
+    def __init__(self, study: optuna.Study, config: RetentionConfig):
+        self.study = study
+        self.config = config
+        self.escalated = False
+
+    def policy(self) -> RetentionPolicy:
+        """The policy for the next trial: the configured one, or aggressive once the disk was under pressure."""
+        policy = policy_from_config(self.config)
+        if self.escalated:
+            return RetentionPolicy(AGGRESSIVE.keep_last_n, AGGRESSIVE.keep_best_k, policy.max_total_bytes, True)
+        return policy
+
+    def escalate(self) -> None:
+        if not self.escalated:
+            log.warning("disk pressure: later trials keep one resume point and one best checkpoint")
+        self.escalated = True
+
+    def release_finished(self, force: bool = False) -> int:
+        """Delete the checkpoints of finished trials that are not the study's best; return bytes freed."""
+        if not (self.config.release_finished_trials or force):
+            return 0
+        dirs = self._trial_dirs()
+        release, _ = select_release(self._summaries())
+        freed = 0
+        for number in sorted(release & dirs.keys()):
+            checkpoints = dirs[number] / "checkpoints"
+            if checkpoints.is_dir() and any(checkpoints.iterdir()):
+                freed += tree_bytes(checkpoints)
+                shutil.rmtree(checkpoints)
+                _mark_released(dirs[number])
+                log.info(
+                    "released the checkpoints of finished trial %d (%s): not the study's best",
+                    number,
+                    dirs[number].name,
+                )
+        return freed
+
+    def keep_only_study_best(self) -> int:
+        """Stage 3 of the disk guard: of all finished trials, only the single best checkpoint stays."""
+        freed = self.release_finished(force=True)
+        dirs = self._trial_dirs()
+        _, best = select_release(self._summaries())
+        survivors = []
+        for number in sorted(best & dirs.keys()):
+            survivors += [(c, number) for c in CheckpointStore(dirs[number] / "checkpoints").list()]
+        ranked = best_first([c for c, _ in survivors])
+        for checkpoint in ranked[1:]:
+            freed += checkpoint.size_bytes
+            shutil.rmtree(checkpoint.path, ignore_errors=True)
+            log.warning("released %s: only the study's single best checkpoint is kept", checkpoint.path)
+        for number in best & dirs.keys():
+            _mark_released(dirs[number])
+        return freed
+
+    def reclaimable_bytes(self) -> int:
+        """What ``keep_only_study_best`` could free right now."""
+        dirs = self._trial_dirs()
+        finished = {t.number for t in self._summaries() if t.finished}
+        checkpoints = [c for n in finished & dirs.keys() for c in CheckpointStore(dirs[n] / "checkpoints").list()]
+        return sum(c.size_bytes for c in best_first(checkpoints)[1:])
+
+    def _summaries(self) -> list[TrialSummary]:
+        return [
+            TrialSummary(
+                t.number,
+                t.state in FINISHED,
+                t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+                bool(t.user_attrs.get(RESUMABLE_ATTR)),
+            )
+            for t in self.study.get_trials(deepcopy=False)
+        ]
+
+    def _trial_dirs(self) -> dict[int, Path]:
+        return {
+            t.number: Path(t.user_attrs["trial_dir"])
+            for t in self.study.get_trials(deepcopy=False)
+            if "trial_dir" in t.user_attrs
+        }
+
+
+def _mark_released(trial_dir: Path) -> None:
+    """Keep the trial report truthful: list only the checkpoints still on disk."""
+    path = trial_dir / TRIAL_REPORT
+    if not path.is_file():
+        return
+    report = json.loads(path.read_text(encoding="utf-8"))
+    remaining = [r for r in report["checkpoint_references"] if Path(r).is_dir()]
+    if remaining != report["checkpoint_references"]:
+        write_report(path, {**report, "checkpoint_references": remaining, "released": True}, "trial_report")
