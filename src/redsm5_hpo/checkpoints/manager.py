@@ -91,8 +91,8 @@ class CheckpointManager:
         self._ensure_space(self.full_bytes or estimate_checkpoint_bytes(model)[0])
         try:
             saved = self.store.save(model, training_state, meta)
-        except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        except Exception as e:
+            if not _is_disk_full(e):
                 raise
             message = disk_full_message(
                 self.root, disk_usage(self.root), self.full_bytes, f"the disk filled up while saving ({e})"
@@ -146,3 +146,10 @@ class CheckpointManager:
             )
             log.critical(message)
             raise DiskSpaceError(message)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also when a writer (safetensors) wraps it in its own exception type."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
