@@ -6,7 +6,7 @@ TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.setup-stamp
 ARGS ?=
 
-.PHONY: setup train tune test lint format lock sample-data clean
+.PHONY: setup train tune test lint format lock sample-data cleanup bench clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,15 @@ train: $(STAMP)
 	$(BIN)/redsm5-hpo tune $(ARGS)
 
 tune: train
+
+# List orphaned checkpoints and logs under experiments/; EXECUTE=true deletes them.
+EXECUTE ?= false
+cleanup: $(STAMP)
+	$(BIN)/redsm5-hpo cleanup $(if $(filter true,$(EXECUTE)),--execute,) $(ARGS)
+
+# Benchmarks (measured side by side in one run); results in bench/results.json and bench/results.md.
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 $(ARGS)

@@ -44,6 +44,14 @@ def test_finished_trial_keeps_only_best_and_co_best() -> None:
     assert plan.keep == {1, 3} and plan.make_lean == {1, 3}
 
 
+def test_checkpoints_that_cannot_beat_the_study_best_are_only_resume_points() -> None:
+    recs = records([0.6, 0.5, 0.4])
+    assert plan_retention(recs, RetentionPolicy(1, 1), must_beat=0.7).keep == {3}
+    assert plan_retention(recs, RetentionPolicy(1, 1), must_beat=0.6).keep == {3}  # a tie cannot displace the best
+    assert plan_retention(recs, RetentionPolicy(1, 1), must_beat=0.55).keep == {1, 3}
+    assert plan_retention(recs, RetentionPolicy(1, 1), trial_finished=True, must_beat=0.7).keep == set()
+
+
 def test_size_cap_drops_unprotected_oldest_first() -> None:
     recs = records([0.9, 0.2, 0.3, 0.4], size=10, weights=4)  # best (lean: 4) + last 3 (10 each)
     assert plan_retention(recs, RetentionPolicy(3, 1, max_total_bytes=25)).keep == {1, 3, 4}  # 4 + 10 + 10
@@ -60,12 +68,17 @@ policies = st.builds(
 )
 
 
-@given(st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.5]), min_size=1, max_size=12), policies, st.booleans())
-def test_retention_invariants(objectives, policy, finished) -> None:
+@given(
+    st.lists(st.sampled_from([0.1, 0.2, 0.3, 0.5]), min_size=1, max_size=12),
+    policies,
+    st.booleans(),
+    st.one_of(st.none(), st.sampled_from([0.0, 0.2, 0.5, 0.9])),
+)
+def test_retention_invariants(objectives, policy, finished, must_beat) -> None:
     recs = records(objectives)
-    plan = plan_retention(recs, policy, trial_finished=finished)
+    plan = plan_retention(recs, policy, trial_finished=finished, must_beat=must_beat)
     best = max(objectives)
-    co_best = {r.epoch for r in recs if r.objective == best}
+    co_best = {r.epoch for r in recs if r.objective == best and (must_beat is None or best > must_beat)}
     assert co_best <= plan.keep  # every co-best survives, whatever the cap
     if not finished:
         assert len(recs) in plan.keep and len(recs) not in plan.make_lean  # the newest stays resumable

@@ -13,9 +13,10 @@ from redsm5_hpo.hpo.retention import StudyCheckpoints, TrialSummary, select_rele
     ("trials", "release", "best"),
     [
         ([TrialSummary(0, True, 0.5), TrialSummary(1, True, 0.7)], {0}, {1}),
-        ([TrialSummary(0, True, 0.7), TrialSummary(1, True, 0.7)], set(), {0, 1}),  # tied trials both kept
+        ([TrialSummary(0, True, 0.7), TrialSummary(1, True, 0.7)], {1}, {0}),  # ties: the first is the best
         ([TrialSummary(0, True, None), TrialSummary(1, False, None)], {0}, set()),  # failed goes, running stays
         ([TrialSummary(0, True, 0.9), TrialSummary(1, False, None)], set(), {0}),
+        ([TrialSummary(0, True, 0.9), TrialSummary(1, True, None, resumable=True)], set(), {0}),
     ],
 )
 def test_select_release(trials, release, best) -> None:

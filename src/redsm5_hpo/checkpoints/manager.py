@@ -41,6 +41,10 @@ class StudyCheckpointsProtocol(Protocol):
 
     def reclaimable_bytes(self) -> int: ...
 
+    def best_value(self) -> float | None:
+        """The best objective among finished trials, if any."""
+        ...
+
 
 class CheckpointManager:
     def __init__(
@@ -107,7 +111,8 @@ class CheckpointManager:
     def apply(self, policy: RetentionPolicy | None = None, trial_finished: bool = False) -> list[StoredCheckpoint]:
         """Delete, slim and flag checkpoints as ``policy`` (default: the trial's) decides; return what is kept."""
         checkpoints = self.store.list()
-        plan = plan_retention([c.record for c in checkpoints], policy or self.policy, trial_finished)
+        must_beat = self.study.best_value() if self.study else None
+        plan = plan_retention([c.record for c in checkpoints], policy or self.policy, trial_finished, must_beat)
         kept = []
         for checkpoint in checkpoints:
             if checkpoint.epoch in plan.delete:

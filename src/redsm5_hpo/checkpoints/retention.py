@@ -56,10 +56,15 @@ class RetentionPlan:
 
 
 def plan_retention(
-    records: Sequence[CheckpointRecord], policy: RetentionPolicy, trial_finished: bool = False
+    records: Sequence[CheckpointRecord],
+    policy: RetentionPolicy,
+    trial_finished: bool = False,
+    must_beat: float | None = None,
 ) -> RetentionPlan:
     """Decide the fate of every checkpoint of one trial. Once the trial has finished nothing will resume
-    from it, so only its best and co-best checkpoints are kept."""
+    from it, so only its best and co-best checkpoints are kept. ``must_beat`` is the study's best value so
+    far: a checkpoint that does not beat it can never be the study's best, so it is kept only as a resume
+    point."""
     if not records:
         return RetentionPlan(frozenset(), frozenset(), frozenset(), {})
     by_epoch = sorted(records, key=lambda r: r.epoch)
@@ -71,6 +76,9 @@ def plan_retention(
     co_best = {r.epoch for r in records if r.objective == best}
     ranked = sorted(records, key=lambda r: (-r.objective, -r.epoch))
     best_k = {r.epoch for r in ranked[: policy.keep_best_k]}
+    if must_beat is not None:
+        best_k = {e for e in best_k if _record(records, e).objective > must_beat}
+        co_best = {e for e in co_best if best > must_beat}
     keep = last_n | best_k | co_best
     lean = {e for e in keep - last_n if policy.lean_best}
     keep = _apply_size_cap(by_epoch, keep, lean, protected=resume_point | co_best, cap=policy.max_total_bytes)

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from redsm5_hpo import __version__
+from redsm5_hpo.atomic_files import fsync_path, write_json_atomic
 from redsm5_hpo.checkpoints.hashing import sha256_file
 from redsm5_hpo.checkpoints.retention import CheckpointRecord, Flags
 
@@ -93,7 +94,7 @@ class CheckpointStore:
             torch.save(training_state, temp / TRAINING_STATE)
             files = (WEIGHTS, TRAINING_STATE)
             for file in files:
-                _fsync(temp / file)
+                fsync_path(temp / file)
             manifest = {
                 **meta,
                 "manifest_version": MANIFEST_VERSION,
@@ -103,12 +104,12 @@ class CheckpointStore:
                 "bytes": {f: (temp / f).stat().st_size for f in files},
                 "flags": dataclasses.asdict(Flags(True, False, True, False)),
             }
-            _write_json_atomic(temp / MANIFEST, manifest)
+            write_json_atomic(temp / MANIFEST, manifest)
             final = self.directory / name
             if final.exists():
                 shutil.rmtree(final)
             os.replace(temp, final)
-            _fsync(self.directory)
+            fsync_path(self.directory)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
@@ -133,7 +134,7 @@ class CheckpointStore:
         manifest = {**checkpoint.manifest}
         manifest["files"] = {k: v for k, v in manifest["files"].items() if k != TRAINING_STATE}
         manifest["bytes"] = {k: v for k, v in manifest["bytes"].items() if k != TRAINING_STATE}
-        _write_json_atomic(checkpoint.path / MANIFEST, manifest)  # manifest first: never lists a missing file
+        write_json_atomic(checkpoint.path / MANIFEST, manifest)  # manifest first: never lists a missing file
         (checkpoint.path / TRAINING_STATE).unlink(missing_ok=True)
         return StoredCheckpoint(checkpoint.path, manifest)
 
@@ -141,7 +142,7 @@ class CheckpointStore:
         if checkpoint.manifest.get("flags") == dataclasses.asdict(flags):
             return checkpoint
         manifest = {**checkpoint.manifest, "flags": dataclasses.asdict(flags)}
-        _write_json_atomic(checkpoint.path / MANIFEST, manifest)
+        write_json_atomic(checkpoint.path / MANIFEST, manifest)
         return StoredCheckpoint(checkpoint.path, manifest)
 
 
@@ -186,21 +187,3 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         return None
     required = ("epoch", "objective", "files", "bytes")
     return manifest if isinstance(manifest, dict) and all(k in manifest for k in required) else None
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

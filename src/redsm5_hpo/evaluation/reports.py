@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from redsm5_hpo.atomic_files import write_json_atomic
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -26,10 +27,4 @@ def write_report(path: Path, report: dict[str, Any], schema_name: str) -> Path:
     """Validate, then write through a temporary file and an atomic rename."""
     validate_report(report, schema_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    return path
+    return write_json_atomic(path, report)

@@ -1,7 +1,8 @@
 """Study-level retention (M-26): when trials finish, release the checkpoints that can no longer matter.
 
-A finished trial that is not (tied for) the study's best keeps nothing; the best trial keeps its
-best and co-best checkpoints. Under disk pressure the study keeps only its single best checkpoint
+A finished trial that is not the study's best keeps nothing; the best trial keeps its best and
+co-best checkpoints. While a trial runs, its checkpoints that do not beat the study's best are kept
+only as resume points. Under disk pressure the study keeps only its single best checkpoint
 and later trials get the aggressive policy. Running trials are never touched.
 """
 
@@ -42,10 +43,10 @@ class TrialSummary:
 
 
 def select_release(trials: Sequence[TrialSummary]) -> tuple[set[int], set[int]]:
-    """(trials whose checkpoints all go, trials tied for the study's best that keep theirs)."""
-    values = [t.value for t in trials if t.finished and t.value is not None]
-    best_value = max(values) if values else None
-    best = {t.number for t in trials if t.finished and t.value is not None and t.value == best_value}
+    """(trials whose checkpoints all go, the study's best trial). Among trials tied for the best value the
+    first one is the best, as for Optuna, so ties cannot make the kept set grow with the study."""
+    completed = [t for t in trials if t.finished and t.value is not None]
+    best = {max(completed, key=lambda t: (t.value, -t.number)).number} if completed else set()
     return {t.number for t in trials if t.finished and not t.resumable} - best, best
 
 
@@ -105,6 +106,10 @@ class StudyCheckpoints:
         for number in best & dirs.keys():
             _mark_released(dirs[number])
         return freed
+
+    def best_value(self) -> float | None:
+        values = [t.value for t in self._summaries() if t.value is not None]
+        return max(values) if values else None
 
     def reclaimable_bytes(self) -> int:
         """What ``keep_only_study_best`` could free right now."""

@@ -1,0 +1,155 @@
+"""Benchmarks measured side by side in one run; writes bench/results.json and bench/results.md.
+
+B1 checkpoint storage: a multi-trial study with the bundled encoder. Keep-all is measured in the same
+   run as the bytes of every checkpoint written (what a keep-everything policy would hold at the end
+   and at its peak); ours is what is on disk at the end and the most that was ever on disk at once.
+B2 checkpoint save: the time the loop is blocked by each save (write + hashes + retention) as a
+   share of the epoch time, on full epochs.
+
+Usage: python bench/run.py [--quick]   (--quick: the tiny encoder, for a smoke check of the harness)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from redsm5_hpo.checkpoints import manager as manager_module
+from redsm5_hpo.checkpoints.disk import human_bytes, tree_bytes
+from redsm5_hpo.config.loading import load_config
+from redsm5_hpo.pipeline import run_study
+from redsm5_hpo.training import loop as loop_module
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def checkpoint_bytes(root: Path) -> int:
+    return sum(tree_bytes(d) for d in root.glob("trial_*/checkpoints"))
+
+
+class Probe:
+    """Wraps the manager's save and the loop's epoch to measure bytes and time without changing behaviour."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.peak = 0
+        self.written = 0
+        self.save_seconds: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.full_sizes: list[int] = []
+
+    def __enter__(self) -> Probe:
+        self._save = manager_module.CheckpointStore.save
+        self._apply = manager_module.CheckpointManager.apply
+        self._train_epoch = loop_module._train_epoch
+        probe = self
+
+        def save(store, model, training_state, meta):  # the write itself, before retention runs
+            saved = probe._save(store, model, training_state, meta)
+            probe.written += saved.size_bytes
+            probe.full_sizes.append(saved.size_bytes)
+            probe.peak = max(probe.peak, checkpoint_bytes(probe.root))
+            return saved
+
+        def timed_manager_save(manager, model, training_state, meta):
+            start = time.perf_counter()
+            result = original_manager_save(manager, model, training_state, meta)
+            probe.save_seconds.append(time.perf_counter() - start)
+            return result
+
+        def timed_epoch(*args, **kwargs):
+            start = time.perf_counter()
+            result = probe._train_epoch(*args, **kwargs)
+            probe.epoch_seconds.append(time.perf_counter() - start)
+            return result
+
+        original_manager_save = manager_module.CheckpointManager.save
+        self._manager_save = original_manager_save
+        manager_module.CheckpointStore.save = save
+        manager_module.CheckpointManager.save = timed_manager_save
+        loop_module._train_epoch = timed_epoch
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        manager_module.CheckpointStore.save = self._save
+        manager_module.CheckpointManager.save = self._manager_save
+        loop_module._train_epoch = self._train_epoch
+
+
+def study(root: Path, overrides: list[str]) -> Probe:
+    config = load_config([f"experiments_dir={root}", *overrides], REPO / "configs")
+    with Probe(root) as probe:
+        run_study(config, progress=False)
+    return probe
+
+
+def b1_storage(workdir: Path, encoder: list[str]) -> dict:
+    root = workdir / "b1"
+    probe = study(root, [*encoder, "hpo.n_trials=4", "train.epochs=3", "train.max_steps_per_epoch=4"])
+    kept = checkpoint_bytes(root)
+    full = max(probe.full_sizes)
+    weights = min(tree_bytes(p) for p in root.glob("trial_*/checkpoints/epoch_*"))
+    bound = 2 * full + weights  # the resume point + the next save in flight + the best (weights only)
+    return {
+        "checkpoints_written": len(probe.full_sizes),
+        "keep_all_bytes": probe.written,
+        "kept_bytes": kept,
+        "peak_bytes": probe.peak,
+        "reduction_at_end": 1 - kept / probe.written,
+        "peak_reduction": 1 - probe.peak / probe.written,
+        "peak_bound_bytes": bound,
+        "peak_within_bound": probe.peak <= bound,
+    }
+
+
+def b2_save_time(workdir: Path, encoder: list[str]) -> dict:
+    probe = study(workdir / "b2", [*encoder, "hpo.n_trials=1", "train.epochs=3"])
+    save = statistics.median(probe.save_seconds)
+    epoch = statistics.median(probe.epoch_seconds)
+    return {"median_save_seconds": save, "median_epoch_seconds": epoch, "blocked_share": save / epoch,
+            "saves": len(probe.save_seconds)}
+
+
+def markdown(results: dict) -> str:
+    b1, b2 = results["B1_checkpoint_storage"], results["B2_checkpoint_save"]
+    rows = [
+        "| id | what | requirement | goal | measured |",
+        "| --- | --- | --- | --- | --- |",
+        f"| B1 | checkpoint bytes kept at the end vs keep-all ({b1['checkpoints_written']} checkpoints written) "
+        f"| >= 60% less | >= 95% less | {b1['reduction_at_end']:.1%} less ({human_bytes(b1['kept_bytes'])} vs "
+        f"{human_bytes(b1['keep_all_bytes'])}) |",
+        f"| B1 | peak checkpoint bytes on disk vs keep-all | | <= last + best + 1 in flight "
+        f"({human_bytes(b1['peak_bound_bytes'])}) | {human_bytes(b1['peak_bytes'])} "
+        f"({'within' if b1['peak_within_bound'] else 'over'} the bound; {b1['peak_reduction']:.1%} below keep-all) |",
+        f"| B2 | loop blocked per checkpoint save, share of epoch time | | as small as possible "
+        f"| {b2['blocked_share']:.1%} ({b2['median_save_seconds']:.2f} s of {b2['median_epoch_seconds']:.1f} s, "
+        f"median of {b2['saves']}) |",
+    ]
+    return f"Encoder: `{results['encoder']}`. Command: `make bench`.\n\n" + "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny encoder: checks the harness, numbers mean little")
+    parser.add_argument("--out", type=Path, default=REPO / "bench", help="where results.json/results.md go")
+    args = parser.parse_args()
+    encoder = ["model=tiny"] if args.quick else []
+    with tempfile.TemporaryDirectory(prefix="redsm5-bench-") as tmp:
+        results = {
+            "encoder": "tiny-random" if args.quick else "bundled:all-MiniLM-L6-v2",
+            "B1_checkpoint_storage": b1_storage(Path(tmp), encoder),
+            "B2_checkpoint_save": b2_save_time(Path(tmp), encoder),
+        }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "results.md").write_text(markdown(results))
+    sys.stdout.write(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
