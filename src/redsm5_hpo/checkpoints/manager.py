@@ -103,6 +103,7 @@ class CheckpointManager:
             )
             log.critical(message)
             raise DiskSpaceError(message) from e
+        log.info("saved checkpoint %s (%s)", saved.path, human_bytes(saved.size_bytes))
         self.full_bytes = saved.size_bytes + CHECKPOINT_OVERHEAD_BYTES
         self.bytes_written += saved.size_bytes
         self.apply()

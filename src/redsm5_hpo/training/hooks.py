@@ -66,5 +66,4 @@ class CheckpointHook:
             "objective": result.objective,
             "metrics": result.metrics,
         }
-        saved = self.manager.save(state.model, training_state, meta)
-        log.info("saved checkpoint %s", saved.path, extra={"step": result.epoch})
+        self.manager.save(state.model, training_state, meta)
