@@ -6,7 +6,7 @@ TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.setup-stamp
 ARGS ?=
 
-.PHONY: setup train tune test lint format lock sample-data cleanup bench clean
+.PHONY: setup train tune resume test lint format lock sample-data cleanup bench clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ train: $(STAMP)
 	$(BIN)/redsm5-hpo tune $(ARGS)
 
 tune: train
+
+# Continue the newest interrupted study (ARGS="--study <id>" for another one).
+resume: $(STAMP)
+	$(BIN)/redsm5-hpo resume $(ARGS)
 
 # List orphaned checkpoints and logs under experiments/; EXECUTE=true deletes them.
 EXECUTE ?= false

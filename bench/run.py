@@ -5,6 +5,7 @@ B1 checkpoint storage: a multi-trial study with the bundled encoder. Keep-all is
    and at its peak); ours is what is on disk at the end and the most that was ever on disk at once.
 B2 checkpoint save: the time the loop is blocked by each save (write + hashes + retention) as a
    share of the epoch time, on full epochs.
+B3 resume: process launch to the first training step, resuming a killed study vs starting it fresh.
 
 Usage: python bench/run.py [--quick]   (--quick: the tiny encoder, for a smoke check of the harness)
 """
@@ -12,8 +13,11 @@ Usage: python bench/run.py [--quick]   (--quick: the tiny encoder, for a smoke c
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -130,8 +134,52 @@ def b2_save_time(workdir: Path, encoder: list[str]) -> dict:
     }
 
 
+def _launch_to_training(root: Path, args: list[str], fault: str | None = None) -> tuple[float, int]:
+    """Seconds from process launch to the "training from epoch" record, and the process's exit code."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("REDSM5_FAULT", None)
+    if fault:
+        env["REDSM5_FAULT"] = fault
+    seen = {line for path in root.glob("trial_*/logs/events.jsonl") for line in path.read_text().splitlines()}
+    start = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "redsm5_hpo", *args, f"experiments_dir={root}", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    for path in root.glob("trial_*/logs/events.jsonl"):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if line not in seen and record["message"].startswith("training from epoch"):
+                started = dt.datetime.fromisoformat(record["timestamp"]).timestamp()
+                return started - start, result.returncode
+    raise RuntimeError(f"no training start found: {result.stdout[-2000:]} {result.stderr[-2000:]}")
+
+
+def b3_resume(workdir: Path, encoder: list[str], repetitions: int = 3) -> dict:
+    """Process launch to first training step: a fresh study vs resuming one killed in its second epoch."""
+    overrides = [*encoder, "hpo.n_trials=1", "train.epochs=2", "train.max_steps_per_epoch=5"]
+    fresh, resume = [], []
+    for i in range(repetitions):
+        root = workdir / f"b3_{i}"
+        seconds, code = _launch_to_training(root, ["tune", *overrides], fault="mid_epoch:7")
+        assert code == -9, code
+        fresh.append(seconds)
+        seconds, code = _launch_to_training(root, ["resume"])
+        assert code == 0, code
+        resume.append(seconds)
+    return {
+        "fresh_start_seconds": statistics.median(fresh),
+        "resume_seconds": statistics.median(resume),
+        "ratio": statistics.median(resume) / statistics.median(fresh),
+        "repetitions": repetitions,
+    }
+
+
 def markdown(results: dict) -> str:
-    b1, b2 = results["B1_checkpoint_storage"], results["B2_checkpoint_save"]
+    b1, b2, b3 = results["B1_checkpoint_storage"], results["B2_checkpoint_save"], results["B3_resume"]
     rows = [
         "| id | what | requirement | goal | measured |",
         "| --- | --- | --- | --- | --- |",
@@ -144,10 +192,14 @@ def markdown(results: dict) -> str:
         f"| B2 | loop blocked per checkpoint save, share of epoch time | | as small as possible "
         f"| {b2['blocked_share']:.1%} ({b2['median_save_seconds']:.2f} s of {b2['median_epoch_seconds']:.1f} s, "
         f"median of {b2['saves']}) |",
+        f"| B3 | process start to first training step: resume vs fresh start | <= 120 s | far under "
+        f"| resume {b3['resume_seconds']:.1f} s, fresh {b3['fresh_start_seconds']:.1f} s "
+        f"(median of {b3['repetitions']}) |",
     ]
     setup = (
         f"Encoder: `{results['encoder']}`. B1: 4 trials x 3 epochs of 4 steps, objective val_criteria_macro_pr_auc, "
-        "default retention. B2: 1 trial x 3 full epochs. Command: `make bench`."
+        "default retention. B2: 1 trial x 3 full epochs. B3: a 1-trial study killed in epoch 2, then resumed. "
+        "Command: `make bench`."
     )
     return setup + "\n\n" + "\n".join(rows) + "\n"
 
@@ -163,6 +215,7 @@ def main() -> None:
             "encoder": "tiny-random" if args.quick else "bundled:all-MiniLM-L6-v2",
             "B1_checkpoint_storage": b1_storage(Path(tmp), encoder),
             "B2_checkpoint_save": b2_save_time(Path(tmp), encoder),
+            "B3_resume": b3_resume(Path(tmp), encoder),
         }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

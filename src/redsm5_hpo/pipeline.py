@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import optuna
 import yaml
 
 from redsm5_hpo import __version__
+from redsm5_hpo.atomic_files import write_json_atomic
 from redsm5_hpo.checkpoints.disk import (
     MB,
     DiskSpaceError,
@@ -29,11 +31,11 @@ from redsm5_hpo.checkpoints.disk import (
     human_bytes,
     minimum_bytes_to_run,
 )
-from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
+from redsm5_hpo.checkpoints.loading import best_first, load_first_valid, newest_resumable_first
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
-from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, load_training_state
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
@@ -42,9 +44,11 @@ from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.evaluation.metrics import constant_baselines
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.retention import RESUMABLE_ATTR, StudyCheckpoints
-from redsm5_hpo.hpo.study import TrialSpec, create_study, default_storage, run_trials
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, TrialSpec, create_study, default_storage, run_trials
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.tracking.base import Tracker
@@ -58,6 +62,11 @@ log = logging.getLogger(__name__)
 
 STUDY_REPORT = "study_report.json"
 TRIAL_REPORT = "evaluation_report.json"
+STUDY_FILE = "study.json"
+"""Study identity for resuming: id, Optuna name and storage, MLflow run, resolved config."""
+RUN_ID_ATTR = "mlflow_run_id"
+RESUME_OF_ATTR = "resume_of"
+"""User attr of a re-queued trial: the number of the interrupted trial it continues."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,8 @@ class TrialContext:
     spec: TrialSpec | None = None
     parent_run_id: str | None = None
     progress: bool = True
+    on_run_started: Callable[[str], None] | None = None
+    """Told the MLflow run id as soon as the run exists (the study records it for a later resume)."""
 
 
 def experiments_root(config: Config) -> Path:
@@ -122,14 +133,24 @@ def dataset_tags(corpus: Corpus) -> dict[str, str]:
     return {"dataset.source": corpus.source, "dataset.revision": corpus.revision}
 
 
-def run_trial(config: Config, corpus: Corpus, context: TrialContext, trial_id: str | None = None) -> TrialResult:
-    """Train one configuration in ``experiments/trial_<uuid>/`` and write its validation report."""
+def run_trial(
+    config: Config,
+    corpus: Corpus,
+    context: TrialContext,
+    trial_id: str | None = None,
+    resume_run_id: str | None = None,
+) -> TrialResult:
+    """Train one configuration in ``experiments/trial_<uuid>/`` and write its validation report.
+
+    With ``resume_run_id`` the trial continues from its newest valid checkpoint in that MLflow run,
+    logging only the (metric, step) pairs the run does not hold yet."""
     trial_id = trial_id or uuid.uuid4().hex
     trial_dir = experiments_root(config) / f"trial_{trial_id}"
     (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
-    (trial_dir / "config.yaml").write_text(
-        yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
-    )
+    if resume_run_id is None:
+        (trial_dir / "config.yaml").write_text(
+            yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
+        )
     tags = {"trial_id": trial_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
     if context.study_id:
         tags["study_id"] = context.study_id
@@ -139,10 +160,16 @@ def run_trial(config: Config, corpus: Corpus, context: TrialContext, trial_id: s
             "trial_progress": f"{context.spec.number + 1}/{context.spec.total}",
         }
     tracker = context.tracker
-    run_id = tracker.start_run(f"trial_{trial_id}", tags, context.parent_run_id)
+    if resume_run_id:
+        run_id = resume_run_id
+        tracker.reopen_run(run_id)
+    else:
+        run_id = tracker.start_run(f"trial_{trial_id}", tags, context.parent_run_id)
+    if context.on_run_started:
+        context.on_run_started(run_id)
     with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl"):
         try:
-            result = _train_and_report(config, corpus, context, run_id, trial_id, trial_dir)
+            result = _train_and_report(config, corpus, context, run_id, trial_id, trial_dir, bool(resume_run_id))
         except BaseException as e:
             log.error("trial %s failed: %s", trial_id, type(e).__name__)
             tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
@@ -152,22 +179,22 @@ def run_trial(config: Config, corpus: Corpus, context: TrialContext, trial_id: s
 
 
 def _train_and_report(
-    config: Config, corpus: Corpus, context: TrialContext, run_id: str, trial_id: str, trial_dir: Path
+    config: Config, corpus: Corpus, context: TrialContext, run_id: str, trial_id: str, trial_dir: Path, resuming: bool
 ) -> TrialResult:
     tracker = context.tracker
-    tracker.log_params(run_id, dataclasses.asdict(config))
+    logged = tracker.logged_metric_steps(run_id) if resuming else set()
+    if not resuming:
+        tracker.log_params(run_id, dataclasses.asdict(config))
     model, tokenizer = build_model(config)
     train_set, val_set = (
         MultiLabelDataset(corpus.splits[s], tokenizer, config.data.max_length) for s in ("train", "validation")
     )
-    tracker.log_metrics(
-        run_id,
-        {
-            "train_evidence_truncation_loss": train_set.truncation_loss,
-            "val_evidence_truncation_loss": val_set.truncation_loss,
-        },
-        step=0,
-    )
+    truncation = {
+        "train_evidence_truncation_loss": train_set.truncation_loss,
+        "val_evidence_truncation_loss": val_set.truncation_loss,
+    }
+    if not any((k, 0) in logged for k in truncation):
+        tracker.log_metrics(run_id, truncation, step=0)
     log.info(
         "trial %s: %d train / %d validation posts, encoder %s",
         trial_id,
@@ -175,8 +202,9 @@ def _train_and_report(
         len(val_set),
         config.model.encoder,
     )
-    hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric)]
+    hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric, logged)]
     manager = None
+    resume_from = None
     if config.train.save_checkpoints:
         study = context.study_checkpoints
         policy = study.policy() if study else policy_from_config(config.retention_policy)
@@ -195,7 +223,13 @@ def _train_and_report(
             "trial_id": trial_id,
         }
         hooks.append(CheckpointHook(manager, config.train, meta, config.seed))
-    fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, context.progress)
+        if resuming:
+            loaded = load_first_valid(
+                newest_resumable_first(manager.store.list()), model, model.architecture_signature()
+            )
+            resume_from = load_training_state(loaded)
+            log.info("trial %s resumes after epoch %d from %s", trial_id, loaded.epoch, loaded.path)
+    fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, context.progress, resume_from)
     kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
     best = [c for c in kept if c.record.objective == fitted.best_value]
     report = {
@@ -260,42 +294,92 @@ def dry_run(config: Config) -> str:
     return "\n".join([*lines, "dry run: everything checked, nothing trained"])
 
 
-def run_study(config: Config, progress: bool = True) -> StudyResult:
-    """``redsm5-hpo tune``: the study, then one test evaluation of the best trial."""
+def find_study_dir(config: Config, study: str | None) -> Path:
+    """``experiments/study_<id>`` for ``study`` (an id or a directory name), else the newest study."""
+    root = experiments_root(config)
+    if study:
+        for candidate in (root / study, root / f"study_{study}"):
+            if (candidate / STUDY_FILE).is_file():
+                return candidate
+        raise StudyError(f"no study {study!r} under {root} (looked for {STUDY_FILE}); list them with `ls {root}`")
+    studies = sorted(root.glob(f"study_*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not studies:
+        raise StudyError(f"no study to resume under {root}; start one with `redsm5-hpo tune`")
+    return studies[-1].parent
+
+
+def run_study(config: Config, progress: bool = True, resume_dir: Path | None = None) -> StudyResult:
+    """``redsm5-hpo tune`` / ``resume``: the study, then one test evaluation of the best trial.
+
+    A study directory that already holds ``study.json`` (``resume_dir``, or ``tune`` with the
+    ``hpo.study_name`` of an existing study) is continued with its saved configuration: finished trials
+    stay as they are, interrupted trials resume from their newest valid checkpoint in the same MLflow run
+    (or restart cleanly if they never saved one), and the remaining trials run."""
     if not config.train.save_checkpoints:
         raise ConfigError(["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"])
-    study_id = uuid.uuid4().hex
-    study_dir = experiments_root(config) / f"study_{study_id}"
+    if (
+        resume_dir is None
+        and config.hpo.study_name
+        and (experiments_root(config) / config.hpo.study_name / STUDY_FILE).is_file()
+    ):
+        resume_dir = experiments_root(config) / config.hpo.study_name
+    saved = json.loads((resume_dir / STUDY_FILE).read_text(encoding="utf-8")) if resume_dir else None
+    if saved:
+        config = config_from_dict(saved["config"])
+    study_name = saved["study_name"] if saved else config.hpo.study_name or f"study_{uuid.uuid4().hex}"
+    study_id = study_name.removeprefix("study_")
+    study_dir = experiments_root(config) / study_name
     study_dir.mkdir(parents=True, exist_ok=True)
-    with json_log_file(study_dir / "logs" / "events.jsonl"), open_monitor(config) as monitor:
+    with study_lock(study_dir), json_log_file(study_dir / "logs" / "events.jsonl"), open_monitor(config) as monitor:
         corpus = load_corpus(config.data, config.seed)
-        log.info(
-            "study %s: data %s@%s, splits %s",
-            study_id,
-            corpus.source,
-            corpus.revision,
-            {k: len(v) for k, v in corpus.splits.items()},
-        )
+        splits = {k: len(v) for k, v in corpus.splits.items()}
+        log.info("study %s: data %s@%s, splits %s", study_id, corpus.source, corpus.revision, splits)
         tracker = open_tracker(config)
-        study_run = tracker.start_run(
-            f"study_{study_id}",
-            {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)},
-        )
-        tracker.log_params(study_run, dataclasses.asdict(config))
-        study = create_study(
-            config, config.hpo.study_name or f"study_{study_id}", config.hpo.storage or default_storage(study_dir)
-        )
+        storage = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir)
+        if saved:
+            study_run = str(saved["mlflow_run_id"])
+            tracker.reopen_run(study_run)
+            log.info("resuming study %s", study_id)
+            fault_point("resume_setup")
+        else:
+            tags = {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
+            study_run = tracker.start_run(study_name, tags)
+            tracker.log_params(study_run, dataclasses.asdict(config))
+            record = {
+                "study_id": study_id,
+                "study_name": study_name,
+                "storage": storage,
+                "mlflow_run_id": study_run,
+                "config": dataclasses.asdict(config),
+            }
+            write_json_atomic(study_dir / STUDY_FILE, record)
+        study = create_study(config, study_name, storage)
         study_checkpoints = StudyCheckpoints(study, config.retention_policy)
         disk_errors: list[DiskSpaceError] = []
 
         def train_trial(spec: TrialSpec, trial: optuna.Trial) -> float:
-            trial_id = uuid.uuid4().hex
+            origin = trial.user_attrs.get(RESUME_OF_ATTR)
+            previous = study.trials[origin].user_attrs if origin is not None else {}
+            trial_id = previous.get("trial_id") or uuid.uuid4().hex
             trial.set_user_attr("trial_id", trial_id)
             trial.set_user_attr("trial_dir", str(experiments_root(config) / f"trial_{trial_id}"))
-            log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)
-            context = TrialContext(tracker, monitor, study_checkpoints, study_id, spec, study_run, progress)
+            resume_run_id = previous.get(RUN_ID_ATTR)
+            if resume_run_id:
+                trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
+            verb = f"resuming trial {origin} as" if resume_run_id else "trial"
+            log.info("%s %d/%d: %s", verb, spec.number + 1, spec.total, spec.params)
+            context = TrialContext(
+                tracker,
+                monitor,
+                study_checkpoints,
+                study_id,
+                spec,
+                study_run,
+                progress,
+                on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
+            )
             try:
-                return run_trial(spec.config, corpus, context, trial_id).best_value
+                return run_trial(spec.config, corpus, context, trial_id, resume_run_id).best_value
             except Exception as e:
                 trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
                 if isinstance(e, DiskSpaceError):
@@ -310,7 +394,9 @@ def run_study(config: Config, progress: bool = True) -> StudyResult:
             best = max((t.value for t in done if t.value is not None), default=float("nan"))
             tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": len(done)}, step=trial.number + 1)
 
-        run_trials(study, config, train_trial, on_trial_end)
+        if saved:
+            requeue_interrupted_trials(study, tracker)
+        run_trials(study, config, train_trial, on_trial_end, n_trials=config.hpo.n_trials - counted_trials(study))
         if disk_errors:
             tracker.end_run(study_run, "FAILED")
             raise disk_errors[0]
@@ -321,6 +407,45 @@ def run_study(config: Config, progress: bool = True) -> StudyResult:
         tracker.end_run(study_run)
         log.info("study report: %s", path)
     return StudyResult(study_id, study_dir, path, report)
+
+
+def requeue_interrupted_trials(study: optuna.Study, tracker: Tracker) -> None:
+    """Trials left RUNNING by a dead process, and trials stopped by a full disk, go back into the queue
+    with their parameters: from their newest valid checkpoint in the same MLflow run when they have one,
+    from scratch in a new run otherwise. The originals are marked re-queued and no longer count."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    for trial in study.get_trials(deepcopy=False):
+        stale = trial.state == optuna.trial.TrialState.RUNNING
+        disk_full = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
+        if trial.number in requeued or not (stale or disk_full):
+            continue
+        trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
+        checkpoints = trial_dir / "checkpoints"
+        has_checkpoint = checkpoints.is_dir() and bool(newest_resumable_first(CheckpointStore(checkpoints).list()))
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if stale:
+            handle = optuna.trial.Trial(study, trial._trial_id)
+            handle.set_user_attr("fail_reason", "interrupted (its process died); re-queued")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        requeued.add(trial.number)
+        study.set_user_attr(REQUEUED_ATTR, sorted(requeued))
+        if has_checkpoint and run_id:
+            study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number})
+            log.warning(
+                "trial %d was interrupted; it resumes from its newest checkpoint in %s", trial.number, trial_dir
+            )
+        else:
+            if run_id:
+                tracker.end_run(run_id, "KILLED")
+            study.enqueue_trial(trial.params)
+            log.warning("trial %d was interrupted before its first checkpoint; it restarts from epoch 0", trial.number)
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that count towards ``hpo.n_trials``: finished ones, except those re-queued."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in finished and t.number not in requeued)
 
 
 def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corpus: Corpus) -> dict[str, Any]:
@@ -358,7 +483,7 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
         "trials": {
             "requested": config.hpo.n_trials,
             "completed": completed,
-            "failed": states.count(optuna.trial.TrialState.FAIL),
+            "failed": states.count(optuna.trial.TrialState.FAIL) - len(study.user_attrs.get(REQUEUED_ATTR, [])),
         },
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "code_version": __version__,

@@ -1,10 +1,11 @@
 import dataclasses
 
 import pytest
+import torch
 
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.retention import RetentionPolicy
-from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
+from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state, load_weights
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
@@ -93,3 +94,40 @@ def test_rng_state_round_trips() -> None:
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     restore_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_resumed_fit_continues_exactly_like_an_uninterrupted_one(tiny_config, sample_corpus, tmp_path) -> None:
+    train_cfg = dataclasses.replace(tiny_config.train, epochs=3, max_steps_per_epoch=3)
+    model, train_set, val_set = build(tiny_config, sample_corpus)
+    full = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model, train_set, val_set = build(tiny_config, sample_corpus)
+    manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(3, 1), tmp_path)
+    hook = CheckpointHook(manager, train_cfg, {"architecture": "x"}, seed=tiny_config.seed)
+
+    class Crash(Exception):
+        pass
+
+    class CrashAfterFirstEpoch:
+        def on_epoch_end(self, state, result):
+            raise Crash
+
+    with pytest.raises(Crash):
+        fit(model, train_set, val_set, train_cfg, tiny_config.seed, [hook, CrashAfterFirstEpoch()], progress=False)
+    (checkpoint,) = manager.store.list()
+
+    model, train_set, val_set = build(tiny_config, sample_corpus)  # a fresh process would rebuild everything
+    torch.manual_seed(999)  # and its RNGs would be anywhere
+    load_weights(checkpoint, model, "x")
+    resumed = fit(
+        model,
+        train_set,
+        val_set,
+        train_cfg,
+        tiny_config.seed,
+        progress=False,
+        resume_from=load_training_state(checkpoint),
+    )
+    assert resumed.history == full.history
+    assert all(torch.equal(expected[k], v) for k, v in model.state_dict().items())

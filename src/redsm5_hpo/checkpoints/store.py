@@ -28,6 +28,7 @@ from redsm5_hpo import __version__
 from redsm5_hpo.atomic_files import fsync_path, write_json_atomic
 from redsm5_hpo.checkpoints.hashing import sha256_file
 from redsm5_hpo.checkpoints.retention import CheckpointRecord, Flags
+from redsm5_hpo.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class CheckpointStore:
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}-", dir=self.directory))
         try:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, temp / WEIGHTS)
+            fault_point("checkpoint_write")
             torch.save(training_state, temp / TRAINING_STATE)
             files = (WEIGHTS, TRAINING_STATE)
             for file in files:

@@ -16,6 +16,7 @@ from redsm5_hpo.config.loading import load_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.tracking.logs import setup_logging
 
@@ -24,6 +25,7 @@ log = logging.getLogger("redsm5_hpo.cli")
 USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyError)
 EXIT_USER_ERROR = 2
 EXIT_DISK_FULL = 3
+EXIT_ALREADY_RUNNING = 4
 
 TUNE_HELP = """Run an HPO study: sequential trials, then one test evaluation of the best trial.
 
@@ -42,6 +44,19 @@ train.save_checkpoints=false runs without writing checkpoints and still logs eve
 
 example:
   redsm5-hpo train model.encoder=tiny-random train.epochs=1 seed=7
+"""
+
+RESUME_HELP = """Continue an interrupted study with its saved configuration.
+
+Finished trials stay as they are; a trial interrupted after a checkpoint continues from its newest
+valid checkpoint in the same MLflow run (optimizer, scheduler, RNG and data order restored, no metric
+logged twice); one interrupted before its first checkpoint restarts from epoch 0. Safe to repeat: a
+resume that is itself interrupted can be resumed again, and a second process on a running study exits
+with code 4 and a message. `tune hpo.study_name=study_<id>` does the same.
+
+example:
+  redsm5-hpo resume                       # the newest study under experiments/
+  redsm5-hpo resume --study 3f2a... experiments_dir=/data/exp
 """
 
 CLEANUP_HELP = """List orphaned checkpoints and trial directories with their sizes; delete them with --execute.
@@ -95,6 +110,15 @@ def _cmd_train(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import find_study_dir, run_study
+
+    result = run_study(config, progress=not args.no_progress, resume_dir=find_study_dir(config, args.study))
+    print(f"best trial: {result.report['best_trial_id']}")
+    print(f"study report: {result.report_path}")
+    return 0
+
+
 def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -117,6 +141,7 @@ def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "tune": (TUNE_HELP, _cmd_tune),
     "train": (TRAIN_HELP, _cmd_train),
+    "resume": (RESUME_HELP, _cmd_resume),
     "cleanup": (CLEANUP_HELP, _cmd_cleanup),
 }
 
@@ -135,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
         sub.add_argument("--config-dir", default=None, help="directory holding config.yaml (default: ./configs)")
-        if name == "cleanup":
+        if name == "resume":
+            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
+            sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
+        elif name == "cleanup":
             sub.add_argument("--execute", action="store_true", help="delete the orphans (default: only list them)")
             sub.add_argument(
                 "--min-age-hours", type=float, default=24.0, help="skip anything touched more recently (24)"
@@ -163,3 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DiskSpaceError as e:  # already logged in full (stdout and JSON) where it was raised
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return EXIT_DISK_FULL
+    except StudyLockedError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_ALREADY_RUNNING

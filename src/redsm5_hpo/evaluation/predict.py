@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from redsm5_hpo.data.evidence import evidence_chars
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.evaluation.metrics import criteria_metrics, evidence_metrics
+from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 
@@ -45,6 +46,7 @@ def predict(
         evidence = torch.sigmoid(output.evidence_logits).numpy()  # (B, T)
         for row, length in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
             token_probs.append(evidence[row, :length])
+        fault_point("mid_validation")
     model.train(was_training)
     labels = np.array([e.labels for e in dataset.examples], dtype=int)
     loss = float(np.average(losses, weights=sizes)) if sizes else 0.0

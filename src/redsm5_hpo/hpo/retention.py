@@ -23,6 +23,7 @@ from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, policy
 from redsm5_hpo.checkpoints.store import CheckpointStore
 from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.hpo.study import REQUEUED_ATTR  # their directories belong to the trials that continue them
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,11 @@ class StudyCheckpoints:
         return sum(c.size_bytes for c in best_first(checkpoints)[1:])
 
     def _summaries(self) -> list[TrialSummary]:
+        requeued = set(self.study.user_attrs.get(REQUEUED_ATTR, []))
         return [
             TrialSummary(
                 t.number,
-                t.state in FINISHED,
+                t.state in FINISHED and t.number not in requeued,
                 t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
                 bool(t.user_attrs.get(RESUMABLE_ATTR)),
             )

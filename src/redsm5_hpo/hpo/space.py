@@ -10,9 +10,10 @@ from redsm5_hpo.config.search_space import flatten_space
 
 
 def suggest(trial: optuna.Trial, search_space: dict[str, Any]) -> dict[str, Any]:
-    """``{"train.lr_head": 0.002, ...}``: one value per parameter of the space."""
+    """``{"train.lr_head": 0.002, ...}``: one value per parameter of the space, drawn in name order so
+    the same seed gives the same values however the space's mapping is ordered (YAML, JSON, overrides)."""
     values: dict[str, Any] = {}
-    for name, spec in flatten_space(search_space).items():
+    for name, spec in sorted(flatten_space(search_space).items()):
         kind = spec["type"]
         if kind == "float":
             values[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))

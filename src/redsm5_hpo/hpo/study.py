@@ -37,13 +37,35 @@ def default_storage(study_dir: Path) -> str:
     return f"sqlite:///{Path(study_dir).resolve() / 'optuna.db'}"
 
 
+REQUEUED_ATTR = "requeued_trials"
+"""Study user attr: numbers of interrupted trials that were re-queued (they no longer count)."""
+
+
+class ResumableTPESampler(optuna.samplers.TPESampler):
+    """TPE whose random state before each trial is a function of (seed, the trial's position among the
+    trials that count), so a study resumed in a fresh process suggests what the uninterrupted study would
+    have suggested."""
+
+    def __init__(self, seed: int):
+        super().__init__(seed=seed)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        requeued = study.user_attrs.get(REQUEUED_ATTR, [])
+        position = trial.number - sum(1 for n in requeued if n < trial.number)
+        seed = (self._base_seed * 1_000_003 + position) % 2**32
+        self._rng.rng.seed(seed)
+        self._random_sampler._rng.rng.seed(seed)
+        super().before_trial(study, trial)
+
+
 def create_study(config: Config, study_name: str, storage: str) -> optuna.Study:
     """A maximizing study with a TPE sampler seeded from ``config.seed``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         study_name=study_name,
         storage=storage,
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
+        sampler=ResumableTPESampler(seed=config.seed),
         direction="maximize",
         load_if_exists=True,
     )
@@ -54,8 +76,10 @@ def run_trials(
     config: Config,
     train_trial: TrainTrial,
     on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    n_trials: int | None = None,
 ) -> None:
-    """Run ``config.hpo.n_trials`` trials one at a time; a failing trial is recorded and the study goes on."""
+    """Run ``n_trials`` (default ``config.hpo.n_trials``) new trials one at a time; a failing trial is
+    recorded and the study goes on."""
     total = config.hpo.n_trials
 
     def objective(trial: optuna.Trial) -> float:
@@ -67,4 +91,6 @@ def run_trials(
         return value
 
     callbacks = [lambda s, t: on_trial_end(s, t)] if on_trial_end else []
-    study.optimize(objective, n_trials=total, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+    remaining = total if n_trials is None else n_trials
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)

@@ -24,6 +24,14 @@ class Tracker(Protocol):
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
 
+    def reopen_run(self, run_id: str) -> None:
+        """Mark an interrupted run as running again (a resume continues the same run)."""
+        ...
+
+    def logged_metric_steps(self, run_id: str) -> set[tuple[str, int]]:
+        """Every (metric, step) the run already holds."""
+        ...
+
 
 def flatten_params(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"train": {"lr_head": 0.001}}`` -> ``{"train.lr_head": "0.001"}``."""

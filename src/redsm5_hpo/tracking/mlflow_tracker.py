@@ -62,3 +62,10 @@ class MLflowTracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+    def reopen_run(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def logged_metric_steps(self, run_id: str) -> set[tuple[str, int]]:
+        keys = self.client.get_run(run_id).data.metrics
+        return {(key, m.step) for key in keys for m in self.client.get_metric_history(run_id, key)}

@@ -7,9 +7,9 @@ from typing import Any
 
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.config.schema import TrainConfig
+from redsm5_hpo.faults import fault_point
 from redsm5_hpo.tracking.base import Tracker
-from redsm5_hpo.training.loop import EpochResult, LoopState
-from redsm5_hpo.training.seeding import capture_rng_state
+from redsm5_hpo.training.loop import EpochResult, LoopState, resume_state
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +17,23 @@ log = logging.getLogger(__name__)
 class MetricsLoggingHook:
     """Logs every epoch's metrics once, at step = epoch, to the tracker and the log."""
 
-    def __init__(self, tracker: Tracker, run_id: str, optimization_metric: str):
+    def __init__(
+        self, tracker: Tracker, run_id: str, optimization_metric: str, logged: set[tuple[str, int]] | None = None
+    ):
         self.tracker = tracker
         self.run_id = run_id
         self.optimization_metric = optimization_metric
+        self.logged = logged or set()
+        """(metric, step) pairs the run already holds: a resumed run never logs one twice."""
 
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
-        self.tracker.log_metrics(self.run_id, result.metrics, step=result.epoch)
+        already = {k for k in result.metrics if (k, result.epoch) in self.logged}
+        if already:  # a resumed run redoing an epoch it logged before dying: the values are the same
+            log.info("epoch %d: %d metric(s) already in the tracker, not logged again", result.epoch, len(already))
+        fresh = {k: v for k, v in result.metrics.items() if k not in already}
+        if fresh:
+            self.tracker.log_metrics(self.run_id, fresh, step=result.epoch)
+        fault_point("tracking_write")
         log.info(
             "epoch %d: train_loss=%.4f %s=%.4f%s",
             result.epoch,
@@ -50,15 +60,7 @@ class CheckpointHook:
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
         if result.epoch % self.cfg.checkpoint_interval_epochs and result.epoch != self.cfg.epochs:
             return
-        training_state = {
-            "optimizer": state.optimizer.state_dict(),
-            "scheduler": state.scheduler.state_dict(),
-            "rng": capture_rng_state(),
-            "data_order": {"seed": self.seed, "next_epoch": result.epoch + 1},
-            "epoch": result.epoch,
-            "global_step": result.global_step,
-            "best_value": state.best_value,
-        }
+        training_state = {**resume_state(state), "data_order": {"seed": self.seed, "next_epoch": result.epoch + 1}}
         meta = {
             **self.meta,
             "epoch": result.epoch,

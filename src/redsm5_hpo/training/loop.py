@@ -5,10 +5,11 @@ Checkpointing and tracking are hooks: the loop only trains, validates and report
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch.utils.data import DataLoader
@@ -17,10 +18,13 @@ from tqdm.auto import tqdm
 from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.evaluation.predict import predict, score
+from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.optim import build_optimizer, linear_warmup_decay
-from redsm5_hpo.training.seeding import epoch_generator
+from redsm5_hpo.training.seeding import capture_rng_state, epoch_generator, restore_rng_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +37,7 @@ class LoopState:
     global_step: int = 0
     """Optimizer steps taken."""
     best_value: float = -math.inf
+    best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -66,15 +71,20 @@ def fit(
     seed: int,
     hooks: Sequence[TrainingHook] = (),
     progress: bool = True,
+    resume_from: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train for ``cfg.epochs`` epochs, validating after each one."""
+    """Train for ``cfg.epochs`` epochs, validating after each one. ``resume_from`` is a checkpoint's
+    training state (the model already holds its weights): the run continues after that epoch exactly as
+    an uninterrupted run would."""
     batches = len(train_set) // cfg.batch_size + bool(len(train_set) % cfg.batch_size)
     batches = min(batches, cfg.max_steps_per_epoch or batches)
     optimizer = build_optimizer(model, cfg)
     total_steps = math.ceil(batches / cfg.grad_accum_steps) * cfg.epochs
     state = LoopState(model, optimizer, linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio))
-    best_epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
+    if resume_from is not None:
+        _restore(state, resume_from)
+    log.info("training from epoch %d of %d", state.epoch + 1, cfg.epochs)
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
         train_loss = _train_epoch(state, train_set, cfg, seed, epoch, batches, progress)
         lrs = state.scheduler.get_last_lr()
         metrics = {"train_loss": train_loss, "lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
@@ -82,14 +92,39 @@ def fit(
         objective = metrics[cfg.optimization_metric]
         is_best = objective >= state.best_value
         if objective > state.best_value:
-            best_epoch = epoch
+            state.best_epoch = epoch
         state.best_value = max(state.best_value, objective)
         state.epoch = epoch
         state.history.append(metrics)
         result = EpochResult(epoch, state.global_step, metrics, objective, is_best)
         for hook in hooks:
             hook.on_epoch_end(state, result)
-    return FitResult(state.history, best_epoch, state.best_value)
+    return FitResult(state.history, state.best_epoch, state.best_value)
+
+
+def resume_state(state: LoopState) -> dict[str, Any]:
+    """Everything ``fit(resume_from=...)`` needs, as tensors and plain values (``weights_only``-loadable)."""
+    return {
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "rng": capture_rng_state(),
+        "epoch": state.epoch,
+        "global_step": state.global_step,
+        "best_value": state.best_value,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+    }
+
+
+def _restore(state: LoopState, saved: dict[str, Any]) -> None:
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    state.epoch = int(saved["epoch"])
+    state.global_step = int(saved["global_step"])
+    state.best_value = float(saved["best_value"])
+    state.best_epoch = int(saved["best_epoch"])
+    state.history = [dict(h) for h in saved["history"]]
+    restore_rng_state(saved["rng"])  # last: building the model and optimizer above drew from the RNGs
 
 
 def _train_epoch(
@@ -124,6 +159,7 @@ def _train_epoch(
         total += loss.item() * len(batch["labels"])
         seen += len(batch["labels"])
         bar.update(1)
+        fault_point("mid_epoch")
         bar.set_postfix(loss=f"{total / seen:.4f}")
     bar.close()
     return total / max(seen, 1)

@@ -1,0 +1,39 @@
+"""One process per study on a machine: an exclusive ``flock`` on ``<study_dir>/.lock``.
+
+The kernel drops the lock when its process dies, however it dies, so a killed study can always be
+resumed, and a second process started on a running study is told so instead of corrupting it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+LOCK_FILE = ".lock"
+
+
+class StudyLockedError(RuntimeError):
+    """Another process is running this study."""
+
+
+@contextlib.contextmanager
+def study_lock(study_dir: Path) -> Iterator[None]:
+    path = Path(study_dir) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = path.read_text(encoding="utf-8").strip() or "unknown"
+            raise StudyLockedError(
+                f"study {Path(study_dir).name} is already running (process {holder} holds {path}); nothing was done. "
+                "Wait for it to finish, or stop it and run `redsm5-hpo resume` again."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

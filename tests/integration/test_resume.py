@@ -1,0 +1,120 @@
+"""Kill a real study process at named points (SIGKILL via REDSM5_FAULT), resume it, and compare with an
+uninterrupted run: same report, same best weights, every (run, metric, step) exactly once."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from redsm5_hpo.cli.main import EXIT_ALREADY_RUNNING
+from redsm5_hpo.hpo.lock import study_lock
+from tests.conftest import CONFIG_DIR
+
+OVERRIDES = [
+    "model=tiny",
+    "train.epochs=3",
+    "train.batch_size=16",
+    "hpo.n_trials=2",
+    "train.optimization_metric=val_criteria_macro_pr_auc",
+]
+# 254 train posts / 16 = 16 batches an epoch; 53 validation posts / 16 = 4 batches a validation
+KILL_POINTS = {
+    "mid_epoch:5": "epoch 1, before the first checkpoint",
+    "mid_epoch:20": "epoch 2",
+    "mid_validation:6": "validation of epoch 2",
+    "checkpoint_write:2": "writing the epoch 2 checkpoint",
+    "tracking_write:2": "epoch 2 metrics logged, its checkpoint not yet written",
+    "mid_epoch:40": "second trial, epoch 3",
+}
+
+
+def cli(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("REDSM5_FAULT", None)
+    if fault:
+        env["REDSM5_FAULT"] = fault
+    command = [
+        sys.executable,
+        "-m",
+        "redsm5_hpo",
+        *args,
+        f"experiments_dir={root}",
+        "--config-dir",
+        str(CONFIG_DIR),
+        "--no-progress",
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def outcome(root: Path) -> tuple[dict, str]:
+    (report_path,) = root.glob("study_*/study_report.json")
+    report = json.loads(report_path.read_text())
+    (weights,) = [Path(p) / "model.safetensors" for p in report["checkpoint_references"]]
+    return report, hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def metric_counts(root: Path) -> dict[str, Counter]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
+    counts = {}
+    for run in runs:
+        for key in run.data.metrics:
+            counts[f"{run.info.run_name}/{key}"] = Counter(
+                m.step for m in client.get_metric_history(run.info.run_id, key)
+            )
+    return counts
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("baseline") / "experiments"
+    result = cli(root, "tune", *OVERRIDES)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return outcome(root)
+
+
+@pytest.mark.parametrize("fault", list(KILL_POINTS), ids=list(KILL_POINTS.values()))
+def test_killed_and_resumed_study_matches_the_uninterrupted_one(uninterrupted, tmp_path, fault) -> None:
+    root = tmp_path / "experiments"
+    killed = cli(root, "tune", *OVERRIDES, fault=fault)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = cli(root, "resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    report, weights_sha = outcome(root)
+    expected_report, expected_sha = uninterrupted
+    assert report["test_metrics"] == expected_report["test_metrics"]
+    assert report["best_validation_value"] == expected_report["best_validation_value"]
+    assert report["trials"] == {"requested": 2, "completed": 2, "failed": 0}
+    assert weights_sha == expected_sha
+    for name, steps in metric_counts(root).items():
+        assert set(steps.values()) == {1}, f"{name} logged twice: {steps}"
+    epochs = {name: sorted(steps) for name, steps in metric_counts(root).items() if name.endswith("/val_loss")}
+    finished = [steps for steps in epochs.values() if steps == [1, 2, 3]]
+    assert len(finished) == 2  # both trials hold every epoch; a run killed before its first checkpoint is extra
+
+
+def test_a_resume_killed_during_set_up_can_be_resumed_again(uninterrupted, tmp_path) -> None:
+    root = tmp_path / "experiments"
+    assert cli(root, "tune", *OVERRIDES, fault="mid_epoch:20").returncode == -9
+    assert cli(root, "resume", fault="resume_setup:1").returncode == -9
+    assert cli(root, "resume").returncode == 0
+    report, weights_sha = outcome(root)
+    assert report["test_metrics"] == uninterrupted[0]["test_metrics"] and weights_sha == uninterrupted[1]
+
+
+def test_second_process_on_a_running_study_exits_cleanly(tmp_path) -> None:
+    root = tmp_path / "experiments"
+    assert cli(root, "tune", *OVERRIDES, fault="mid_epoch:20").returncode == -9
+    (study_dir,) = root.glob("study_*")
+    before = sorted(p.name for p in root.rglob("*"))
+    with study_lock(study_dir):  # this test process plays the running study
+        second = cli(root, "resume")
+    assert second.returncode == EXIT_ALREADY_RUNNING
+    assert "already running" in second.stderr and "nothing was done" in second.stderr
+    assert sorted(p.name for p in root.rglob("*")) == before
