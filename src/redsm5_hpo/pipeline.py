@@ -35,9 +35,9 @@ from redsm5_hpo.checkpoints.loading import best_first, load_first_valid, newest_
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
-from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, load_training_state
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, load_training_state, verify
 from redsm5_hpo.config.errors import ConfigError
-from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.loading import apply_overrides, config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.data.loading import Corpus, load_corpus
@@ -65,6 +65,8 @@ TRIAL_REPORT = "evaluation_report.json"
 STUDY_FILE = "study.json"
 """Study identity for resuming: id, Optuna name and storage, MLflow run, resolved config."""
 RUN_ID_ATTR = "mlflow_run_id"
+ROLLBACK_ATTR = "rollback_epoch"
+"""User attr of a re-queued trial that continues from this earlier epoch, in a new MLflow run."""
 RESUME_OF_ATTR = "resume_of"
 """User attr of a re-queued trial: the number of the interrupted trial it continues."""
 
@@ -139,15 +141,19 @@ def run_trial(
     context: TrialContext,
     trial_id: str | None = None,
     resume_run_id: str | None = None,
+    continue_training: bool = False,
+    extra_tags: dict[str, str] | None = None,
 ) -> TrialResult:
     """Train one configuration in ``experiments/trial_<uuid>/`` and write its validation report.
 
     With ``resume_run_id`` the trial continues from its newest valid checkpoint in that MLflow run,
-    logging only the (metric, step) pairs the run does not hold yet."""
+    logging only the (metric, step) pairs the run does not hold yet. With ``continue_training`` alone
+    it continues from that checkpoint in a new run (a rollback)."""
+    continue_training = continue_training or resume_run_id is not None
     trial_id = trial_id or uuid.uuid4().hex
     trial_dir = experiments_root(config) / f"trial_{trial_id}"
     (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
-    if resume_run_id is None:
+    if not continue_training:
         (trial_dir / "config.yaml").write_text(
             yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
         )
@@ -164,12 +170,14 @@ def run_trial(
         run_id = resume_run_id
         tracker.reopen_run(run_id)
     else:
-        run_id = tracker.start_run(f"trial_{trial_id}", tags, context.parent_run_id)
+        run_id = tracker.start_run(f"trial_{trial_id}", tags | (extra_tags or {}), context.parent_run_id)
     if context.on_run_started:
         context.on_run_started(run_id)
     with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl"):
         try:
-            result = _train_and_report(config, corpus, context, run_id, trial_id, trial_dir, bool(resume_run_id))
+            result = _train_and_report(
+                config, corpus, context, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
+            )
         except BaseException as e:
             log.error("trial %s failed: %s", trial_id, type(e).__name__)
             tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
@@ -179,11 +187,18 @@ def run_trial(
 
 
 def _train_and_report(
-    config: Config, corpus: Corpus, context: TrialContext, run_id: str, trial_id: str, trial_dir: Path, resuming: bool
+    config: Config,
+    corpus: Corpus,
+    context: TrialContext,
+    run_id: str,
+    trial_id: str,
+    trial_dir: Path,
+    resuming: bool,
+    same_run: bool,
 ) -> TrialResult:
     tracker = context.tracker
-    logged = tracker.logged_metric_steps(run_id) if resuming else set()
-    if not resuming:
+    logged = tracker.logged_metric_steps(run_id) if same_run else set()
+    if not same_run:
         tracker.log_params(run_id, dataclasses.asdict(config))
     model, tokenizer = build_model(config)
     train_set, val_set = (
@@ -361,13 +376,25 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
             origin = trial.user_attrs.get(RESUME_OF_ATTR)
             previous = study.trials[origin].user_attrs if origin is not None else {}
             trial_id = previous.get("trial_id") or uuid.uuid4().hex
+            trial_dir = experiments_root(config) / f"trial_{trial_id}"
             trial.set_user_attr("trial_id", trial_id)
-            trial.set_user_attr("trial_dir", str(experiments_root(config) / f"trial_{trial_id}"))
+            trial.set_user_attr("trial_dir", str(trial_dir))
+            trial_config, extra_tags = spec.config, {}
             resume_run_id = previous.get(RUN_ID_ATTR)
+            if origin is not None:  # the trial's own config: a rollback may have changed it
+                trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
+            if ROLLBACK_ATTR in trial.user_attrs:  # continue from the earlier checkpoint in a new run
+                extra_tags = {
+                    "rolled_back_from": str(resume_run_id),
+                    "rollback_epoch": str(trial.user_attrs[ROLLBACK_ATTR]),
+                }
+                resume_run_id = None
             if resume_run_id:
                 trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
-            verb = f"resuming trial {origin} as" if resume_run_id else "trial"
-            log.info("%s %d/%d: %s", verb, spec.number + 1, spec.total, spec.params)
+            if origin is not None:
+                log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
+            else:
+                log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)
             context = TrialContext(
                 tracker,
                 monitor,
@@ -379,7 +406,10 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
                 on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
             )
             try:
-                return run_trial(spec.config, corpus, context, trial_id, resume_run_id).best_value
+                continuing = origin is not None
+                return run_trial(
+                    trial_config, corpus, context, trial_id, resume_run_id, continuing, extra_tags
+                ).best_value
             except Exception as e:
                 trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
                 if isinstance(e, DiskSpaceError):
@@ -439,6 +469,55 @@ def requeue_interrupted_trials(study: optuna.Study, tracker: Tracker) -> None:
                 tracker.end_run(run_id, "KILLED")
             study.enqueue_trial(trial.params)
             log.warning("trial %d was interrupted before its first checkpoint; it restarts from epoch 0", trial.number)
+
+
+def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[str, Any]) -> str:
+    """Roll an interrupted or failed trial back to its retained resumable checkpoint of ``epoch``: newer
+    checkpoints are deleted, ``overrides`` (e.g. a lower ``train.lr_head``) go into the trial's config, and
+    the trial is re-queued to continue from that epoch in a new MLflow run (tagged ``rolled_back_from``)
+    at the next ``resume``. Returns a summary line."""
+    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    with study_lock(study_dir):
+        study = create_study(config_from_dict(saved["config"]), saved["study_name"], saved["storage"])
+        requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+        matches = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("trial_id") == trial_id]
+        if not matches:
+            raise StudyError(f"no trial {trial_id} in study {saved['study_id']}")
+        trial = matches[-1]
+        interrupted = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
+        if trial.state not in interrupted or trial.number in requeued:
+            raise StudyError(
+                f"trial {trial_id} is {trial.state.name}: only an interrupted or failed trial can be rolled back "
+                "(stop the study first; a completed trial is final)"
+            )
+        trial_dir = Path(trial.user_attrs["trial_dir"])
+        store = CheckpointStore(trial_dir / "checkpoints")
+        resumable = [c for c in store.list() if c.resumable]
+        target = [c for c in resumable if c.epoch == epoch]
+        if not target:
+            raise StudyError(
+                f"trial {trial_id} has no resumable checkpoint of epoch {epoch} (retained: "
+                f"{[c.epoch for c in resumable] or 'none'}). Earlier resume points exist only when the study runs "
+                "with e.g. retention_policy.keep_last_n=3."
+            )
+        verify(target[0])
+        config_path = trial_dir / "config.yaml"
+        trial_config = config_from_dict(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+        if overrides:
+            trial_config = apply_overrides(trial_config, overrides)
+            config_path.write_text(yaml.safe_dump(dataclasses.asdict(trial_config), sort_keys=False), encoding="utf-8")
+        for checkpoint in store.list():
+            if checkpoint.epoch > epoch:
+                store.delete(checkpoint)
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", f"rolled back to epoch {epoch}")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.set_user_attr(REQUEUED_ATTR, sorted(requeued | {trial.number}))
+        study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, ROLLBACK_ATTR: epoch})
+        if RUN_ID_ATTR in trial.user_attrs:  # its metrics stay as they were; the trial continues in a new run
+            open_tracker(trial_config).end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED")
+    changed = f" with {overrides}" if overrides else ""
+    return f"trial {trial_id} rolled back to epoch {epoch}{changed}; `redsm5-hpo resume` continues it from there"
 
 
 def counted_trials(study: optuna.Study) -> int:

@@ -39,16 +39,9 @@ def cli(root: Path, *args: str, fault: str | None = None) -> subprocess.Complete
     env.pop("REDSM5_FAULT", None)
     if fault:
         env["REDSM5_FAULT"] = fault
-    command = [
-        sys.executable,
-        "-m",
-        "redsm5_hpo",
-        *args,
-        f"experiments_dir={root}",
-        "--config-dir",
-        str(CONFIG_DIR),
-        "--no-progress",
-    ]
+    quiet = ["--no-progress"] if args[0] in ("tune", "resume") else []
+    command = [sys.executable, "-m", "redsm5_hpo", *args, f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR)]
+    command += quiet
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -118,3 +111,39 @@ def test_second_process_on_a_running_study_exits_cleanly(tmp_path) -> None:
     assert second.returncode == EXIT_ALREADY_RUNNING
     assert "already running" in second.stderr and "nothing was done" in second.stderr
     assert sorted(p.name for p in root.rglob("*")) == before
+
+
+def test_rollback_continues_from_an_earlier_checkpoint_in_a_new_run(tmp_path) -> None:
+    root = tmp_path / "experiments"
+    overrides = [*OVERRIDES, "hpo.n_trials=1", "train.epochs=4", "retention_policy.keep_last_n=4"]
+    assert cli(root, "tune", *overrides, fault="mid_epoch:56").returncode == -9  # killed in epoch 4
+    (trial_dir,) = root.glob("trial_*")
+    trial_id = trial_dir.name.removeprefix("trial_")
+    too_far = cli(root, "rollback", "--trial", trial_id, "--epoch", "9")
+    assert too_far.returncode == 2 and "keep_last_n" in too_far.stderr
+    rolled = cli(root, "rollback", "--trial", trial_id, "--epoch", "2", "--set", "train.lr_head=5e-4")
+    assert rolled.returncode == 0, rolled.stderr[-2000:]
+    assert sorted(p.name for p in (trial_dir / "checkpoints").iterdir()) == ["epoch_0001", "epoch_0002"]
+    assert cli(root, "resume").returncode == 0
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
+        if r.info.run_name == f"trial_{trial_id}"
+    ]
+    (new,) = [r for r in runs if "rolled_back_from" in r.data.tags]
+    (old,) = [r for r in runs if r is not new]
+    assert new.data.tags["rolled_back_from"] == old.info.run_id and old.info.status == "KILLED"
+
+    def history(run, key):
+        return {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+
+    assert sorted(history(new, "val_loss")) == [3, 4]  # the new run holds only what came after the rollback
+    assert sorted(history(old, "val_loss")) == [1, 2, 3]
+    assert history(new, "lr_head")[3] < history(old, "lr_head")[3]  # the lower learning rate took effect
+    report = json.loads((trial_dir / "evaluation_report.json").read_text())
+    assert [h["val_loss"] for h in report["history"][:2]] == [history(old, "val_loss")[s] for s in (1, 2)]
+    assert [h["val_loss"] for h in report["history"][2:]] == [history(new, "val_loss")[s] for s in (3, 4)]
+    finished = cli(root, "rollback", "--trial", trial_id, "--epoch", "1")
+    assert finished.returncode == 2 and "a completed trial is final" in finished.stderr

@@ -59,6 +59,17 @@ example:
   redsm5-hpo resume --study 3f2a... experiments_dir=/data/exp
 """
 
+ROLLBACK_HELP = """Roll an interrupted or failed trial back to an earlier retained checkpoint (e.g. after divergence).
+
+Checkpoints newer than --epoch are deleted, --set key=value changes of the trial's config are applied
+(typically a lower learning rate), and the next `resume` continues the trial from that epoch in a new
+MLflow run tagged rolled_back_from. Earlier resume points exist only if the study keeps them:
+run it with retention_policy.keep_last_n=3 (or more).
+
+example:
+  redsm5-hpo rollback --trial 5ea2... --epoch 2 --set train.lr_head=5e-4 && redsm5-hpo resume
+"""
+
 CLEANUP_HELP = """List orphaned checkpoints and trial directories with their sizes; delete them with --execute.
 
 Orphans: temp directories of interrupted writes, checkpoints without a manifest, checkpoints of
@@ -119,6 +130,27 @@ def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollback(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import find_study_dir, rollback_trial
+
+    overrides = dict(o.split("=", 1) for o in args.trial_overrides)
+    typed = {k: _parse_value(v) for k, v in overrides.items()}
+    print(rollback_trial(find_study_dir(config, args.study), args.trial, args.epoch, typed))
+    return 0
+
+
+def _parse_value(text: str) -> object:
+    """``5e-4`` -> 0.0005, ``3`` -> 3, ``true`` -> True, anything else as YAML reads it."""
+    import yaml
+
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
 def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -142,6 +174,7 @@ COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "tune": (TUNE_HELP, _cmd_tune),
     "train": (TRAIN_HELP, _cmd_train),
     "resume": (RESUME_HELP, _cmd_resume),
+    "rollback": (ROLLBACK_HELP, _cmd_rollback),
     "cleanup": (CLEANUP_HELP, _cmd_cleanup),
 }
 
@@ -160,7 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
         sub.add_argument("--config-dir", default=None, help="directory holding config.yaml (default: ./configs)")
-        if name == "resume":
+        if name == "rollback":
+            sub.add_argument("--trial", required=True, help="the trial id (the uuid of experiments/trial_<uuid>)")
+            sub.add_argument("--epoch", type=int, required=True, help="the retained resumable epoch to return to")
+            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
+            sub.add_argument(
+                "--set",
+                dest="trial_overrides",
+                action="append",
+                default=[],
+                metavar="key=value",
+                help="change the trial's config, e.g. --set train.lr_head=5e-4 (repeatable)",
+            )
+        elif name == "resume":
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
         elif name == "cleanup":

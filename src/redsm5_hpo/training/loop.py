@@ -21,7 +21,7 @@ from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
-from redsm5_hpo.training.optim import build_optimizer, linear_warmup_decay
+from redsm5_hpo.training.optim import apply_learning_rates, build_optimizer, linear_warmup_decay
 from redsm5_hpo.training.seeding import capture_rng_state, epoch_generator, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class LoopState:
     model: CriteriaEvidenceModel
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: torch.optim.lr_scheduler.LambdaLR
     epoch: int = 0
     """Epochs completed."""
     global_step: int = 0
@@ -83,6 +83,7 @@ def fit(
     state = LoopState(model, optimizer, linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio))
     if resume_from is not None:
         _restore(state, resume_from)
+        apply_learning_rates(state.optimizer, state.scheduler, cfg)
     log.info("training from epoch %d of %d", state.epoch + 1, cfg.epochs)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         train_loss = _train_epoch(state, train_set, cfg, seed, epoch, batches, progress)

@@ -25,6 +25,7 @@ def build_optimizer(model: CriteriaEvidenceModel, cfg: TrainConfig) -> torch.opt
                 "params": params,
                 "lr": cfg.lr_head if is_head else cfg.lr_encoder,
                 "weight_decay": cfg.weight_decay if decay else 0.0,
+                "name": "head" if is_head else "encoder",
             }
             for (is_head, decay), params in sorted(groups.items())
         ]
@@ -41,3 +42,14 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, total_steps: int, warm
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return LambdaLR(optimizer, factor)
+
+
+def apply_learning_rates(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, cfg: TrainConfig) -> None:
+    """Make restored optimizer/scheduler state follow ``cfg``'s learning rates (a rollback may lower them);
+    with unchanged rates this changes nothing, so a plain resume stays exact."""
+    for index, group in enumerate(optimizer.param_groups):
+        base = cfg.lr_head if group.get("name") == "head" else cfg.lr_encoder
+        if scheduler.base_lrs[index] != base:
+            scheduler.base_lrs[index] = base
+            group["initial_lr"] = base
+            group["lr"] = base * scheduler.lr_lambdas[index](scheduler.last_epoch)
