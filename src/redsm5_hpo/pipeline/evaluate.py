@@ -1,0 +1,102 @@
+"""Score checkpoints from disk: the study's one test evaluation, with fallback past corrupted ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+
+from redsm5_hpo import __version__
+from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
+from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.data.loading import Corpus
+from redsm5_hpo.evaluation.metrics import constant_baselines
+from redsm5_hpo.evaluation.predict import predict, score
+from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.study import REQUEUED_ATTR
+from redsm5_hpo.pipeline.parts import (
+    TRIAL_REPORT,
+    build_model,
+)
+
+
+def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corpus: Corpus) -> dict[str, Any]:
+    """Score the best trial's best and co-best checkpoints on the test split (the only test access)."""
+    states = [t.state for t in study.trials]
+    completed = states.count(optuna.trial.TrialState.COMPLETE)
+    if not completed:
+        reasons = [t.user_attrs.get("fail_reason", "unknown") for t in study.trials]
+        raise StudyError(
+            f"no trial of study {study_id} completed, so there is nothing to evaluate on test; failures: {reasons}. "
+            "Fix the cause above (see the trial logs under experiments/trial_*/logs/) and run the study again."
+        )
+    best = study.best_trial
+    trial_dir = Path(best.user_attrs["trial_dir"])
+    trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
+    trial_report = json.loads((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
+    evaluations = evaluate_checkpoints(trial_config, trial_dir, trial_report["checkpoint_references"], corpus, "test")
+    y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
+    return {
+        "study_id": study_id,
+        "best_trial_id": best.user_attrs["trial_id"],
+        "optimization_metric": config.train.optimization_metric,
+        "best_validation_value": float(best.value or 0.0),
+        "test_metrics": evaluations[0]["test_metrics"],
+        "checkpoint_evaluations": evaluations,
+        "baselines": constant_baselines(np.array(y["train"]), np.array(y["test"])),
+        "config": dataclasses.asdict(trial_config),
+        "seeds": {"seed": trial_config.seed, "sampler_seed": config.seed},
+        "dataset": {
+            "source": corpus.source,
+            "revision": corpus.revision,
+            "splits": {k: len(v) for k, v in corpus.splits.items()},
+        },
+        "checkpoint_references": [e["checkpoint"] for e in evaluations],
+        "trials": {
+            "requested": config.hpo.n_trials,
+            "completed": completed,
+            "failed": states.count(optuna.trial.TrialState.FAIL) - len(study.user_attrs.get(REQUEUED_ATTR, [])),
+        },
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "code_version": __version__,
+    }
+
+
+def evaluate_checkpoints(
+    config: Config, trial_dir: Path, references: list[str], corpus: Corpus, split: str
+) -> list[dict[str, Any]]:
+    """Score each referenced checkpoint; one that fails verification is replaced by the next valid
+    checkpoint of the trial (best first), with a WARNING naming both."""
+    available = best_first(CheckpointStore(trial_dir / "checkpoints").list())
+    referenced = [c for c in available if str(c.path) in references]
+    evaluations: list[dict[str, Any]] = []
+    used: set[Path] = set()
+    for checkpoint in referenced or available[:1]:
+        candidates = [checkpoint, *(c for c in available if c.path != checkpoint.path)]
+        model, tokenizer = build_model(config)
+        loaded = load_first_valid(candidates, model, model.architecture_signature())
+        if loaded.path in used:
+            continue
+        used.add(loaded.path)
+        dataset = MultiLabelDataset(corpus.splits[split], tokenizer, config.data.max_length)
+        predictions = predict(model, dataset, config.train.batch_size, config.train.evidence_loss_weight)
+        metrics = score(predictions, dataset, "test" if split == "test" else "val")
+        evaluations.append({"checkpoint": str(loaded.path), "epoch": loaded.epoch, "test_metrics": metrics})
+    if not evaluations:
+        raise StudyError(f"no checkpoint left in {trial_dir / 'checkpoints'} to evaluate")
+    return evaluations
+
+
+def evaluate_checkpoint(config: Config, checkpoint: StoredCheckpoint, corpus: Corpus, split: str) -> dict[str, float]:
+    """Load one verified checkpoint into a model built from ``config`` and score ``split``."""
+    (evaluation,) = evaluate_checkpoints(config, checkpoint.path.parent.parent, [str(checkpoint.path)], corpus, split)
+    return dict(evaluation["test_metrics"])

@@ -1,0 +1,118 @@
+"""Interrupted trials: re-queue them on resume, roll one back to an earlier checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from redsm5_hpo.checkpoints.loading import newest_resumable_first
+from redsm5_hpo.checkpoints.store import CheckpointStore, verify
+from redsm5_hpo.config.loading import apply_overrides, config_from_dict
+from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.lock import study_lock
+from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, create_study
+from redsm5_hpo.pipeline.parts import (
+    RESUME_OF_ATTR,
+    ROLLBACK_ATTR,
+    RUN_ID_ATTR,
+    STUDY_FILE,
+    open_tracker,
+)
+from redsm5_hpo.tracking.base import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def requeue_interrupted_trials(study: optuna.Study, tracker: Tracker) -> None:
+    """Trials left RUNNING by a dead process, and trials stopped by a full disk, go back into the queue
+    with their parameters: from their newest valid checkpoint in the same MLflow run when they have one,
+    from scratch in a new run otherwise. The originals are marked re-queued and no longer count."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    for trial in study.get_trials(deepcopy=False):
+        stale = trial.state == optuna.trial.TrialState.RUNNING
+        disk_full = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
+        if trial.number in requeued or not (stale or disk_full):
+            continue
+        trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
+        checkpoints = trial_dir / "checkpoints"
+        has_checkpoint = checkpoints.is_dir() and bool(newest_resumable_first(CheckpointStore(checkpoints).list()))
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if stale:
+            handle = optuna.trial.Trial(study, trial._trial_id)
+            handle.set_user_attr("fail_reason", "interrupted (its process died); re-queued")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        requeued.add(trial.number)
+        study.set_user_attr(REQUEUED_ATTR, sorted(requeued))
+        if has_checkpoint and run_id:
+            study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number})
+            log.warning(
+                "trial %d was interrupted; it resumes from its newest checkpoint in %s", trial.number, trial_dir
+            )
+        else:
+            if run_id:
+                tracker.end_run(run_id, "KILLED")
+            study.enqueue_trial(trial.params)
+            log.warning("trial %d was interrupted before its first checkpoint; it restarts from epoch 0", trial.number)
+
+
+def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[str, Any]) -> str:
+    """Roll an interrupted or failed trial back to its retained resumable checkpoint of ``epoch``: newer
+    checkpoints are deleted, ``overrides`` (e.g. a lower ``train.lr_head``) go into the trial's config, and
+    the trial is re-queued to continue from that epoch in a new MLflow run (tagged ``rolled_back_from``)
+    at the next ``resume``. Returns a summary line."""
+    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    with study_lock(study_dir):
+        study = create_study(config_from_dict(saved["config"]), saved["study_name"], saved["storage"])
+        requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+        matches = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("trial_id") == trial_id]
+        if not matches:
+            raise StudyError(f"no trial {trial_id} in study {saved['study_id']}")
+        trial = matches[-1]
+        interrupted = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
+        if trial.state not in interrupted or trial.number in requeued:
+            raise StudyError(
+                f"trial {trial_id} is {trial.state.name}: only an interrupted or failed trial can be rolled back "
+                "(stop the study first; a completed trial is final)"
+            )
+        trial_dir = Path(trial.user_attrs["trial_dir"])
+        store = CheckpointStore(trial_dir / "checkpoints")
+        resumable = [c for c in store.list() if c.resumable]
+        target = [c for c in resumable if c.epoch == epoch]
+        if not target:
+            raise StudyError(
+                f"trial {trial_id} has no resumable checkpoint of epoch {epoch} (retained: "
+                f"{[c.epoch for c in resumable] or 'none'}). Earlier resume points exist only when the study runs "
+                "with e.g. retention_policy.keep_last_n=3."
+            )
+        verify(target[0])
+        config_path = trial_dir / "config.yaml"
+        trial_config = config_from_dict(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+        if overrides:
+            trial_config = apply_overrides(trial_config, overrides)
+            config_path.write_text(yaml.safe_dump(dataclasses.asdict(trial_config), sort_keys=False), encoding="utf-8")
+        for checkpoint in store.list():
+            if checkpoint.epoch > epoch:
+                store.delete(checkpoint)
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", f"rolled back to epoch {epoch}")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.set_user_attr(REQUEUED_ATTR, sorted(requeued | {trial.number}))
+        study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, ROLLBACK_ATTR: epoch})
+        if RUN_ID_ATTR in trial.user_attrs:  # its metrics stay as they were; the trial continues in a new run
+            open_tracker(trial_config).end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED")
+    changed = f" with {overrides}" if overrides else ""
+    return f"trial {trial_id} rolled back to epoch {epoch}{changed}; `redsm5-hpo resume` continues it from there"
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that count towards ``hpo.n_trials``: finished ones, except those re-queued."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in finished and t.number not in requeued)

@@ -1,0 +1,185 @@
+"""The HPO study: new or resumed, sequential trials, then one test evaluation of the best trial."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from redsm5_hpo import __version__
+from redsm5_hpo.atomic_files import write_json_atomic
+from redsm5_hpo.checkpoints.disk import (
+    DiskSpaceError,
+)
+from redsm5_hpo.config.errors import ConfigError
+from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.data.loading import load_corpus
+from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.faults import fault_point
+from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.lock import study_lock
+from redsm5_hpo.hpo.retention import RESUMABLE_ATTR, StudyCheckpoints
+from redsm5_hpo.hpo.study import TrialSpec, create_study, default_storage, run_trials
+from redsm5_hpo.pipeline.evaluate import evaluate_best_trial
+from redsm5_hpo.pipeline.parts import (
+    RESUME_OF_ATTR,
+    ROLLBACK_ATTR,
+    RUN_ID_ATTR,
+    STUDY_FILE,
+    STUDY_REPORT,
+    dataset_tags,
+    experiments_root,
+    open_monitor,
+    open_tracker,
+)
+from redsm5_hpo.pipeline.recovery import counted_trials, requeue_interrupted_trials
+from redsm5_hpo.pipeline.trial import TrialContext, run_trial
+from redsm5_hpo.tracking.logs import json_log_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    study_id: str
+    study_dir: Path
+    report_path: Path
+    report: dict[str, Any]
+
+
+def find_study_dir(config: Config, study: str | None) -> Path:
+    """``experiments/study_<id>`` for ``study`` (an id or a directory name), else the newest study."""
+    root = experiments_root(config)
+    if study:
+        for candidate in (root / study, root / f"study_{study}"):
+            if (candidate / STUDY_FILE).is_file():
+                return candidate
+        raise StudyError(f"no study {study!r} under {root} (looked for {STUDY_FILE}); list them with `ls {root}`")
+    studies = sorted(root.glob(f"study_*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not studies:
+        raise StudyError(f"no study to resume under {root}; start one with `redsm5-hpo tune`")
+    return studies[-1].parent
+
+
+def run_study(config: Config, progress: bool = True, resume_dir: Path | None = None) -> StudyResult:
+    """``redsm5-hpo tune`` / ``resume``: the study, then one test evaluation of the best trial.
+
+    A study directory that already holds ``study.json`` (``resume_dir``, or ``tune`` with the
+    ``hpo.study_name`` of an existing study) is continued with its saved configuration: finished trials
+    stay as they are, interrupted trials resume from their newest valid checkpoint in the same MLflow run
+    (or restart cleanly if they never saved one), and the remaining trials run."""
+    if not config.train.save_checkpoints:
+        raise ConfigError(["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"])
+    if (
+        resume_dir is None
+        and config.hpo.study_name
+        and (experiments_root(config) / config.hpo.study_name / STUDY_FILE).is_file()
+    ):
+        resume_dir = experiments_root(config) / config.hpo.study_name
+    saved = json.loads((resume_dir / STUDY_FILE).read_text(encoding="utf-8")) if resume_dir else None
+    if saved:
+        config = config_from_dict(saved["config"])
+    study_name = saved["study_name"] if saved else config.hpo.study_name or f"study_{uuid.uuid4().hex}"
+    study_id = study_name.removeprefix("study_")
+    study_dir = experiments_root(config) / study_name
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with study_lock(study_dir), json_log_file(study_dir / "logs" / "events.jsonl"), open_monitor(config) as monitor:
+        corpus = load_corpus(config.data, config.seed)
+        splits = {k: len(v) for k, v in corpus.splits.items()}
+        log.info("study %s: data %s@%s, splits %s", study_id, corpus.source, corpus.revision, splits)
+        tracker = open_tracker(config)
+        storage = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir)
+        if saved:
+            study_run = str(saved["mlflow_run_id"])
+            tracker.reopen_run(study_run)
+            log.info("resuming study %s", study_id)
+            fault_point("resume_setup")
+        else:
+            tags = {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
+            study_run = tracker.start_run(study_name, tags)
+            tracker.log_params(study_run, dataclasses.asdict(config))
+            record = {
+                "study_id": study_id,
+                "study_name": study_name,
+                "storage": storage,
+                "mlflow_run_id": study_run,
+                "config": dataclasses.asdict(config),
+            }
+            write_json_atomic(study_dir / STUDY_FILE, record)
+        study = create_study(config, study_name, storage)
+        study_checkpoints = StudyCheckpoints(study, config.retention_policy)
+        disk_errors: list[DiskSpaceError] = []
+
+        def train_trial(spec: TrialSpec, trial: optuna.Trial) -> float:
+            origin = trial.user_attrs.get(RESUME_OF_ATTR)
+            previous = study.trials[origin].user_attrs if origin is not None else {}
+            trial_id = previous.get("trial_id") or uuid.uuid4().hex
+            trial_dir = experiments_root(config) / f"trial_{trial_id}"
+            trial.set_user_attr("trial_id", trial_id)
+            trial.set_user_attr("trial_dir", str(trial_dir))
+            trial_config, extra_tags = spec.config, {}
+            resume_run_id = previous.get(RUN_ID_ATTR)
+            if origin is not None:  # the trial's own config: a rollback may have changed it
+                trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
+            if ROLLBACK_ATTR in trial.user_attrs:  # continue from the earlier checkpoint in a new run
+                extra_tags = {
+                    "rolled_back_from": str(resume_run_id),
+                    "rollback_epoch": str(trial.user_attrs[ROLLBACK_ATTR]),
+                }
+                resume_run_id = None
+            if resume_run_id:
+                trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
+            if origin is not None:
+                log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
+            else:
+                log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)
+            context = TrialContext(
+                tracker,
+                monitor,
+                study_checkpoints,
+                study_id,
+                spec,
+                study_run,
+                progress,
+                on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
+            )
+            try:
+                continuing = origin is not None
+                return run_trial(
+                    trial_config, corpus, context, trial_id, resume_run_id, continuing, extra_tags
+                ).best_value
+            except Exception as e:
+                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
+                if isinstance(e, DiskSpaceError):
+                    trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
+                    disk_errors.append(e)
+                    trial.study.stop()
+                raise
+
+        def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            study_checkpoints.release_finished()
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            best = max((t.value for t in done if t.value is not None), default=float("nan"))
+            tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": len(done)}, step=trial.number + 1)
+
+        if saved:
+            requeue_interrupted_trials(study, tracker)
+        run_trials(study, config, train_trial, on_trial_end, n_trials=config.hpo.n_trials - counted_trials(study))
+        if disk_errors:
+            tracker.end_run(study_run, "FAILED")
+            raise disk_errors[0]
+        report = evaluate_best_trial(study, study_id, config, corpus)
+        path = write_report(study_dir / STUDY_REPORT, report, "study_report")
+        tracker.log_metrics(study_run, report["test_metrics"], step=0)
+        tracker.log_artifact(study_run, path)
+        tracker.end_run(study_run)
+        log.info("study report: %s", path)
+    return StudyResult(study_id, study_dir, path, report)

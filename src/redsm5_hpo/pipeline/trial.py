@@ -1,0 +1,246 @@
+"""One trial: train a configuration (fresh or continued from a checkpoint) and write its report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from redsm5_hpo import __version__
+from redsm5_hpo.checkpoints.disk import (
+    MB,
+    DiskSpaceError,
+    disk_usage,
+    estimate_checkpoint_bytes,
+    human_bytes,
+    minimum_bytes_to_run,
+)
+from redsm5_hpo.checkpoints.loading import load_first_valid, newest_resumable_first
+from redsm5_hpo.checkpoints.manager import CheckpointManager
+from redsm5_hpo.checkpoints.monitor import DiskMonitor
+from redsm5_hpo.checkpoints.retention import policy_from_config
+from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.data.loading import Corpus, load_corpus
+from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.hpo.retention import StudyCheckpoints
+from redsm5_hpo.hpo.study import TrialSpec
+from redsm5_hpo.pipeline.parts import (
+    TRIAL_REPORT,
+    build_model,
+    dataset_tags,
+    experiments_root,
+    open_monitor,
+    open_tracker,
+)
+from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.tracking.logs import json_log_file, trial_context
+from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook
+from redsm5_hpo.training.loop import TrainingHook, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial_id: str
+    trial_dir: Path
+    run_id: str
+    best_value: float
+    report_path: Path
+
+
+@dataclass
+class TrialContext:
+    """What a trial shares with its study: tracker, disk guard, study-level checkpoints."""
+
+    tracker: Tracker
+    monitor: DiskMonitor | None = None
+    study_checkpoints: StudyCheckpoints | None = None
+    study_id: str | None = None
+    spec: TrialSpec | None = None
+    parent_run_id: str | None = None
+    progress: bool = True
+    on_run_started: Callable[[str], None] | None = None
+    """Told the MLflow run id as soon as the run exists (the study records it for a later resume)."""
+
+
+def run_trial(
+    config: Config,
+    corpus: Corpus,
+    context: TrialContext,
+    trial_id: str | None = None,
+    resume_run_id: str | None = None,
+    continue_training: bool = False,
+    extra_tags: dict[str, str] | None = None,
+) -> TrialResult:
+    """Train one configuration in ``experiments/trial_<uuid>/`` and write its validation report.
+
+    With ``resume_run_id`` the trial continues from its newest valid checkpoint in that MLflow run,
+    logging only the (metric, step) pairs the run does not hold yet. With ``continue_training`` alone
+    it continues from that checkpoint in a new run (a rollback)."""
+    continue_training = continue_training or resume_run_id is not None
+    trial_id = trial_id or uuid.uuid4().hex
+    trial_dir = experiments_root(config) / f"trial_{trial_id}"
+    (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
+    if not continue_training:
+        (trial_dir / "config.yaml").write_text(
+            yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
+        )
+    tags = {"trial_id": trial_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
+    if context.study_id:
+        tags["study_id"] = context.study_id
+    if context.spec:
+        tags |= {
+            "trial_number": str(context.spec.number),
+            "trial_progress": f"{context.spec.number + 1}/{context.spec.total}",
+        }
+    tracker = context.tracker
+    if resume_run_id:
+        run_id = resume_run_id
+        tracker.reopen_run(run_id)
+    else:
+        run_id = tracker.start_run(f"trial_{trial_id}", tags | (extra_tags or {}), context.parent_run_id)
+    if context.on_run_started:
+        context.on_run_started(run_id)
+    with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl"):
+        try:
+            result = _train_and_report(
+                config, corpus, context, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
+            )
+        except BaseException as e:
+            log.error("trial %s failed: %s", trial_id, type(e).__name__)
+            tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
+            raise
+    tracker.end_run(run_id)
+    return result
+
+
+def _train_and_report(
+    config: Config,
+    corpus: Corpus,
+    context: TrialContext,
+    run_id: str,
+    trial_id: str,
+    trial_dir: Path,
+    resuming: bool,
+    same_run: bool,
+) -> TrialResult:
+    tracker = context.tracker
+    logged = tracker.logged_metric_steps(run_id) if same_run else set()
+    if not same_run:
+        tracker.log_params(run_id, dataclasses.asdict(config))
+    model, tokenizer = build_model(config)
+    train_set, val_set = (
+        MultiLabelDataset(corpus.splits[s], tokenizer, config.data.max_length) for s in ("train", "validation")
+    )
+    truncation = {
+        "train_evidence_truncation_loss": train_set.truncation_loss,
+        "val_evidence_truncation_loss": val_set.truncation_loss,
+    }
+    if not any((k, 0) in logged for k in truncation):
+        tracker.log_metrics(run_id, truncation, step=0)
+    log.info(
+        "trial %s: %d train / %d validation posts, encoder %s",
+        trial_id,
+        len(train_set),
+        len(val_set),
+        config.model.encoder,
+    )
+    hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric, logged)]
+    manager = None
+    resume_from = None
+    if config.train.save_checkpoints:
+        study = context.study_checkpoints
+        policy = study.policy() if study else policy_from_config(config.retention_policy)
+        manager = CheckpointManager(
+            CheckpointStore(trial_dir / "checkpoints"),
+            policy,
+            experiments_root(config),
+            context.monitor,
+            int(config.disk_guard.reserve_mb * MB),
+            study,
+        )
+        manager.start(model)
+        meta = {
+            "architecture": model.architecture_signature(),
+            "head_config": dataclasses.asdict(config.model),
+            "trial_id": trial_id,
+        }
+        hooks.append(CheckpointHook(manager, config.train, meta, config.seed))
+        if resuming:
+            loaded = load_first_valid(
+                newest_resumable_first(manager.store.list()), model, model.architecture_signature()
+            )
+            resume_from = load_training_state(loaded)
+            log.info("trial %s resumes after epoch %d from %s", trial_id, loaded.epoch, loaded.path)
+    fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, context.progress, resume_from)
+    kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
+    best = [c for c in kept if c.record.objective == fitted.best_value]
+    report = {
+        "trial_id": trial_id,
+        "study_id": context.study_id,
+        "trial_number": context.spec.number if context.spec else None,
+        "optimization_metric": config.train.optimization_metric,
+        "best_epoch": fitted.best_epoch,
+        "best_value": fitted.best_value,
+        "validation_metrics": fitted.history[fitted.best_epoch - 1],
+        "checkpoint_references": [str(c.path) for c in best],
+        "params": context.spec.params if context.spec else {},
+        "seed": config.seed,
+        "dataset": {"source": corpus.source, "revision": corpus.revision},
+        "mlflow_run_id": run_id,
+        "history": fitted.history,
+    }
+    path = write_report(trial_dir / TRIAL_REPORT, report, "trial_report")
+    tracker.log_artifact(run_id, path)
+    tracker.set_tags(run_id, {"best_epoch": str(fitted.best_epoch)})
+    if manager:
+        tracker.log_metrics(
+            run_id,
+            {
+                "checkpoint_bytes_written": manager.bytes_written,
+                "checkpoint_bytes_kept": sum(c.size_bytes for c in kept),
+            },
+            step=config.train.epochs,
+        )
+    return TrialResult(trial_id, trial_dir, run_id, fitted.best_value, path)
+
+
+def run_single(config: Config, progress: bool = True) -> TrialResult:
+    """``redsm5-hpo train``: one run of the configuration as given."""
+    corpus = load_corpus(config.data, config.seed)
+    with open_monitor(config) as monitor:
+        return run_trial(config, corpus, TrialContext(open_tracker(config), monitor, progress=progress))
+
+
+def dry_run(config: Config) -> str:
+    """Validate data, encoder loading and disk space (preflight) without training; return the plan."""
+    corpus = load_corpus(config.data, config.seed)
+    model, _ = build_model(config)
+    full, weights = estimate_checkpoint_bytes(model)
+    root = experiments_root(config)
+    usage = disk_usage(root)
+    needed = minimum_bytes_to_run(full, weights) + int(config.disk_guard.reserve_mb * MB)
+    lines = [
+        f"data: {corpus.source}@{corpus.revision}, splits { {k: len(v) for k, v in corpus.splits.items()} }",
+        f"encoder: {config.model.encoder} ({sum(p.numel() for p in model.parameters()):,} parameters)",
+        f"study: {config.hpo.n_trials} trial(s) x {config.train.epochs} epoch(s), "
+        f"optimizing {config.train.optimization_metric}",
+        f"search space: {json.dumps(config.hpo.search_space)}",
+        f"checkpoints: ~{human_bytes(full)} each ({human_bytes(weights)} as weights only), every "
+        f"{config.train.checkpoint_interval_epochs} epoch(s), retention {dataclasses.asdict(config.retention_policy)}",
+        f"disk under {root}: {human_bytes(usage.free_bytes)} free; at least {human_bytes(needed)} needed",
+    ]
+    if config.train.save_checkpoints and usage.free_bytes < needed:
+        raise DiskSpaceError(
+            "\n".join([*lines, "preflight failed: not enough free space for one resume point and the best model"])
+        )
+    return "\n".join([*lines, "dry run: everything checked, nothing trained"])
