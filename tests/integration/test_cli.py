@@ -222,3 +222,24 @@ def test_cleanup_lists_then_deletes_only_orphans(study, capsys) -> None:
     assert not temp.exists() and not unreferenced.exists() and not stray.exists()
     assert (best_checkpoint / "manifest.json").is_file()
     assert len(list(root.glob("trial_*"))) == 2
+
+
+def test_no_post_text_reaches_logs_or_tracking(study) -> None:
+    import csv
+
+    from redsm5_hpo.data.sources import SAMPLE_DIR
+
+    with open(SAMPLE_DIR / "redsm5_annotations.csv", newline="", encoding="utf-8") as f:
+        sentences = {row["sentence_text"] for row in csv.DictReader(f)}
+    root, _ = study
+    tracked = [
+        *root.glob("**/logs/*.jsonl"),
+        root / "mlflow.db",
+        *(p for p in root.glob("mlartifacts/**/*") if p.is_file()),
+    ]
+    tracked += [*root.glob("trial_*/evaluation_report.json"), *root.glob("study_*/study_report.json")]
+    assert len(tracked) > 5
+    for path in tracked:
+        content = path.read_bytes()
+        leaked = [s for s in sentences if s.encode() in content]
+        assert not leaked, f"{path} holds post text: {leaked[:2]}"

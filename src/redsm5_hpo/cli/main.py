@@ -19,6 +19,7 @@ from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.tracking.logs import setup_logging
+from redsm5_hpo.tracking.sanitize import mask_secrets
 
 log = logging.getLogger("redsm5_hpo.cli")
 
@@ -231,10 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(config, args)
     except USER_ERRORS as e:
         log.critical("%s", e)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except DiskSpaceError as e:  # already logged in full (stdout and JSON) where it was raised
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(e).splitlines()[0])}", file=sys.stderr)
         return EXIT_DISK_FULL
     except StudyLockedError as e:
         print(str(e), file=sys.stderr)

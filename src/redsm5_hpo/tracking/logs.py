@@ -1,6 +1,7 @@
 """Logging: JSON lines for machines, short readable lines on stdout for people.
 
-Every JSON record has timestamp, severity, message, component, trial_id and step. The trial id
+Every JSON record has timestamp, severity, message, component, trial_id and step. Secrets are masked
+on both outputs (``sanitize.py``); post text is never logged, only ids and counts. The trial id
 comes from a context variable that the study sets around each trial.
 """
 
@@ -14,6 +15,8 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from redsm5_hpo.tracking.sanitize import SecretMaskingFilter
 
 current_trial_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_trial_id", default=None)
 ROOT = "redsm5_hpo"
@@ -56,6 +59,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     logger.propagate = False
     if not any(isinstance(h, StdoutHandler) for h in logger.handlers):
         handler = StdoutHandler()
+        handler.addFilter(SecretMaskingFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
 
@@ -65,6 +69,7 @@ def json_log_file(path: Path) -> Iterator[None]:
     """Also write the package's log records to ``path`` as JSON lines while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
+    handler.addFilter(SecretMaskingFilter())
     handler.setFormatter(JsonLinesFormatter())
     logger = logging.getLogger(ROOT)
     logger.addHandler(handler)

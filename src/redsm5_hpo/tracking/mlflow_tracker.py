@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from redsm5_hpo.tracking.base import flatten_params
+from redsm5_hpo.tracking.sanitize import mask_secrets
 
 MAX_PARAM_CHARS = 6000
 MAX_BATCH = 100
@@ -32,7 +33,7 @@ class MLflowTracker:
             self.experiment_id = experiment.experiment_id
 
     def start_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
-        all_tags = dict(tags)
+        all_tags = {k: mask_secrets(str(v)) for k, v in tags.items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         return str(self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id)
@@ -40,7 +41,7 @@ class MLflowTracker:
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        flat = [Param(k, v[:MAX_PARAM_CHARS]) for k, v in flatten_params(params).items()]
+        flat = [Param(k, mask_secrets(v)[:MAX_PARAM_CHARS]) for k, v in flatten_params(params).items()]
         for i in range(0, len(flat), MAX_BATCH):
             self.client.log_batch(run_id, params=flat[i : i + MAX_BATCH])
 
@@ -55,7 +56,7 @@ class MLflowTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_batch(run_id, tags=[RunTag(k, mask_secrets(str(v))) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
