@@ -1,4 +1,4 @@
-"""JSON reports: validated against the schemas in ``evaluation/schemas`` and written atomically."""
+"""JSON reports: validated against the schemas in ``redsm5_hpo/schemas`` and written atomically."""
 
 from __future__ import annotations
 
