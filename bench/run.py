@@ -49,7 +49,6 @@ class Probe:
 
     def __enter__(self) -> Probe:
         self._save = manager_module.CheckpointStore.save
-        self._apply = manager_module.CheckpointManager.apply
         self._train_epoch = loop_module._train_epoch
         probe = self
 

@@ -18,6 +18,7 @@ import torch
 
 from redsm5_hpo.checkpoints.disk import (
     CHECKPOINT_OVERHEAD_BYTES,
+    DiskLevel,
     DiskSpaceError,
     disk_full_message,
     disk_usage,
@@ -132,7 +133,7 @@ class CheckpointManager:
 
     def _ensure_space(self, needed: int) -> None:
         usage = disk_usage(self.root)
-        critical = self.monitor.check_now() >= 1 if self.monitor else False
+        critical = self.monitor is not None and self.monitor.check_now() >= DiskLevel.CRITICAL
         if not critical and usage.free_bytes - self.reserve_bytes >= needed:
             return
         log.warning(
