@@ -82,6 +82,27 @@ example:
   redsm5-hpo cleanup --execute experiments_dir=/data/exp
 """
 
+VERIFY_HELP = """Check that the tracker holds every metric of a study exactly once; exit 1 on any gap.
+
+First sends what the outage journal still holds (up to --timeout seconds), then compares the series
+the loop logs (every epoch metric at steps 1..epochs of each completed trial, step-0 and final
+metrics, the study run's per-trial and test metrics) with MLflow, and lists each missing or
+duplicated (run, metric, step). Failed and interrupted runs are checked for duplicates only.
+
+example:
+  redsm5-hpo verify                       # the newest study
+  redsm5-hpo verify --study 3f2a... tracking.uri=https://mlflow.example.org
+"""
+
+SYNC_HELP = """Send the tracking journal (metrics buffered during an outage, also those of dead processes).
+
+Exits 0 once everything is confirmed, 1 if the tracker is still unreachable after --timeout seconds
+(nothing is lost: the journal stays on disk for the next try).
+
+example:
+  redsm5-hpo sync --timeout 120
+"""
+
 OVERRIDES_HELP = (
     "Hydra-style overrides, e.g. experiments_dir=DIR seed=N data.source=sample|DIR|HUB_ID "
     "model.encoder=tiny-random|bundled:all-MiniLM-L6-v2|HUB_ID|PATH train.epochs=N hpo.n_trials=N "
@@ -171,12 +192,32 @@ def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import find_study_dir
+    from redsm5_hpo.pipeline.verify import verify_study
+    from redsm5_hpo.tracking.audit import format_audit
+
+    result = verify_study(config, find_study_dir(config, args.study), args.timeout)
+    print(format_audit(result))
+    return 0 if result.ok else 1
+
+
+def _cmd_sync(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline.verify import sync_journal
+
+    sent, left = sync_journal(config, args.timeout)
+    print(f"sent {sent} journaled record(s); {left} still waiting")
+    return 0 if left == 0 else 1
+
+
 COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "tune": (TUNE_HELP, _cmd_tune),
     "train": (TRAIN_HELP, _cmd_train),
     "resume": (RESUME_HELP, _cmd_resume),
     "rollback": (ROLLBACK_HELP, _cmd_rollback),
     "cleanup": (CLEANUP_HELP, _cmd_cleanup),
+    "verify": (VERIFY_HELP, _cmd_verify),
+    "sync": (SYNC_HELP, _cmd_sync),
 }
 
 
@@ -209,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "resume":
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
+        elif name in ("verify", "sync"):
+            if name == "verify":
+                sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
+            sub.add_argument(
+                "--timeout", type=float, default=60.0, help="seconds to wait for the journal to be sent (60)"
+            )
         elif name == "cleanup":
             sub.add_argument("--execute", action="store_true", help="delete the orphans (default: only list them)")
             sub.add_argument(
@@ -229,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, command = COMMANDS[args.command]
     try:
         config = load_config(args.overrides, args.config_dir)
+        setup_logging(config.logs.stdout_level)
         return command(config, args)
     except USER_ERRORS as e:
         log.critical("%s", e)

@@ -113,9 +113,52 @@ class DiskGuardConfig:
 @dataclass
 class TrackingConfig:
     uri: str | None = None
-    """MLflow tracking URI; default ``sqlite:///<experiments_dir>/mlflow.db``."""
+    """MLflow tracking URI: default ``sqlite:///<experiments_dir>/mlflow.db``; an ``https://`` server works
+    too (credentials from MLflow's ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``/``TOKEN`` variables)."""
     experiment_name: str = "redsm5-hpo"
     """MLflow experiment holding the study and trial runs."""
+    token_command: str | None = None
+    """Command printing a short-lived bearer token (bare, or JSON with ``token`` and ``expires_in``); run
+    again before the token expires."""
+    token_lifetime_s: float = 3600.0
+    """Lifetime assumed for a token the command prints without ``expires_in``."""
+    token_refresh_margin_s: float = 60.0
+    """Renew the token this many seconds before it expires."""
+    ca_bundle: str | None = None
+    """CA bundle (PEM) to verify the server's TLS certificate (sets ``MLFLOW_TRACKING_SERVER_CERT_PATH``)."""
+    allow_insecure_http: bool = False
+    """Allow plain ``http://`` to a host other than this machine (metrics would travel unencrypted)."""
+    request_timeout_s: float = 10.0
+    """Timeout of one request to a remote server; retries are ours (backoff 1-16 s), not MLflow's."""
+    journal_dir: str | None = None
+    """Outage journal directory; default ``<experiments_dir>/tracking_journal``."""
+    journal_warn_mb: float = 100.0
+    """WARNING when unconfirmed journal records pass this size (no hard limit, nothing is dropped)."""
+    flush_timeout_s: float = 30.0
+    """At the end of a command, how long to wait for the tracker to confirm the journal; the rest is
+    replayed at the next start."""
+
+
+@dataclass
+class LogsConfig:
+    stdout_level: str = "INFO"
+    """Least severe level shown on stdout; CRITICAL is always shown."""
+    max_bytes: int = 1_000_000_000
+    """Rotate a JSON log file when it would pass this size."""
+    daily: bool = True
+    """Also rotate when the date (UTC) changes."""
+    backup_count: int = 14
+    """Rotated files kept per log (``events.jsonl.1`` is the newest)."""
+
+
+@dataclass
+class HubConfig:
+    token_check: str = "auto"
+    """Hugging Face token check before each trial and checkpoint: ``auto`` (ask the hub who the token
+    belongs to, only when a hub encoder and a token are in use), ``none``, or ``command:<shell command>``
+    (exit 0 = valid, anything else = expired)."""
+    recheck_interval_s: float = 300.0
+    """While the token is expired, the study pauses and checks again this often."""
 
 
 @dataclass
@@ -142,4 +185,6 @@ class Config:
     retention_policy: RetentionConfig = field(default_factory=RetentionConfig)
     disk_guard: DiskGuardConfig = field(default_factory=DiskGuardConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
     hpo: HpoConfig = field(default_factory=HpoConfig)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.config.search_space import flatten_space
 from redsm5_hpo.evaluation.metrics import validation_metric_names
+from redsm5_hpo.tracking.auth import insecure_remote
+from redsm5_hpo.tracking.sanitize import mask_secrets
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 POOLINGS = ("mean", "cls")
 PARAM_TYPES = ("float", "int", "categorical")
@@ -53,6 +59,33 @@ def validate(config: Config) -> list[str]:
     if h.n_trials < 1:
         problems.append(f"hpo.n_trials: must be >= 1, got {h.n_trials}")
     problems += _search_space_problems(config)
+    problems += _tracking_problems(config)
+    return problems
+
+
+def _tracking_problems(config: Config) -> list[str]:
+    tr, lg, hub = config.tracking, config.logs, config.hub
+    problems = []
+    if tr.uri and insecure_remote(tr.uri) and not tr.allow_insecure_http:
+        problems.append(
+            f"tracking.uri: {mask_secrets(tr.uri)} sends metrics unencrypted over the network; use https:// "
+            "(tracking.ca_bundle for a private CA) or set tracking.allow_insecure_http=true"
+        )
+    if tr.ca_bundle and not Path(tr.ca_bundle).expanduser().is_file():
+        problems.append(f"tracking.ca_bundle: no file at {tr.ca_bundle}")
+    for name in ("token_lifetime_s", "request_timeout_s", "journal_warn_mb"):
+        if getattr(tr, name) <= 0:
+            problems.append(f"tracking.{name}: must be > 0, got {getattr(tr, name)}")
+    if tr.token_refresh_margin_s < 0 or tr.flush_timeout_s < 0:
+        problems.append("tracking.token_refresh_margin_s/flush_timeout_s: must be >= 0")
+    if lg.stdout_level.upper() not in LOG_LEVELS:
+        problems.append(f"logs.stdout_level: one of {', '.join(LOG_LEVELS)}, got {lg.stdout_level!r}")
+    if lg.max_bytes < 1 or lg.backup_count < 1:
+        problems.append(f"logs.max_bytes/backup_count: must be >= 1, got {lg.max_bytes} and {lg.backup_count}")
+    if not (hub.token_check in ("auto", "none") or hub.token_check.startswith("command:")):
+        problems.append(f"hub.token_check: 'auto', 'none' or 'command:<shell command>', got {hub.token_check!r}")
+    if hub.recheck_interval_s <= 0:
+        problems.append(f"hub.recheck_interval_s: must be > 0, got {hub.recheck_interval_s}")
     return problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,17 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
+from redsm5_hpo.tracking.auth import TokenProvider, configure_transport
+from redsm5_hpo.tracking.buffered import BufferSettings, JournalingTracker
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_uri
+from redsm5_hpo.tracking.sanitize import mask_secrets
 from redsm5_hpo.training.seeding import seed_everything
 
 STUDY_REPORT = "study_report.json"
 TRIAL_REPORT = "evaluation_report.json"
 STUDY_FILE = "study.json"
 """Study identity for resuming: id, Optuna name and storage, MLflow run, resolved config."""
+JOURNAL_DIR = "tracking_journal"
 RUN_ID_ATTR = "mlflow_run_id"
 ROLLBACK_ATTR = "rollback_epoch"
 """User attr of a re-queued trial that continues from this earlier epoch, in a new MLflow run."""
@@ -31,11 +36,25 @@ def experiments_root(config: Config) -> Path:
     return Path(config.experiments_dir).resolve()
 
 
-def open_tracker(config: Config) -> MLflowTracker:
+def open_tracker(config: Config) -> JournalingTracker:
+    """MLflow behind the outage journal; ``close()`` it when done (it delivers what is left)."""
+    tr = config.tracking
     root = experiments_root(config)
     root.mkdir(parents=True, exist_ok=True)
-    uri = config.tracking.uri or default_tracking_uri(root)
-    return MLflowTracker(uri, config.tracking.experiment_name, artifact_root=root / "mlartifacts")
+    uri = tr.uri or default_tracking_uri(root)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the journal retries, with backoff
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(tr.request_timeout_s)))
+    configure_transport(tr.ca_bundle)
+    provider = (
+        TokenProvider(tr.token_command, tr.token_lifetime_s, tr.token_refresh_margin_s) if tr.token_command else None
+    )
+    return JournalingTracker(
+        lambda: MLflowTracker(uri, tr.experiment_name, artifact_root=root / "mlartifacts"),
+        Path(tr.journal_dir).resolve() if tr.journal_dir else root / JOURNAL_DIR,
+        BufferSettings(warn_bytes=int(tr.journal_warn_mb * 2**20), flush_timeout_s=tr.flush_timeout_s),
+        provider,
+        describe=f"tracking server {mask_secrets(uri)}" if uri.startswith("http") else f"tracking store {uri}",
+    )
 
 
 def open_monitor(config: Config) -> DiskMonitor:

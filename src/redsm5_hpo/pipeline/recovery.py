@@ -106,7 +106,8 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
         study.set_user_attr(REQUEUED_ATTR, sorted(requeued | {trial.number}))
         study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, ROLLBACK_ATTR: epoch})
         if RUN_ID_ATTR in trial.user_attrs:  # its metrics stay as they were; the trial continues in a new run
-            open_tracker(trial_config).end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED")
+            with open_tracker(trial_config) as tracker:
+                tracker.end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED")
     changed = f" with {overrides}" if overrides else ""
     return f"trial {trial_id} rolled back to epoch {epoch}{changed}; `redsm5-hpo resume` continues it from there"
 

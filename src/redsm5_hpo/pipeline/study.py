@@ -26,8 +26,10 @@ from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
+from redsm5_hpo.hpo.progress import Progress, study_progress
 from redsm5_hpo.hpo.retention import RESUMABLE_ATTR, StudyCheckpoints
-from redsm5_hpo.hpo.study import TrialSpec, create_study, default_storage, run_trials
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, TrialSpec, create_study, default_storage, run_trials
+from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial
 from redsm5_hpo.pipeline.parts import (
     RESUME_OF_ATTR,
@@ -42,6 +44,7 @@ from redsm5_hpo.pipeline.parts import (
 )
 from redsm5_hpo.pipeline.recovery import counted_trials, requeue_interrupted_trials
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
+from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
 
 log = logging.getLogger(__name__)
@@ -91,11 +94,15 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
     study_id = study_name.removeprefix("study_")
     study_dir = experiments_root(config) / study_name
     study_dir.mkdir(parents=True, exist_ok=True)
-    with study_lock(study_dir), json_log_file(study_dir / "logs" / "events.jsonl"), open_monitor(config) as monitor:
+    with (
+        study_lock(study_dir),
+        json_log_file(study_dir / "logs" / "events.jsonl", config.logs),
+        open_monitor(config) as monitor,
+        open_tracker(config) as tracker,
+    ):
         corpus = load_corpus(config.data, config.seed)
         splits = {k: len(v) for k, v in corpus.splits.items()}
         log.info("study %s: data %s@%s, splits %s", study_id, corpus.source, corpus.revision, splits)
-        tracker = open_tracker(config)
         storage = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir)
         if saved:
             study_run = str(saved["mlflow_run_id"])
@@ -116,6 +123,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
             write_json_atomic(study_dir / STUDY_FILE, record)
         study = create_study(config, study_name, storage)
         study_checkpoints = StudyCheckpoints(study, config.retention_policy)
+        token_gate = TokenGate(check_from_config(config), config.hub.recheck_interval_s)
         disk_errors: list[DiskSpaceError] = []
 
         def train_trial(spec: TrialSpec, trial: optuna.Trial) -> float:
@@ -137,10 +145,14 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
                 resume_run_id = None
             if resume_run_id:
                 trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
+            progress_now = _progress(study, config.hpo.n_trials, starting=True)
             if origin is not None:
                 log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
             else:
-                log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)
+                log.info("trial %d/%d: %s", progress_now.trial, progress_now.total, spec.params)
+            _report_progress(tracker, study_run, progress_now)
+            extra_tags |= progress_now.as_tags()
+            token_gate.wait_until_valid(f"trial {progress_now.trial}")
             context = TrialContext(
                 tracker,
                 monitor,
@@ -150,6 +162,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
                 study_run,
                 progress,
                 on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
+                token_gate=token_gate,
             )
             try:
                 continuing = origin is not None
@@ -169,6 +182,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
             best = max((t.value for t in done if t.value is not None), default=float("nan"))
             tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": len(done)}, step=trial.number + 1)
+            _report_progress(tracker, study_run, _progress(study, config.hpo.n_trials, starting=False))
 
         if saved:
             requeue_interrupted_trials(study, tracker)
@@ -183,3 +197,18 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
         tracker.end_run(study_run)
         log.info("study report: %s", path)
     return StudyResult(study_id, study_dir, path, report)
+
+
+def _progress(study: optuna.Study, total: int, starting: bool) -> Progress:
+    """Progress over the trials that count (finished, not re-queued); ``starting``: the next one begins."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in requeued]
+    durations = [t.duration.total_seconds() for t in finished if t.duration is not None]
+    values = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+    return study_progress(len(finished) + int(starting), total, durations, values)
+
+
+def _report_progress(tracker: Tracker, study_run: str, progress: Progress) -> None:
+    """On stdout and in the JSON log (``progress`` field), and as tags of the study's run."""
+    log.info("%s", progress.describe(), extra={"progress": progress.as_dict()})
+    tracker.set_tags(study_run, progress.as_tags())

@@ -32,6 +32,7 @@ from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec
+from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
@@ -46,6 +47,11 @@ from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook
 from redsm5_hpo.training.loop import TrainingHook, fit
 
 log = logging.getLogger(__name__)
+
+TRUNCATION_METRICS = ("train_evidence_truncation_loss", "val_evidence_truncation_loss")
+"""Logged once per run at step 0: share of evidence lost to ``data.max_length``."""
+CHECKPOINT_METRICS = ("checkpoint_bytes_written", "checkpoint_bytes_kept")
+"""Logged once per run at step = epochs when checkpoints are on."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class TrialContext:
     progress: bool = True
     on_run_started: Callable[[str], None] | None = None
     """Told the MLflow run id as soon as the run exists (the study records it for a later resume)."""
+    token_gate: TokenGate | None = None
+    """Pauses before each checkpoint while the Hugging Face token is expired."""
 
 
 def run_trial(
@@ -110,7 +118,7 @@ def run_trial(
         run_id = tracker.start_run(f"trial_{trial_id}", tags | (extra_tags or {}), context.parent_run_id)
     if context.on_run_started:
         context.on_run_started(run_id)
-    with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl"):
+    with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl", config.logs):
         try:
             result = _train_and_report(
                 config, corpus, context, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
@@ -141,10 +149,7 @@ def _train_and_report(
     train_set, val_set = (
         MultiLabelDataset(corpus.splits[s], tokenizer, config.data.max_length) for s in ("train", "validation")
     )
-    truncation = {
-        "train_evidence_truncation_loss": train_set.truncation_loss,
-        "val_evidence_truncation_loss": val_set.truncation_loss,
-    }
+    truncation = dict(zip(TRUNCATION_METRICS, (train_set.truncation_loss, val_set.truncation_loss), strict=True))
     if not any((k, 0) in logged for k in truncation):
         tracker.log_metrics(run_id, truncation, step=0)
     log.info(
@@ -174,7 +179,9 @@ def _train_and_report(
             "head_config": dataclasses.asdict(config.model),
             "trial_id": trial_id,
         }
-        hooks.append(CheckpointHook(manager, config.train, meta, config.seed))
+        gate = context.token_gate
+        before_save = (lambda epoch: gate.wait_until_valid(f"the epoch {epoch} checkpoint")) if gate else None
+        hooks.append(CheckpointHook(manager, config.train, meta, config.seed, before_save))
         if resuming:
             loaded = load_first_valid(
                 newest_resumable_first(manager.store.list()), model, model.architecture_signature()
@@ -205,10 +212,7 @@ def _train_and_report(
     if manager:
         tracker.log_metrics(
             run_id,
-            {
-                "checkpoint_bytes_written": manager.bytes_written,
-                "checkpoint_bytes_kept": sum(c.size_bytes for c in kept),
-            },
+            dict(zip(CHECKPOINT_METRICS, (manager.bytes_written, sum(c.size_bytes for c in kept)), strict=True)),
             step=config.train.epochs,
         )
     return TrialResult(trial_id, trial_dir, run_id, fitted.best_value, path)
@@ -217,8 +221,8 @@ def _train_and_report(
 def run_single(config: Config, progress: bool = True) -> TrialResult:
     """``redsm5-hpo train``: one run of the configuration as given."""
     corpus = load_corpus(config.data, config.seed)
-    with open_monitor(config) as monitor:
-        return run_trial(config, corpus, TrialContext(open_tracker(config), monitor, progress=progress))
+    with open_monitor(config) as monitor, open_tracker(config) as tracker:
+        return run_trial(config, corpus, TrialContext(tracker, monitor, progress=progress))
 
 
 def dry_run(config: Config) -> str:

@@ -12,10 +12,13 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import logging.handlers
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from redsm5_hpo.config.schema import LogsConfig
 from redsm5_hpo.tracking.sanitize import SecretMaskingFilter
 
 current_trial_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_trial_id", default=None)
@@ -32,9 +35,39 @@ class JsonLinesFormatter(logging.Formatter):
             "trial_id": current_trial_id.get(),
             "step": getattr(record, "step", None),
         }
+        if hasattr(record, "progress"):
+            payload["progress"] = record.progress
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload)
+
+
+class RotatingJsonLinesHandler(logging.handlers.RotatingFileHandler):
+    """Rotates when the next record would pass ``max_bytes`` or, with ``daily``, when the UTC date
+    changes; keeps ``backup_count`` rotated files (``events.jsonl.1`` newest). The record that triggers
+    a rotation is written to the new file, under the same lock as the rotation: none is lost."""
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        backup_count: int,
+        daily: bool = True,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+    ):
+        super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self.daily = daily
+        self.today = today
+        self.opened_on = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date() if path.exists() else today()
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.daily and self.today() != self.opened_on and os.path.getsize(self.baseFilename) > 0:
+            return True
+        return bool(super().shouldRollover(record))
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        self.opened_on = self.today()
 
 
 class StdoutHandler(logging.StreamHandler):
@@ -52,23 +85,28 @@ class StdoutHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """Readable lines on stdout for the package's loggers (idempotent)."""
+def setup_logging(stdout_level: str = "INFO") -> None:
+    """Readable lines on stdout for the package's loggers (idempotent). Records below ``stdout_level``
+    still reach the JSON files; CRITICAL reaches stdout whatever the level."""
     logger = logging.getLogger(ROOT)
-    logger.setLevel(level)
+    logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    if not any(isinstance(h, StdoutHandler) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if isinstance(h, StdoutHandler)), None)
+    if handler is None:
         handler = StdoutHandler()
         handler.addFilter(SecretMaskingFilter())
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
+    handler.setLevel(min(logging.getLevelName(stdout_level.upper()), logging.CRITICAL))
 
 
 @contextlib.contextmanager
-def json_log_file(path: Path) -> Iterator[None]:
+def json_log_file(path: Path, settings: LogsConfig | None = None) -> Iterator[None]:
     """Also write the package's log records to ``path`` as JSON lines while the block runs."""
+    settings = settings or LogsConfig()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = RotatingJsonLinesHandler(path, settings.max_bytes, settings.backup_count, settings.daily)
+    handler.setLevel(logging.INFO)
     handler.addFilter(SecretMaskingFilter())
     handler.setFormatter(JsonLinesFormatter())
     logger = logging.getLogger(ROOT)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from redsm5_hpo.tracking.sanitize import mask_secrets
 
 MAX_PARAM_CHARS = 6000
 MAX_BATCH = 100
+MAX_METRICS = 1000
 
 
 def default_tracking_uri(experiments_dir: Path) -> str:
@@ -46,12 +47,16 @@ class MLflowTracker:
             self.client.log_batch(run_id, params=flat[i : i + MAX_BATCH])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.log_metric_points(run_id, [(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_metric_points(self, run_id: str, points: Sequence[tuple[str, float, int, int]]) -> None:
+        """Log (metric, value, timestamp_ms, step) points with the timestamps they were measured at."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        for i in range(0, len(batch), MAX_BATCH):
-            self.client.log_batch(run_id, metrics=batch[i : i + MAX_BATCH])
+        batch = [Metric(key, float(value), int(ts), int(step)) for key, value, ts, step in points]
+        for i in range(0, len(batch), MAX_METRICS):
+            self.client.log_batch(run_id, metrics=batch[i : i + MAX_METRICS])
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -68,5 +73,12 @@ class MLflowTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def logged_metric_steps(self, run_id: str) -> set[tuple[str, int]]:
-        keys = self.client.get_run(run_id).data.metrics
-        return {(key, m.step) for key in keys for m in self.client.get_metric_history(run_id, key)}
+        return {(key, step) for key, step, _ in self.metric_points(run_id)}
+
+    def metric_points(self, run_id: str, keys: Iterable[str] | None = None) -> list[tuple[str, int, int]]:
+        """Every (metric, step, timestamp_ms) the run holds, duplicates included, for ``keys`` (default all)."""
+        names = list(keys) if keys is not None else list(self.client.get_run(run_id).data.metrics)
+        points: list[tuple[str, int, int]] = []
+        for key in names:
+            points.extend((key, m.step, m.timestamp) for m in self.client.get_metric_history(run_id, key))
+        return points

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from redsm5_hpo.checkpoints.manager import CheckpointManager
@@ -50,8 +51,17 @@ class CheckpointHook:
     checks disk space first and applies retention right after. Runs after metric logging, so a full disk
     never costs a metric."""
 
-    def __init__(self, manager: CheckpointManager, cfg: TrainConfig, meta: dict[str, Any], seed: int):
+    def __init__(
+        self,
+        manager: CheckpointManager,
+        cfg: TrainConfig,
+        meta: dict[str, Any],
+        seed: int,
+        before_save: Callable[[int], None] | None = None,
+    ):
         self.manager = manager
+        self.before_save = before_save
+        """Called with the epoch before each save (the Hugging Face token gate pauses here)."""
         self.cfg = cfg
         self.meta = meta
         """Static manifest fields: architecture signature, head configuration, trial id."""
@@ -60,6 +70,8 @@ class CheckpointHook:
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
         if result.epoch % self.cfg.checkpoint_interval_epochs and result.epoch != self.cfg.epochs:
             return
+        if self.before_save:
+            self.before_save(result.epoch)
         training_state = {**resume_state(state), "data_order": {"seed": self.seed, "next_epoch": result.epoch + 1}}
         meta = {
             **self.meta,

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.evaluation.metrics import metric_keys
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
@@ -50,6 +51,11 @@ class EpochResult:
     objective: float
     is_best: bool
     """At least as good as every earlier epoch (ties are co-best)."""
+
+
+def epoch_metric_names() -> list[str]:
+    """Every metric ``fit`` logs at each epoch (step = epoch): what ``verify`` expects per epoch."""
+    return ["train_loss", "lr_encoder", "lr_head", *metric_keys("val")]
 
 
 class TrainingHook(Protocol):

@@ -1,0 +1,63 @@
+"""Study progress (M-41): trial index / total, completion rate, best so far and ETA."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Progress:
+    trial: int
+    """1-based index of the trial that starts (or just ended)."""
+    total: int
+    finished: int
+    best_so_far: float | None
+    eta_s: float | None
+    """Mean duration of the finished trials times the trials left; None before the first one ends."""
+
+    @property
+    def completion_rate(self) -> float:
+        return self.finished / self.total if self.total else 1.0
+
+    def as_tags(self) -> dict[str, str]:
+        return {
+            "progress.trial": f"{self.trial}/{self.total}",
+            "progress.completion_rate": f"{self.completion_rate:.3f}",
+            "progress.best_so_far": "none" if self.best_so_far is None else f"{self.best_so_far:.6g}",
+            "progress.eta_s": "unknown" if self.eta_s is None else f"{self.eta_s:.0f}",
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "trial": self.trial,
+            "total": self.total,
+            "finished": self.finished,
+            "completion_rate": round(self.completion_rate, 4),
+            "best_so_far": self.best_so_far,
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+        }
+
+    def describe(self) -> str:
+        best = "none yet" if self.best_so_far is None else f"{self.best_so_far:.4f}"
+        return (
+            f"progress: trial {self.trial}/{self.total}, {self.completion_rate:.0%} done, best so far {best}, "
+            f"ETA {format_duration(self.eta_s)}"
+        )
+
+
+def study_progress(trial: int, total: int, durations_s: Sequence[float], values: Sequence[float | None]) -> Progress:
+    """``durations_s`` of the finished trials (this study, any process), ``values`` their objective values."""
+    finished = len(durations_s)
+    scored = [v for v in values if v is not None and not math.isnan(v)]
+    eta = sum(durations_s) / finished * max(total - finished, 0) if finished else None
+    return Progress(trial, total, finished, max(scored) if scored else None, eta)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -1,0 +1,88 @@
+"""``redsm5-hpo verify`` and ``sync``: replay the tracking journal, then audit a study's metric series."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import yaml
+
+from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, create_study
+from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_FILE, STUDY_REPORT, open_tracker
+from redsm5_hpo.pipeline.trial import CHECKPOINT_METRICS, TRUNCATION_METRICS
+from redsm5_hpo.tracking.audit import AuditResult, ExpectedRun, audit
+from redsm5_hpo.tracking.buffered import JournalingTracker
+from redsm5_hpo.training.loop import epoch_metric_names
+
+STUDY_RUN_METRICS = ("best_so_far", "completed_trials")
+
+
+def sync_journal(config: Config, timeout_s: float) -> tuple[int, int]:
+    """Send every journaled record (this experiments directory's, including those of dead processes).
+    Returns (records sent, records still waiting)."""
+    with open_tracker(config) as tracker:
+        tracker.flush(timeout_s)
+        sent = tracker.replayed
+        left = tracker.close(0)
+    return sent, left
+
+
+def verify_study(config: Config, study_dir: Path, timeout_s: float) -> AuditResult:
+    """Replay the journal (up to ``timeout_s``), then compare the study's expected metric series with the
+    tracker's: every (run, metric, step) exactly once."""
+    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    study_config = config_from_dict(saved["config"])
+    study = create_study(study_config, saved["study_name"], saved["storage"])
+    with open_tracker(config) as tracker:
+        tracker.flush(timeout_s)
+        expected, partial = expected_runs(study, saved, study_dir)
+        run_ids = {r.run_id for r in expected} | {run_id for run_id, _ in partial}
+        held = {run_id: _points(tracker, run_id) for run_id in run_ids}
+    return audit(expected, held, partial)
+
+
+def expected_runs(
+    study: optuna.Study, saved: dict[str, object], study_dir: Path
+) -> tuple[list[ExpectedRun], list[tuple[str, str]]]:
+    """Runs with a known full series, and (run id, label) of runs only checked for duplicates."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    complete = optuna.trial.TrialState.COMPLETE
+    expected: list[ExpectedRun] = []
+    partial: list[tuple[str, str]] = []
+    study_points: set[tuple[str, int]] = set()
+    for trial in study.get_trials(deepcopy=False):
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        label = f"trial {trial.number} ({trial.user_attrs.get('trial_id', '?')})"
+        if trial.state != complete or trial.number in requeued:
+            if run_id:
+                partial.append((str(run_id), label))
+            continue
+        study_points |= {(m, trial.number + 1) for m in STUDY_RUN_METRICS}
+        if not run_id:
+            continue
+        trial_config = _trial_config(Path(str(trial.user_attrs["trial_dir"])))
+        first = int(trial.user_attrs.get(ROLLBACK_ATTR, 0)) + 1
+        epochs = trial_config.train.epochs
+        points = {(m, e) for m in epoch_metric_names() for e in range(first, epochs + 1)}
+        points |= {(m, 0) for m in TRUNCATION_METRICS}
+        if trial_config.train.save_checkpoints:
+            points |= {(m, epochs) for m in CHECKPOINT_METRICS}
+        expected.append(ExpectedRun(str(run_id), label, frozenset(points)))
+    report = study_dir / STUDY_REPORT
+    if report.is_file():
+        study_points |= {(m, 0) for m in json.loads(report.read_text(encoding="utf-8"))["test_metrics"]}
+    expected.append(ExpectedRun(str(saved["mlflow_run_id"]), "study", frozenset(study_points)))
+    return expected, partial
+
+
+def _trial_config(trial_dir: Path) -> Config:
+    return config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
+
+
+def _points(tracker: JournalingTracker, run_id: str) -> list[tuple[str, int, int]]:
+    if tracker.resolve(run_id).startswith("local-"):
+        return []  # never reached the tracker: every expected point of it is missing
+    return tracker.metric_points(run_id)
