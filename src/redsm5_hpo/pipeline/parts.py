@@ -42,7 +42,6 @@ def open_tracker(config: Config) -> JournalingTracker:
     root = experiments_root(config)
     root.mkdir(parents=True, exist_ok=True)
     uri = tr.uri or default_tracking_uri(root)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the journal retries, with backoff
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(tr.request_timeout_s)))
     configure_transport(tr.ca_bundle)
     provider = (

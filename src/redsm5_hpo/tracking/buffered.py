@@ -31,6 +31,7 @@ from typing import Any
 
 from redsm5_hpo.atomic_files import write_json_atomic
 from redsm5_hpo.tracking.auth import TokenProvider
+from redsm5_hpo.tracking.base import flatten_params
 from redsm5_hpo.tracking.journal import Entry, Journal, Pending
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
 from redsm5_hpo.tracking.sanitize import mask_secrets
@@ -160,6 +161,8 @@ class JournalingTracker:
         self._warn_at = settings.warn_bytes
         self._guidance_given = False
         self.replayed = 0
+        self.skipped_duplicates = 0
+        """Metrics not sent because the tracker already held them (a send whose confirmation was lost)."""
         adopted = self.journal.adopt_orphans()
         if adopted:
             self._check_tracker = True
@@ -180,14 +183,14 @@ class JournalingTracker:
             except Exception as e:
                 self._note_failure(e)
         local = f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
-        self._append(
-            [{"kind": "create_run", "run_id": local, "name": name, "tags": dict(tags), "parent": parent_run_id}]
-        )
+        masked = {k: mask_secrets(str(v)) for k, v in tags.items()}
+        self._append([{"kind": "create_run", "run_id": local, "name": name, "tags": masked, "parent": parent_run_id}])
         log.warning("%s is unreachable: run %s gets the local id %s until it is back", self.describe, name, local)
         return local
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        self._append([{"kind": "params", "run_id": run_id, "params": dict(params)}])
+        flat = {k: mask_secrets(v) for k, v in flatten_params(params).items()}  # the journal holds no secret
+        self._append([{"kind": "params", "run_id": run_id, "params": flat}])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
@@ -197,7 +200,7 @@ class JournalingTracker:
         )
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        self._append([{"kind": "tags", "run_id": run_id, "tags": {k: str(v) for k, v in tags.items()}}])
+        self._append([{"kind": "tags", "run_id": run_id, "tags": {k: mask_secrets(str(v)) for k, v in tags.items()}}])
 
     def log_artifact(self, run_id: str, path: Path) -> None:
         self._append([{"kind": "artifact", "run_id": run_id, "path": str(Path(path).resolve())}])
@@ -319,6 +322,7 @@ class JournalingTracker:
             except Exception as e:
                 if is_permanent(e):
                     self._reject(batch, e)
+                    continue
                 else:
                     self._note_failure(e)
                     self._check_tracker = True
@@ -368,7 +372,11 @@ class JournalingTracker:
             raise _Rejected(f"run {first['run_id']} was never created in the tracker")
         if kind == "metric":
             if self._check_tracker:
-                entries = unseen_metrics(entries, set(tracker.metric_points(run_id, {e["metric"] for e in entries})))
+                fresh = unseen_metrics(entries, set(tracker.metric_points(run_id, {e["metric"] for e in entries})))
+                self.skipped_duplicates += len(entries) - len(fresh)
+                entries = fresh
+                if not entries:
+                    return
             tracker.log_metric_points(run_id, [(e["metric"], e["value"], e["timestamp"], e["step"]) for e in entries])
         elif kind == "params":
             tracker.log_params(run_id, first["params"])

@@ -1,0 +1,168 @@
+"""The journaling tracker against real MLflow stores: a SQLite store that is up, and a server address
+where nothing listens (a real outage)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from redsm5_hpo.tracking.buffered import (
+    LOCAL_PREFIX,
+    BufferSettings,
+    JournalingTracker,
+    backoff_delay,
+    replay_order,
+    take_batch,
+    unseen_metrics,
+)
+from redsm5_hpo.tracking.journal import Pending, pending_in
+from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_uri
+from tests.helpers.mlflow_server import free_port
+
+
+def sqlite_store(root: Path):
+    return lambda: MLflowTracker(default_tracking_uri(root), "exp")
+
+
+def unreachable():
+    return lambda: MLflowTracker(f"http://127.0.0.1:{free_port()}", "exp")
+
+
+def test_backoff_is_1_2_4_8_16_then_stays_at_16() -> None:
+    assert [backoff_delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 16, 16]
+
+
+def test_metrics_arrive_once_with_their_timestamps(tmp_path) -> None:
+    tracker = JournalingTracker(sqlite_store(tmp_path), tmp_path / "journal")
+    run = tracker.start_run("r", {"k": "v"})
+    assert not run.startswith(LOCAL_PREFIX)
+    for step in range(1, 4):
+        tracker.log_metrics(run, {"loss": 1.0 / step, "f1": 0.1 * step}, step)
+    assert tracker.flush(30)
+    points = tracker.metric_points(run)
+    assert sorted((m, s) for m, s, _ in points) == sorted((m, s) for m in ("loss", "f1") for s in (1, 2, 3))
+    assert tracker.close() == 0
+    assert pending_in(tmp_path / "journal") == 0
+
+
+def test_an_outage_gets_local_run_ids_that_the_next_process_creates_and_fills(tmp_path, caplog) -> None:
+    journal = tmp_path / "journal"
+    down = JournalingTracker(unreachable(), journal, BufferSettings(backoff_s=(0.1,)))
+    with caplog.at_level(logging.WARNING, logger="redsm5_hpo"):
+        run = down.start_run("trial_x", {"trial_id": "x"})
+        down.log_params(run, {"train": {"lr": 0.1}})
+        for step in (1, 2):
+            down.log_metrics(run, {"loss": float(step)}, step)
+        down.end_run(run)
+    assert run.startswith(LOCAL_PREFIX)
+    assert down.logged_metric_steps(run) == {("loss", 1), ("loss", 2)}
+    assert "unreachable" in caplog.text
+    assert down.close(timeout_s=0.5) == 5
+    up = JournalingTracker(sqlite_store(tmp_path), journal)
+    assert up.flush(30)
+    real = up.resolve(run)
+    assert not real.startswith(LOCAL_PREFIX)
+    assert sorted((m, s) for m, s, _ in up.metric_points(run)) == [("loss", 1), ("loss", 2)]
+    mlflow_run = up._tracker().client.get_run(real)
+    assert mlflow_run.data.params == {"train.lr": "0.1"} and mlflow_run.info.status == "FINISHED"
+    up.close()
+    assert pending_in(journal) == 0
+
+
+def test_records_sent_but_not_acknowledged_are_not_sent_twice(tmp_path) -> None:
+    journal = tmp_path / "journal"
+    first = JournalingTracker(sqlite_store(tmp_path), journal)
+    run = first.start_run("r", {})
+    first.log_metrics(run, {"loss": 0.5, "f1": 0.25}, 1)
+    assert first.flush(30)
+    segment = first.journal.active
+    with first._cond:  # as if the process died between the upload and its acknowledgement
+        first._closed = True
+        first._stopping = True
+        for s in first.journal.segments:
+            os.close(s.fd)
+    first._thread.join(5)
+    segment.ack_path.write_text("0")
+    second = JournalingTracker(sqlite_store(tmp_path), journal)
+    assert second.flush(30)
+    assert sorted((m, s) for m, s, _ in second.metric_points(run)) == [("f1", 1), ("loss", 1)]
+    assert second.skipped_duplicates == 2
+    second.close()
+
+
+def test_a_record_the_tracker_refuses_is_kept_aside_and_the_rest_goes_on(tmp_path, caplog) -> None:
+    tracker = JournalingTracker(sqlite_store(tmp_path), tmp_path / "journal")
+    run = tracker.start_run("r", {})
+    tracker.log_params(run, {"lr": 0.1})
+    tracker.log_params(run, {"lr": 0.2})  # MLflow refuses to change a param
+    tracker.log_metrics(run, {"loss": 1.0}, 1)
+    with caplog.at_level(logging.ERROR, logger="redsm5_hpo"):
+        assert tracker.flush(30)
+    tracker.close()
+    rejected = [json.loads(line) for line in (tmp_path / "journal" / "rejected.jsonl").read_text().splitlines()]
+    assert rejected[0]["params"] == {"lr": "0.2"} and rejected[0]["rejected_because"]
+    assert "refused" in caplog.text
+    assert [(m, s) for m, s, _ in tracker.metric_points(run)] == [("loss", 1)]
+
+
+def test_a_growing_journal_warns_and_keeps_everything(tmp_path, caplog) -> None:
+    tracker = JournalingTracker(unreachable(), tmp_path / "journal", BufferSettings(warn_bytes=2000, backoff_s=(5,)))
+    with caplog.at_level(logging.WARNING, logger="redsm5_hpo"):
+        for step in range(40):
+            tracker.log_metrics("run", {"loss": 0.1, "f1": 0.2}, step)
+    assert "not yet confirmed" in caplog.text
+    assert tracker.close(timeout_s=0) == 80
+    assert pending_in(tmp_path / "journal") == 80
+
+
+def test_secrets_never_reach_the_journal(tmp_path) -> None:
+    tracker = JournalingTracker(unreachable(), tmp_path / "journal", BufferSettings(backoff_s=(5,)))
+    secret = "hf_" + "A1b2C3d4E5" * 3
+    run = tracker.start_run("r", {"note": secret})
+    tracker.log_params(run, {"tracking": {"uri": "https://bob:hunter2@mlflow.example.com"}})
+    tracker.set_tags(run, {"token": f"Bearer {secret}"})
+    tracker.close(timeout_s=0)
+    text = "".join(p.read_text() for p in (tmp_path / "journal").glob("*.jsonl"))
+    assert secret not in text and "hunter2" not in text
+
+
+def pending(entries: list[dict]) -> list[Pending]:
+    return [Pending(None, i, e) for i, e in enumerate(entries)]  # type: ignore[arg-type]
+
+
+def test_batches_group_consecutive_metrics_of_one_run() -> None:
+    entries = [
+        {"kind": "metric", "run_id": "a", "metric": "m", "step": 1, "timestamp": 1},
+        {"kind": "metric", "run_id": "a", "metric": "n", "step": 1, "timestamp": 1},
+        {"kind": "metric", "run_id": "b", "metric": "m", "step": 1, "timestamp": 2},
+        {"kind": "tags", "run_id": "b", "tags": {}},
+    ]
+    queue = pending(entries)
+    assert [p.index for p in take_batch(queue)] == [0, 1]
+    assert [p.index for p in take_batch(queue[2:])] == [2]
+    assert [p.index for p in take_batch(queue[3:])] == [3]
+    assert len(take_batch(pending([entries[0]] * 30), limit=10)) == 10
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 5), st.integers(0, 5)), max_size=40))
+def test_dedupe_keeps_exactly_one_of_each_key_not_already_held(keys) -> None:
+    entries = [{"metric": m, "step": s, "timestamp": t, "value": 0.0} for m, s, t in keys]
+    held = set(keys[: len(keys) // 2])
+    fresh = unseen_metrics(entries, held)
+    fresh_keys = [(e["metric"], e["step"], e["timestamp"]) for e in fresh]
+    assert len(fresh_keys) == len(set(fresh_keys))
+    assert set(fresh_keys) == set(keys) - held
+
+
+@given(st.lists(st.lists(st.integers(0, 100), max_size=10), max_size=4))
+def test_replay_merges_segments_by_timestamp_keeping_each_segment_in_order(groups) -> None:
+    segments = [pending([{"timestamp": t, "step": 0, "seg": g} for t in sorted(ts)]) for g, ts in enumerate(groups)]
+    merged = replay_order(segments)
+    assert [p.entry["timestamp"] for p in merged] == sorted(t for ts in groups for t in ts)
+    for g in range(len(groups)):
+        assert [p.index for p in merged if p.entry["seg"] == g] == list(range(len(groups[g])))
