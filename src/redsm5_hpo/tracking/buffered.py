@@ -50,6 +50,7 @@ PERMANENT_ERRORS = {
     "BAD_REQUEST",
     "INVALID_STATE",
 }
+AUTH_ERRORS = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
 _CORRUPT = re.compile(r"not a database|malformed|corrupt", re.IGNORECASE)
 
 
@@ -286,10 +287,10 @@ class JournalingTracker:
     # -- internals ---------------------------------------------------------------------------------
 
     def _tracker(self) -> MLflowTracker:
-        if self._inner is None:
-            self._inner = self._connect()
         if self.token_provider:
             self.token_provider.ensure_fresh()
+        if self._inner is None:
+            self._inner = self._connect()
         return self._inner
 
     def _append(self, entries: Iterable[Entry]) -> None:
@@ -416,6 +417,15 @@ class JournalingTracker:
             log.warning(
                 "%s is unreachable or failing (%s); training goes on, metrics are journaled in %s and replayed "
                 "with backoff",
+                self.describe,
+                message,
+                self.journal.directory,
+            )
+        if getattr(error, "error_code", None) in AUTH_ERRORS and not self._guidance_given:
+            self._guidance_given = True
+            log.error(
+                "%s refuses the credentials (%s): set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD, or tracking.token_command; metrics wait in %s meanwhile",
                 self.describe,
                 message,
                 self.journal.directory,

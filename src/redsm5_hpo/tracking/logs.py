@@ -110,6 +110,8 @@ def json_log_file(path: Path, settings: LogsConfig | None = None) -> Iterator[No
     handler.addFilter(SecretMaskingFilter())
     handler.setFormatter(JsonLinesFormatter())
     logger = logging.getLogger(ROOT)
+    if logger.getEffectiveLevel() > logging.INFO:  # the file records INFO and up, whatever stdout shows
+        logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
         yield

@@ -1,0 +1,42 @@
+"""Study progress (ETA) and the metric audit behind `verify`."""
+
+from __future__ import annotations
+
+import math
+
+from redsm5_hpo.hpo.progress import format_duration, study_progress
+from redsm5_hpo.tracking.audit import ExpectedRun, audit, format_audit
+
+
+def test_eta_is_mean_trial_time_times_trials_left() -> None:
+    p = study_progress(trial=3, total=10, durations_s=[60, 120], values=[0.5, float("nan")])
+    assert p.eta_s == 90 * 8
+    assert p.completion_rate == 0.2
+    assert p.best_so_far == 0.5
+    assert p.as_tags()["progress.trial"] == "3/10"
+    assert "ETA 12m00s" in p.describe()
+
+
+def test_progress_before_any_trial_has_no_eta() -> None:
+    p = study_progress(trial=1, total=4, durations_s=[], values=[])
+    assert p.eta_s is None and p.best_so_far is None
+    assert p.as_tags()["progress.eta_s"] == "unknown"
+    assert format_duration(3 * 3600 + 65) == "3h01m"
+    assert math.isclose(study_progress(5, 4, [10] * 4, [1.0] * 4).eta_s or 0, 0)
+
+
+def test_audit_reports_missing_and_duplicated_points() -> None:
+    expected = [ExpectedRun("r1", "trial 0", frozenset({("loss", 1), ("loss", 2), ("f1", 1)}))]
+    held = {"r1": [("loss", 1, 10), ("loss", 1, 11), ("f1", 1, 10)]}
+    result = audit(expected, held, duplicates_only=[("r2", "trial 1 (failed)")])
+    assert result.missing == [("trial 0", "loss", 2)]
+    assert result.duplicated == [("trial 0", "loss", 1, 2)]
+    assert not result.ok
+    assert "FAILED: 1 missing, 1 duplicated" in format_audit(result)
+
+
+def test_audit_of_a_complete_series_is_ok_and_checks_partial_runs_for_duplicates() -> None:
+    expected = [ExpectedRun("r1", "study", frozenset({("best", 1)}))]
+    assert audit(expected, {"r1": [("best", 1, 5)]}).ok
+    result = audit(expected, {"r1": [("best", 1, 5)], "r2": [("m", 3, 1), ("m", 3, 2)]}, [("r2", "killed")])
+    assert result.duplicated == [("killed", "m", 3, 2)]
