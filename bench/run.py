@@ -6,8 +6,12 @@ B1 checkpoint storage: a multi-trial study with the bundled encoder. Keep-all is
 B2 checkpoint save: the time the loop is blocked by each save (write + hashes + retention) as a
    share of the epoch time, on full epochs.
 B3 resume: process launch to the first training step, resuming a killed study vs starting it fresh.
+B4 tracking: p95 latency of the loop's metric log call with the tracker up and down, and the journal's
+   replay throughput (``bench/tracking.py``).
 
-Usage: python bench/run.py [--quick]   (--quick: the tiny encoder, for a smoke check of the harness)
+Usage: python bench/run.py [--quick] [--only B4 ...]
+  --quick: the tiny encoder, for a smoke check of the harness
+  --only: run these benchmarks and keep the other rows of the last results.json
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from redsm5_hpo.checkpoints.disk import human_bytes, tree_bytes
 from redsm5_hpo.config.loading import load_config
 from redsm5_hpo.pipeline import run_study
 from redsm5_hpo.training import loop as loop_module
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracking import b4_tracking  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,6 +186,7 @@ def b3_resume(workdir: Path, encoder: list[str], repetitions: int = 3) -> dict:
 
 def markdown(results: dict) -> str:
     b1, b2, b3 = results["B1_checkpoint_storage"], results["B2_checkpoint_save"], results["B3_resume"]
+    b4 = results["B4_tracking"]
     rows = [
         "| id | what | requirement | goal | measured |",
         "| --- | --- | --- | --- | --- |",
@@ -194,28 +202,46 @@ def markdown(results: dict) -> str:
         f"| B3 | process start to first training step: resume vs fresh start | <= 120 s | far under "
         f"| resume {b3['resume_seconds']:.1f} s, fresh {b3['fresh_start_seconds']:.1f} s "
         f"(median of {b3['repetitions']}) |",
+        f"| B4 | p95 latency of the loop's metric log call ({b4['metrics_per_call']} metrics), tracker up "
+        f"| <= 100 ms | <= 1 ms | {b4['p95_ms_tracker_up']:.2f} ms (calls back to back: "
+        f"{b4['p95_ms_tracker_up_back_to_back']:.2f} ms; a synchronous MLflow client: "
+        f"{b4['p95_ms_synchronous_mlflow']:.1f} ms) |",
+        f"| B4 | same, tracker down | <= 100 ms | <= 1 ms | {b4['p95_ms_tracker_down']:.2f} ms |",
+        f"| B4 | journal replay throughput once the tracker is back | | | "
+        f"{b4['replay_records_per_s']:,.0f} metrics/s (median of {b4['repetitions']}) |",
     ]
     setup = (
         f"Encoder: `{results['encoder']}`. B1: 4 trials x 3 epochs of 4 steps, objective val_criteria_macro_pr_auc, "
         "default retention. B2: 1 trial x 3 full epochs. B3: a 1-trial study killed in epoch 2, then resumed. "
+        f"B4: {b4['calls']} calls per repetition, {b4['pause_between_calls_s'] * 1000:.0f} ms apart, against a "
+        "local `mlflow server`, stopped for the down case. "
         "Command: `make bench`."
     )
     return setup + "\n\n" + "\n".join(rows) + "\n"
+
+
+BENCHES = {
+    "B1": ("B1_checkpoint_storage", b1_storage),
+    "B2": ("B2_checkpoint_save", b2_save_time),
+    "B3": ("B3_resume", b3_resume),
+    "B4": ("B4_tracking", lambda workdir, encoder: b4_tracking(workdir)),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny encoder: checks the harness, numbers mean little")
     parser.add_argument("--out", type=Path, default=REPO / "bench", help="where results.json/results.md go")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run only these (e.g. B4)")
     args = parser.parse_args()
     encoder = ["model=tiny"] if args.quick else []
+    previous = args.out / "results.json"
+    results = json.loads(previous.read_text()) if args.only and previous.exists() else {}
     with tempfile.TemporaryDirectory(prefix="redsm5-bench-") as tmp:
-        results = {
-            "encoder": "tiny-random" if args.quick else "bundled:all-MiniLM-L6-v2",
-            "B1_checkpoint_storage": b1_storage(Path(tmp), encoder),
-            "B2_checkpoint_save": b2_save_time(Path(tmp), encoder),
-            "B3_resume": b3_resume(Path(tmp), encoder),
-        }
+        results["encoder"] = "tiny-random" if args.quick else "bundled:all-MiniLM-L6-v2"
+        for bench_id in args.only or sorted(BENCHES):
+            key, run = BENCHES[bench_id]
+            results[key] = run(Path(tmp), encoder)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "results.md").write_text(markdown(results))

@@ -63,6 +63,8 @@ class BufferSettings:
     rotate_bytes: int = 8 * 1024 * 1024
     """Start a new journal segment once the current one is this big and fully confirmed."""
     backoff_s: tuple[float, ...] = BACKOFF_S
+    linger_s: float = 1.0
+    """Records wait this long for company before a request goes out (fewer requests, less contention)."""
 
 
 def backoff_delay(failures: int, schedule: tuple[float, ...] = BACKOFF_S) -> float:
@@ -153,6 +155,10 @@ class JournalingTracker:
         self._cond = threading.Condition()
         self._queue: deque[Pending] = deque()
         self._stopping = False
+        self._flushing = 0
+        """Callers waiting in ``flush()``: deliver at once, no linger."""
+        self._oldest_at = 0.0
+        """When the oldest queued record was queued (monotonic)."""
         self._deadline = float("inf")
         self._closed = False
         self._check_tracker = False
@@ -163,6 +169,7 @@ class JournalingTracker:
         self._guidance_given = False
         self.replayed = 0
         self.skipped_duplicates = 0
+        self._held_cache: dict[str, tuple[set[str], set[tuple[str, int, int]]]] = {}
         """Metrics not sent because the tracker already held them (a send whose confirmation was lost)."""
         adopted = self.journal.adopt_orphans()
         if adopted:
@@ -250,9 +257,14 @@ class JournalingTracker:
         """Wait until every record is confirmed (True) or ``timeout_s`` passes (False)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._queue and time.monotonic() < deadline:
-                self._cond.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-            return not self._queue
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._queue and time.monotonic() < deadline:
+                    self._cond.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+                return not self._queue
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout_s: float | None = None) -> int:
         """Deliver what is left (up to ``flush_timeout_s``), stop the sender, release the journal. Returns
@@ -298,8 +310,11 @@ class JournalingTracker:
             if self._closed:
                 raise RuntimeError("tracker is closed")
             items = self.journal.append(entries)
+            if not self._queue:
+                self._oldest_at = time.monotonic()
             self._queue.extend(items)
-            self._cond.notify_all()
+            if len(self._queue) >= MAX_METRICS_PER_BATCH:
+                self._cond.notify_all()
             pending_bytes = self.journal.pending_bytes
         if pending_bytes > self._warn_at:
             log.warning(
@@ -313,9 +328,19 @@ class JournalingTracker:
     def _sender(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait(0.5)
-                if not self._queue or time.monotonic() >= self._deadline:
+                while not self._stopping and not self._flushing:
+                    # linger: one request per linger_s instead of one per call keeps this thread (and the GIL)
+                    # out of the training loop's way
+                    wait = self._oldest_at + self.settings.linger_s - time.monotonic() if self._queue else 0.5
+                    if self._queue and (wait <= 0 or len(self._queue) >= MAX_METRICS_PER_BATCH):
+                        break
+                    self._cond.wait(wait)
+                if not self._queue and (self._stopping or self._flushing):
+                    if self._stopping:
+                        return
+                    self._cond.wait(0.2)
+                    continue
+                if time.monotonic() >= self._deadline:
                     return
                 batch = take_batch(self._queue)
             try:
@@ -327,6 +352,7 @@ class JournalingTracker:
                 else:
                     self._note_failure(e)
                     self._check_tracker = True
+                    self._held_cache.clear()
                     with self._cond:
                         self._cond.wait_for(
                             lambda: self._stopping and time.monotonic() >= self._deadline,
@@ -348,6 +374,8 @@ class JournalingTracker:
                 log.warning("tracking journal: cannot start a new segment (%s)", e.strerror)
             if not self._queue:
                 self._check_tracker = False
+            elif self.outage_since is None:
+                self._oldest_at = time.monotonic()  # what came in meanwhile lingers for company too
             self._cond.notify_all()
         self.replayed += len(batch)
         if self.outage_since is not None:
@@ -373,12 +401,20 @@ class JournalingTracker:
             raise _Rejected(f"run {first['run_id']} was never created in the tracker")
         if kind == "metric":
             if self._check_tracker:
-                fresh = unseen_metrics(entries, set(tracker.metric_points(run_id, {e["metric"] for e in entries})))
+                fresh = unseen_metrics(entries, self._held(tracker, run_id, {e["metric"] for e in entries}))
                 self.skipped_duplicates += len(entries) - len(fresh)
                 entries = fresh
                 if not entries:
                     return
-            tracker.log_metric_points(run_id, [(e["metric"], e["value"], e["timestamp"], e["step"]) for e in entries])
+            try:
+                tracker.log_metric_points(
+                    run_id, [(e["metric"], e["value"], e["timestamp"], e["step"]) for e in entries]
+                )
+            except Exception:
+                self._held_cache.pop(run_id, None)  # some of it may have arrived: look again next time
+                raise
+            if run_id in self._held_cache:
+                self._held_cache[run_id][1].update((e["metric"], e["step"], e["timestamp"]) for e in entries)
         elif kind == "params":
             tracker.log_params(run_id, first["params"])
         elif kind == "tags":
@@ -394,6 +430,16 @@ class JournalingTracker:
                 tracker.end_run(run_id, first["status"])
         else:
             raise _Rejected(f"unknown record kind {kind!r}")
+
+    def _held(self, tracker: MLflowTracker, run_id: str, keys: set[str]) -> set[tuple[str, int, int]]:
+        """The (metric, step, timestamp) points of ``keys`` the tracker holds for the run, fetched once per
+        metric and then kept up to date with what this process sends."""
+        known_keys, points = self._held_cache.setdefault(run_id, (set(), set()))
+        missing = keys - known_keys
+        if missing:
+            points.update(tracker.metric_points(run_id, missing))
+            known_keys.update(missing)
+        return points
 
     def _reject(self, batch: list[Pending], error: BaseException) -> None:
         reason = mask_secrets(str(error).splitlines()[0] if str(error) else type(error).__name__)

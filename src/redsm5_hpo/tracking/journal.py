@@ -68,6 +68,7 @@ class Journal:
     def append(self, entries: Iterable[Entry]) -> list[Pending]:
         """Write ``entries`` as one fsynced append; return them as pending items."""
         segment = self.active
+        entries = list(entries)
         lines = [json.dumps(e, separators=(",", ":"), allow_nan=True) + "\n" for e in entries]
         data = "".join(lines).encode()
         if segment.fd >= 0:
@@ -85,7 +86,7 @@ class Journal:
                 )
                 segment = self.active = self._memory_segment()
                 self.segments.append(segment)
-        items = [Pending(segment, segment.lines + i, e) for i, e in enumerate(json.loads(x) for x in lines)]
+        items = [Pending(segment, segment.lines + i, e) for i, e in enumerate(entries)]
         segment.lines += len(lines)
         segment.sizes.extend(len(x.encode()) for x in lines)
         return items

@@ -1,0 +1,82 @@
+"""B4 tracking: latency of a metric log call as the loop makes it, tracker up and tracker down, and the
+journal's replay throughput once the tracker is back. A real ``mlflow server`` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from redsm5_hpo.tracking.buffered import JournalingTracker
+from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.mlflow_server import MlflowServer  # noqa: E402
+
+METRICS_PER_CALL = 20
+"""About what one epoch logs (train loss, learning rates, every validation metric)."""
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1]
+
+
+PAUSE_S = 0.02
+"""Time between calls: the loop trains between two log calls (an epoch, in practice far longer)."""
+
+
+def _timed_calls(
+    tracker: JournalingTracker | MLflowTracker, run_id: str, calls: int, pause_s: float = PAUSE_S
+) -> list[float]:
+    latencies = []
+    for step in range(calls):
+        time.sleep(pause_s)
+        metrics = {f"m{i}": step * 0.001 + i for i in range(METRICS_PER_CALL)}
+        started = time.perf_counter()
+        tracker.log_metrics(run_id, metrics, step)
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def b4_tracking(workdir: Path, calls: int = 300, repetitions: int = 3) -> dict:
+    server = MlflowServer(workdir / "b4_server")
+    server.start()
+    connect = lambda: MLflowTracker(server.uri, "bench")  # noqa: E731
+    with JournalingTracker(connect, workdir / "b4_warmup") as warmup:  # a fresh server's first seconds use the CPU
+        _timed_calls(warmup, warmup.start_run("warmup", {}), calls)
+    up, burst, down, direct, replay_rates = [], [], [], [], []
+    try:
+        for rep in range(repetitions):  # tracker up (and warmed up)
+            with JournalingTracker(connect, workdir / f"b4_up_{rep}") as tracker:
+                up.append(p95(_timed_calls(tracker, tracker.start_run(f"up_{rep}", {}), calls)))
+                burst.append(p95(_timed_calls(tracker, tracker.start_run(f"burst_{rep}", {}), calls, pause_s=0)))
+                assert tracker.flush(300)
+            synchronous = connect()
+            direct.append(p95(_timed_calls(synchronous, synchronous.start_run(f"direct_{rep}", {}), calls // 5)))
+        server.stop()
+        journaled = []
+        for rep in range(repetitions):  # tracker down: everything goes to the journal
+            tracker = JournalingTracker(connect, workdir / f"b4_down_{rep}")
+            down.append(p95(_timed_calls(tracker, tracker.start_run(f"down_{rep}", {}), calls)))
+            journaled.append(tracker.close(0))
+        server.start()
+        time.sleep(3)  # let the restarted server settle
+        for rep in range(repetitions):  # back: the next process replays each journal
+            started = time.perf_counter()
+            with JournalingTracker(connect, workdir / f"b4_down_{rep}") as replayer:
+                assert replayer.flush(600)
+                replay_rates.append(journaled[rep] / (time.perf_counter() - started))
+    finally:
+        server.stop()
+    return {
+        "calls": calls,
+        "metrics_per_call": METRICS_PER_CALL,
+        "p95_ms_tracker_up": statistics.median(up) * 1000,
+        "p95_ms_tracker_up_back_to_back": statistics.median(burst) * 1000,
+        "p95_ms_tracker_down": statistics.median(down) * 1000,
+        "pause_between_calls_s": PAUSE_S,
+        "p95_ms_synchronous_mlflow": statistics.median(direct) * 1000,
+        "replay_records_per_s": statistics.median(replay_rates),
+        "repetitions": repetitions,
+    }
