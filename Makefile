@@ -42,13 +42,13 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests scripts
-	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts bench
+	$(BIN)/ruff format src tests scripts bench
 
 # Re-resolve every dependency from pyproject.toml's ranges in a scratch venv and pin it exactly.
 # torch is left out on purpose: `make setup` installs it first at TORCH_VERSION for the platform.

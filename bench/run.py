@@ -34,7 +34,7 @@ from redsm5_hpo.pipeline import run_study
 from redsm5_hpo.training import loop as loop_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tracking import b4_tracking  # noqa: E402
+from tracking import b4_tracking
 
 REPO = Path(__file__).resolve().parents[1]
 

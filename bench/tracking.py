@@ -12,7 +12,7 @@ from redsm5_hpo.tracking.buffered import JournalingTracker
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.helpers.mlflow_server import MlflowServer  # noqa: E402
+from tests.helpers.mlflow_server import MlflowServer
 
 METRICS_PER_CALL = 20
 """About what one epoch logs (train loss, learning rates, every validation metric)."""
