@@ -50,8 +50,15 @@ class AuthProxy:
     """``bearer``: accepts tokens listed in ``token_registry`` ("<token> <expires_at>" lines) until they
     expire. ``basic``: accepts one user and password."""
 
-    def __init__(self, upstream: str, directory: Path, mode: str, token_registry: Path | None = None,
-                 user: str = "", password: str = ""):
+    def __init__(
+        self,
+        upstream: str,
+        directory: Path,
+        mode: str,
+        token_registry: Path | None = None,
+        user: str = "",
+        password: str = "",
+    ):
         self.upstream = urlsplit(upstream)
         self.mode, self.registry, self.user, self.password = mode, token_registry, user, password
         self.seen: list[str] = []

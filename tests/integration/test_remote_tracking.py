@@ -32,8 +32,9 @@ def test_short_lived_tokens_are_renewed_before_they_expire(tmp_path, server) -> 
             f"tracking.token_command={sys.executable} {script} {tmp_path}",
             "tracking.token_refresh_margin_s=2",
         ]
-        study = Cli(tmp_path / "experiments", "tune", *TINY, "train.epochs=3", "hpo.n_trials=2", *overrides,
-                    "--no-progress")
+        study = Cli(
+            tmp_path / "experiments", "tune", *TINY, "train.epochs=3", "hpo.n_trials=2", *overrides, "--no-progress"
+        )
         assert study.finish() == 0, study.output[-3000:]
         verified = Cli(tmp_path / "experiments", "verify", *overrides)
         assert verified.finish() == 0, verified.output[-3000:]
