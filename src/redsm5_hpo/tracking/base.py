@@ -29,7 +29,15 @@ class Tracker(Protocol):
         ...
 
     def logged_metric_steps(self, run_id: str) -> set[tuple[str, int]]:
-        """Every (metric, step) the run already holds."""
+        """Every (metric, step) the run already holds (or is on its way there)."""
+        ...
+
+    def metric_points(self, run_id: str) -> list[tuple[str, int, int]]:
+        """Every (metric, step, timestamp_ms) the tracker holds for the run, duplicates included."""
+        ...
+
+    def close(self) -> object:
+        """Deliver what is buffered (as far as the tracker lets it) and release resources."""
         ...
 
 

@@ -84,3 +84,6 @@ class MLflowTracker:
         for key in names:
             points.extend((key, m.step, m.timestamp) for m in self.client.get_metric_history(run_id, key))
         return points
+
+    def close(self) -> None:
+        """Every call above is synchronous: nothing is buffered here (``JournalingTracker`` buffers)."""
