@@ -8,6 +8,7 @@ B2 checkpoint save: the time the loop is blocked by each save (write + hashes + 
 B3 resume: process launch to the first training step, resuming a killed study vs starting it fresh.
 B4 tracking: p95 latency of the loop's metric log call with the tracker up and down, and the journal's
    replay throughput (``bench/tracking.py``).
+B7 pruning: trial-epochs until the best validation score, median pruner vs none (``bench/pruning.py``).
 
 Usage: python bench/run.py [--quick] [--only B4 ...]
   --quick: the tiny encoder, for a smoke check of the harness
@@ -34,6 +35,7 @@ from redsm5_hpo.pipeline import run_study
 from redsm5_hpo.training import loop as loop_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pruning import b7_pruning
 from tracking import b4_tracking
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +188,8 @@ def b3_resume(workdir: Path, encoder: list[str], repetitions: int = 3) -> dict:
 
 def markdown(results: dict) -> str:
     b1, b2, b3 = results["B1_checkpoint_storage"], results["B2_checkpoint_save"], results["B3_resume"]
-    b4 = results["B4_tracking"]
+    b4, b7 = results["B4_tracking"], results["B7_pruning"]
+    b7n, b7m = b7["without_pruner"], b7["median_pruner"]
     rows = [
         "| id | what | requirement | goal | measured |",
         "| --- | --- | --- | --- | --- |",
@@ -209,12 +212,20 @@ def markdown(results: dict) -> str:
         f"| B4 | same, tracker down | <= 100 ms | <= 1 ms | {b4['p95_ms_tracker_down']:.2f} ms |",
         f"| B4 | journal replay throughput once the tracker is back | | | "
         f"{b4['replay_records_per_s']:,.0f} metrics/s (median of {b4['repetitions']}) |",
+        f"| B7 | trial-epochs of the study, median pruner vs none | | >= 40% fewer at an equal best "
+        f"| {b7['epochs_total_reduction']:.0%} fewer ({b7m['epochs_total']} vs {b7n['epochs_total']}; best "
+        f"{b7m['best_value']:.4f} vs {b7n['best_value']:.4f}; {b7m['pruned_trials']} of {b7['n_trials']} trials "
+        f"pruned) |",
+        f"| B7 | trial-epochs until the best score was first reached, median pruner vs none | | >= 40% fewer "
+        f"| {b7['epochs_to_best_reduction']:.0%} fewer ({b7m['epochs_to_best']} vs {b7n['epochs_to_best']}) |",
     ]
     setup = (
         f"Encoder: `{results['encoder']}`. B1: 4 trials x 3 epochs of 4 steps, objective val_criteria_macro_pr_auc, "
         "default retention. B2: 1 trial x 3 full epochs. B3: a 1-trial study killed in epoch 2, then resumed. "
         f"B4: {b4['calls']} calls per repetition, {b4['pause_between_calls_s'] * 1000:.0f} ms apart, against a "
         "local `mlflow server`, stopped for the down case. "
+        f"B7: `hpo=conditional`, {b7['n_trials']} trials x {b7['epochs_per_trial']} epochs on the tiny "
+        "encoder, seed 13. "
         "Command: `make bench`."
     )
     return setup + "\n\n" + "\n".join(rows) + "\n"
@@ -225,6 +236,7 @@ BENCHES = {
     "B2": ("B2_checkpoint_save", b2_save_time),
     "B3": ("B3_resume", b3_resume),
     "B4": ("B4_tracking", lambda workdir, encoder: b4_tracking(workdir)),
+    "B7": ("B7_pruning", b7_pruning),
 }
 
 

@@ -34,7 +34,7 @@ def test_study_report_has_every_required_field(study) -> None:
     validate_report(report, "study_report")
     assert report["optimization_metric"] == "val_criteria_macro_pr_auc"
     assert set(metric_keys("test")) - {"test_loss"} <= set(report["test_metrics"])
-    assert report["trials"] == {"requested": 2, "completed": 2, "failed": 0}
+    assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
     assert report["dataset"]["revision"].startswith("sha256:") and report["dataset"]["source"] == "sample"
     assert report["config"]["model"]["encoder"] == "tiny-random"
     for reference in report["checkpoint_references"]:
@@ -87,8 +87,13 @@ def test_test_metrics_equal_a_direct_evaluation_of_the_checkpoint(study, sample_
     _, report = study
     path = Path(report["checkpoint_references"][0])
     (checkpoint,) = [c for c in CheckpointStore(path.parent).list() if c.path == path]
-    metrics = evaluate_checkpoint(config_from_dict(report["config"]), checkpoint, sample_corpus, "test")
-    assert metrics["test_criteria_macro_f1"] == pytest.approx(report["test_metrics"]["test_criteria_macro_f1"])
+    config = config_from_dict(report["config"])
+    calibrated = evaluate_checkpoint(config, checkpoint, sample_corpus, "test", report["thresholds"])
+    for key in ("test_criteria_macro_f1", "test_criteria_micro_f1", "test_evidence_f1"):
+        assert calibrated[key] == pytest.approx(report["test_metrics"][key])
+    at_half = evaluate_checkpoint(config, checkpoint, sample_corpus, "test")
+    evaluation = report["checkpoint_evaluations"][0]
+    assert at_half["test_criteria_macro_f1"] == pytest.approx(evaluation["metrics_at_0_5"]["test_criteria_macro_f1"])
 
 
 def test_train_command_writes_one_trial(tmp_path, capsys) -> None:

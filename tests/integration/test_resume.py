@@ -83,7 +83,7 @@ def test_killed_and_resumed_study_matches_the_uninterrupted_one(uninterrupted, t
     expected_report, expected_sha = uninterrupted
     assert report["test_metrics"] == expected_report["test_metrics"]
     assert report["best_validation_value"] == expected_report["best_validation_value"]
-    assert report["trials"] == {"requested": 2, "completed": 2, "failed": 0}
+    assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
     assert weights_sha == expected_sha
     for name, steps in metric_counts(root).items():
         assert set(steps.values()) == {1}, f"{name} logged twice: {steps}"

@@ -82,6 +82,25 @@ example:
   redsm5-hpo cleanup --execute experiments_dir=/data/exp
 """
 
+EVALUATE_HELP = """Redo a study's test evaluation from disk: the best trial's retained best and co-best checkpoints.
+
+Rewrites experiments/study_<id>/study_report.json (same checkpoints, same thresholds, same numbers)
+and the plots; use it when the report was lost or the study was stopped before its end.
+
+example:
+  redsm5-hpo evaluate --study 3f2a...
+"""
+
+REPORT_HELP = """Print a study's report and refresh its summary and plots (no test evaluation).
+
+Recounts completed / pruned / failed trials and the best value after each, and redraws
+experiments/study_<id>/plots/*.png (optimization history, parameter importances, intermediate
+values, the best trial's learning curves).
+
+example:
+  redsm5-hpo report                       # the newest study
+"""
+
 VERIFY_HELP = """Check that the tracker holds every metric of a study exactly once; exit 1 on any gap.
 
 First sends what the outage journal still holds (up to --timeout seconds), then compares the series
@@ -192,6 +211,22 @@ def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import find_study_dir
+    from redsm5_hpo.pipeline.report import describe, reevaluate_study
+
+    print(describe(*reevaluate_study(find_study_dir(config, args.study))))
+    return 0
+
+
+def _cmd_report(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import find_study_dir
+    from redsm5_hpo.pipeline.report import describe, refresh_report
+
+    print(describe(*refresh_report(find_study_dir(config, args.study))))
+    return 0
+
+
 def _cmd_verify(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import find_study_dir
     from redsm5_hpo.pipeline.verify import verify_study
@@ -216,6 +251,8 @@ COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "resume": (RESUME_HELP, _cmd_resume),
     "rollback": (ROLLBACK_HELP, _cmd_rollback),
     "cleanup": (CLEANUP_HELP, _cmd_cleanup),
+    "evaluate": (EVALUATE_HELP, _cmd_evaluate),
+    "report": (REPORT_HELP, _cmd_report),
     "verify": (VERIFY_HELP, _cmd_verify),
     "sync": (SYNC_HELP, _cmd_sync),
 }
@@ -250,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "resume":
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
+        elif name in ("evaluate", "report"):
+            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
         elif name in ("verify", "sync"):
             if name == "verify":
                 sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")

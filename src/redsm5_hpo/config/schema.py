@@ -64,7 +64,11 @@ class TrainConfig:
     lr_head: float = 3e-3
     """Learning rate of the heads."""
     weight_decay: float = 0.01
-    """AdamW weight decay (not applied to biases and LayerNorm)."""
+    """Weight decay (not applied to biases and LayerNorm)."""
+    optimizer: str = "adamw"
+    """``adamw`` or ``sgd`` (with ``momentum``)."""
+    momentum: float = 0.9
+    """SGD momentum (ignored by AdamW)."""
     warmup_ratio: float = 0.1
     """Share of optimizer steps spent warming the LR up linearly."""
     evidence_loss_weight: float = 0.5
@@ -170,7 +174,16 @@ class HpoConfig:
     study_name: str | None = None
     """Optuna study name; default ``study_<uuid>``."""
     search_space: dict[str, Any] = field(default_factory=dict)
-    """Nested mapping ``area.field`` -> parameter spec (type, low/high/log or choices)."""
+    """Nested mapping ``area.field`` -> parameter spec (type, low/high/log or choices; ``when`` makes it
+    conditional on other parameters' values)."""
+    pruner: str = "none"
+    """``none``, ``median`` or ``hyperband``; fed the optimization metric after every epoch."""
+    pruner_startup_trials: int = 2
+    """Median pruner: trials that run to the end before any is pruned."""
+    pruner_warmup_epochs: int = 1
+    """Median pruner: epochs of each trial that are never pruned."""
+    hyperband_reduction_factor: int = 3
+    """Hyperband: the share of trials kept at each rung is 1 / this."""
 
 
 @dataclass

@@ -20,3 +20,27 @@ def flatten_space(space: dict[str, Any], prefix: str = "") -> dict[str, dict[str
         else:
             flat.update(flatten_space(value, dotted + "."))
     return flat
+
+
+def parents(spec: dict[str, Any]) -> dict[str, list[Any]]:
+    """``when: {train.optimizer: sgd}`` -> ``{"train.optimizer": ["sgd"]}`` (a list means any of them)."""
+    when = spec.get("when") or {}
+    return {name: list(v) if isinstance(v, list) else [v] for name, v in when.items()}
+
+
+def suggestion_order(flat: dict[str, dict[str, Any]]) -> list[str]:
+    """Parameters in name order, each after the parameters its ``when`` names (ValueError on a cycle)."""
+    order: list[str] = []
+    remaining = sorted(flat)
+    while remaining:
+        ready = [n for n in remaining if all(p in order for p in parents(flat[n]))]
+        if not ready:
+            raise ValueError(f"conditions form a cycle among {', '.join(remaining)}")
+        order += ready
+        remaining = [n for n in remaining if n not in ready]
+    return order
+
+
+def is_active(spec: dict[str, Any], values: dict[str, Any]) -> bool:
+    """True when every parent was drawn with one of the values the condition allows."""
+    return all(name in values and values[name] in allowed for name, allowed in parents(spec).items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.config.search_space import flatten_space
+from redsm5_hpo.config.search_space import flatten_space, parents, suggestion_order
 from redsm5_hpo.evaluation.metrics import validation_metric_names
 from redsm5_hpo.tracking.auth import insecure_remote
 from redsm5_hpo.tracking.sanitize import mask_secrets
@@ -13,6 +13,8 @@ from redsm5_hpo.tracking.sanitize import mask_secrets
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 POOLINGS = ("mean", "cls")
+OPTIMIZERS = ("adamw", "sgd")
+PRUNERS = ("none", "median", "hyperband")
 PARAM_TYPES = ("float", "int", "categorical")
 
 
@@ -32,6 +34,16 @@ def validate(config: Config) -> list[str]:
     if set(d.split_names) != {"train", "validation", "test"}:
         problems.append(
             f"data.split_names: needs exactly the keys train, validation, test, got {sorted(d.split_names)}"
+        )
+    if t.optimizer not in OPTIMIZERS:
+        problems.append(f"train.optimizer: one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}")
+    if not 0 <= t.momentum < 1:
+        problems.append(f"train.momentum: must be in [0, 1), got {t.momentum}")
+    if h.pruner not in PRUNERS:
+        problems.append(f"hpo.pruner: one of {', '.join(PRUNERS)}, got {h.pruner!r}")
+    if h.pruner_startup_trials < 0 or h.pruner_warmup_epochs < 0 or h.hyperband_reduction_factor < 2:
+        problems.append(
+            "hpo.pruner_startup_trials/pruner_warmup_epochs: must be >= 0, hpo.hyperband_reduction_factor >= 2"
         )
     if m.pooling not in POOLINGS:
         problems.append(f"model.pooling: one of {', '.join(POOLINGS)}, got {m.pooling!r}")
@@ -116,8 +128,20 @@ def _search_space_problems(config: Config) -> list[str]:
         params = flatten_space(config.hpo.search_space)
     except ValueError as e:
         return [f"hpo.search_space: {e}"]
+    try:
+        suggestion_order(params)
+    except ValueError as e:
+        problems.append(f"hpo.search_space: {e}")
     for dotted, spec in params.items():
         where = f"hpo.search_space.{dotted}"
+        for parent, allowed in parents(spec).items():
+            parent_spec = params.get(parent)
+            if parent_spec is None or parent_spec.get("type") != "categorical":
+                problems.append(f"{where}.when: {parent!r} must be a categorical parameter of the search space")
+            elif not set(map(str, allowed)) <= set(map(str, parent_spec.get("choices") or [])):
+                problems.append(
+                    f"{where}.when: {parent} can never be {allowed}; its choices are {parent_spec.get('choices')}"
+                )
         area, _, name = dotted.partition(".")
         if area not in ("data", "model", "train") or not hasattr(getattr(config, area), name):
             problems.append(f"{where}: no such config field (use data.*, model.* or train.* fields)")

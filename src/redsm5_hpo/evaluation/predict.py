@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from redsm5_hpo.data.evidence import evidence_chars
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.evaluation.metrics import criteria_metrics, evidence_metrics
+from redsm5_hpo.evaluation.thresholds import as_vector, best_threshold, calibrate_criteria
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
@@ -79,3 +80,27 @@ def score(
     )
     metrics["loss"] = predictions.loss
     return {f"{split}_{k}": float(v) for k, v in metrics.items()}
+
+
+def calibrate(predictions: Predictions, dataset: MultiLabelDataset) -> dict[str, object]:
+    """Validation-calibrated thresholds: ``{"criteria": {SYMPTOM: t}, "evidence": t}``."""
+    gold = [evidence_chars(p.text, p.evidence) for p in dataset.posts]
+
+    def evidence_f1(t: float) -> float:
+        predicted = predicted_evidence_chars(dataset, predictions.evidence_token_probs, t)
+        return evidence_metrics(predicted, gold)["evidence_f1"]
+
+    return {
+        "criteria": calibrate_criteria(predictions.labels, predictions.probs),
+        "evidence": best_threshold(evidence_f1),
+    }
+
+
+def score_calibrated(
+    predictions: Predictions, dataset: MultiLabelDataset, split: str, thresholds: dict[str, object]
+) -> dict[str, float]:
+    """``score`` at the thresholds ``calibrate`` returned."""
+    criteria = thresholds["criteria"]
+    evidence = thresholds["evidence"]
+    assert isinstance(criteria, dict) and isinstance(evidence, float)
+    return score(predictions, dataset, split, as_vector(criteria), evidence)

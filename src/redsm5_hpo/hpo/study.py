@@ -59,13 +59,29 @@ class ResumableTPESampler(optuna.samplers.TPESampler):
         super().before_trial(study, trial)
 
 
+def make_pruner(config: Config) -> optuna.pruners.BasePruner:
+    """``hpo.pruner``: none, median (after ``pruner_startup_trials`` trials and ``pruner_warmup_epochs``
+    epochs) or hyperband (rungs from 1 epoch to ``train.epochs``)."""
+    h = config.hpo
+    if h.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=h.pruner_startup_trials, n_warmup_steps=h.pruner_warmup_epochs
+        )
+    if h.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=config.train.epochs, reduction_factor=h.hyperband_reduction_factor
+        )
+    return optuna.pruners.NopPruner()
+
+
 def create_study(config: Config, study_name: str, storage: str) -> optuna.Study:
-    """A maximizing study with a TPE sampler seeded from ``config.seed``."""
+    """A maximizing study with a TPE sampler seeded from ``config.seed`` and the configured pruner."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
         study_name=study_name,
         storage=storage,
         sampler=ResumableTPESampler(seed=config.seed),
+        pruner=make_pruner(config),
         direction="maximize",
         load_if_exists=True,
     )

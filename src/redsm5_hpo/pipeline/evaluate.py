@@ -20,7 +20,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.evaluation.metrics import constant_baselines
-from redsm5_hpo.evaluation.predict import predict, score
+from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.study import REQUEUED_ATTR
 from redsm5_hpo.pipeline.parts import (
@@ -43,7 +43,10 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
     trial_dir = Path(best.user_attrs["trial_dir"])
     trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
     trial_report = json.loads((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
-    evaluations = evaluate_checkpoints(trial_config, trial_dir, trial_report["checkpoint_references"], corpus, "test")
+    thresholds = trial_report.get("thresholds")
+    evaluations = evaluate_checkpoints(
+        trial_config, trial_dir, trial_report["checkpoint_references"], corpus, "test", thresholds
+    )
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
     return {
         "study_id": study_id,
@@ -61,21 +64,55 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
             "splits": {k: len(v) for k, v in corpus.splits.items()},
         },
         "checkpoint_references": [e["checkpoint"] for e in evaluations],
+        "thresholds": thresholds,
         "trials": {
             "requested": config.hpo.n_trials,
             "completed": completed,
+            "pruned": states.count(optuna.trial.TrialState.PRUNED),
             "failed": states.count(optuna.trial.TrialState.FAIL) - len(study.user_attrs.get(REQUEUED_ATTR, [])),
         },
+        "summary": study_summary(study),
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "code_version": __version__,
     }
 
 
+def study_summary(study: optuna.Study) -> dict[str, Any]:
+    """Trials by outcome (with the reason of each pruned or failed one) and the best value after each
+    finished trial."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    finished = [t for t in study.trials if t.state.is_finished() and t.number not in requeued]
+    history, best = [], None
+    for t in finished:
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
+            best = t.value if best is None else max(best, t.value)
+        history.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value, "best_so_far": best})
+    return {
+        "best_value_history": history,
+        "pruned": [
+            {"trial": t.number, "epoch": t.last_step, "reason": t.user_attrs.get("prune_reason", "pruned")}
+            for t in finished
+            if t.state == optuna.trial.TrialState.PRUNED
+        ],
+        "failed": [
+            {"trial": t.number, "reason": t.user_attrs.get("fail_reason", "unknown")}
+            for t in finished
+            if t.state == optuna.trial.TrialState.FAIL
+        ],
+    }
+
+
 def evaluate_checkpoints(
-    config: Config, trial_dir: Path, references: list[str], corpus: Corpus, split: str
+    config: Config,
+    trial_dir: Path,
+    references: list[str],
+    corpus: Corpus,
+    split: str,
+    thresholds: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Score each referenced checkpoint; one that fails verification is replaced by the next valid
-    checkpoint of the trial (best first), with a WARNING naming both."""
+    """Score each referenced checkpoint (at the trial's calibrated ``thresholds`` when given, and at 0.5);
+    one that fails verification is replaced by the next valid checkpoint of the trial (best first), with
+    a WARNING naming both."""
     available = best_first(CheckpointStore(trial_dir / "checkpoints").list())
     referenced = [c for c in available if str(c.path) in references]
     evaluations: list[dict[str, Any]] = []
@@ -89,14 +126,25 @@ def evaluate_checkpoints(
         used.add(loaded.path)
         dataset = MultiLabelDataset(corpus.splits[split], tokenizer, config.data.max_length)
         predictions = predict(model, dataset, config.train.batch_size, config.train.evidence_loss_weight)
-        metrics = score(predictions, dataset, "test" if split == "test" else "val")
-        evaluations.append({"checkpoint": str(loaded.path), "epoch": loaded.epoch, "test_metrics": metrics})
+        prefix = "test" if split == "test" else "val"
+        at_half = score(predictions, dataset, prefix)
+        metrics = score_calibrated(predictions, dataset, prefix, thresholds) if thresholds else at_half
+        evaluations.append(
+            {"checkpoint": str(loaded.path), "epoch": loaded.epoch, "test_metrics": metrics, "metrics_at_0_5": at_half}
+        )
     if not evaluations:
         raise StudyError(f"no checkpoint left in {trial_dir / 'checkpoints'} to evaluate")
     return evaluations
 
 
-def evaluate_checkpoint(config: Config, checkpoint: StoredCheckpoint, corpus: Corpus, split: str) -> dict[str, float]:
+def evaluate_checkpoint(
+    config: Config,
+    checkpoint: StoredCheckpoint,
+    corpus: Corpus,
+    split: str,
+    thresholds: dict[str, Any] | None = None,
+) -> dict[str, float]:
     """Load one verified checkpoint into a model built from ``config`` and score ``split``."""
-    (evaluation,) = evaluate_checkpoints(config, checkpoint.path.parent.parent, [str(checkpoint.path)], corpus, split)
+    trial_dir = checkpoint.path.parent.parent
+    (evaluation,) = evaluate_checkpoints(config, trial_dir, [str(checkpoint.path)], corpus, split, thresholds)
     return dict(evaluation["test_metrics"])

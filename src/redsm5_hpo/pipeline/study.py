@@ -22,6 +22,7 @@ from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import load_corpus
+from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.errors import StudyError
@@ -32,11 +33,13 @@ from redsm5_hpo.hpo.study import REQUEUED_ATTR, TrialSpec, create_study, default
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial
 from redsm5_hpo.pipeline.parts import (
+    LIFECYCLE_ATTR,
     RESUME_OF_ATTR,
     ROLLBACK_ATTR,
     RUN_ID_ATTR,
     STUDY_FILE,
     STUDY_REPORT,
+    TRIAL_REPORT,
     dataset_tags,
     experiments_root,
     open_monitor,
@@ -46,6 +49,7 @@ from redsm5_hpo.pipeline.recovery import counted_trials, requeue_interrupted_tri
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
+from redsm5_hpo.training.hooks import TrialPruned
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
             previous = study.trials[origin].user_attrs if origin is not None else {}
             trial_id = previous.get("trial_id") or uuid.uuid4().hex
             trial_dir = experiments_root(config) / f"trial_{trial_id}"
+            trial.set_user_attr(LIFECYCLE_ATTR, "queued")
             trial.set_user_attr("trial_id", trial_id)
             trial.set_user_attr("trial_dir", str(trial_dir))
             trial_config, extra_tags = spec.config, {}
@@ -163,13 +168,22 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
                 progress,
                 on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
                 token_gate=token_gate,
+                should_prune=lambda epoch, value: _report_epoch(trial, epoch, value),
+                on_lifecycle=lambda stage: trial.set_user_attr(LIFECYCLE_ATTR, stage),
             )
             try:
                 continuing = origin is not None
-                return run_trial(
+                value = run_trial(
                     trial_config, corpus, context, trial_id, resume_run_id, continuing, extra_tags
                 ).best_value
+                trial.set_user_attr(LIFECYCLE_ATTR, "completed")
+                return value
+            except TrialPruned as e:
+                trial.set_user_attr(LIFECYCLE_ATTR, "pruned")
+                trial.set_user_attr("prune_reason", f"{config.hpo.pruner} pruner: {e}")
+                raise optuna.TrialPruned(str(e)) from None
             except Exception as e:
+                trial.set_user_attr(LIFECYCLE_ATTR, "failed")
                 trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
                 if isinstance(e, DiskSpaceError):
                     trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
@@ -193,7 +207,8 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
         report = evaluate_best_trial(study, study_id, config, corpus)
         path = write_report(study_dir / STUDY_REPORT, report, "study_report")
         tracker.log_metrics(study_run, report["test_metrics"], step=0)
-        tracker.log_artifact(study_run, path)
+        for artifact in [path, *write_plots(study, study_dir, config)]:
+            tracker.log_artifact(study_run, artifact)
         tracker.end_run(study_run)
         log.info("study report: %s", path)
     return StudyResult(study_id, study_dir, path, report)
@@ -212,3 +227,20 @@ def _report_progress(tracker: Tracker, study_run: str, progress: Progress) -> No
     """On stdout and in the JSON log (``progress`` field), and as tags of the study's run."""
     log.info("%s", progress.describe(), extra={"progress": progress.as_dict()})
     tracker.set_tags(study_run, progress.as_tags())
+
+
+def _report_epoch(trial: optuna.Trial, epoch: int, value: float) -> bool:
+    """Feed the pruner (and the intermediate-values plot); True when the trial should stop."""
+    trial.report(value, epoch)
+    return trial.should_prune()
+
+
+def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Path]:
+    """The study's PNG plots under ``study_<id>/plots/``."""
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    history: list[dict[str, float]] = []
+    if complete:
+        report_path = Path(study.best_trial.user_attrs["trial_dir"]) / TRIAL_REPORT
+        if report_path.is_file():
+            history = json.loads(report_path.read_text(encoding="utf-8"))["history"]
+    return write_study_plots(study, study_dir / "plots", history, config.train.optimization_metric)

@@ -29,6 +29,7 @@ from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.data.loading import Corpus, load_corpus
+from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec
@@ -43,7 +44,7 @@ from redsm5_hpo.pipeline.parts import (
 )
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file, trial_context
-from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook
+from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, PruningHook, TrialPruned
 from redsm5_hpo.training.loop import TrainingHook, fit
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class TrialContext:
     """Told the MLflow run id as soon as the run exists (the study records it for a later resume)."""
     token_gate: TokenGate | None = None
     """Pauses before each checkpoint while the Hugging Face token is expired."""
+    should_prune: Callable[[int, float], bool] | None = None
+    """Told each epoch's objective; True stops the trial as pruned."""
+    on_lifecycle: Callable[[str], None] | None = None
+    """Told each stage the trial enters: preparing, running, finishing."""
 
 
 def run_trial(
@@ -118,17 +123,32 @@ def run_trial(
         run_id = tracker.start_run(f"trial_{trial_id}", tags | (extra_tags or {}), context.parent_run_id)
     if context.on_run_started:
         context.on_run_started(run_id)
+    _enter(context, run_id, "preparing")
     with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl", config.logs):
         try:
             result = _train_and_report(
                 config, corpus, context, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
             )
+        except TrialPruned as e:
+            log.info("trial %s %s", trial_id, e)
+            tracker.set_tags(run_id, {"lifecycle": "pruned", "pruned_reason": str(e)})
+            tracker.end_run(run_id, "KILLED")
+            raise
         except BaseException as e:
             log.error("trial %s failed: %s", trial_id, type(e).__name__)
+            tracker.set_tags(run_id, {"lifecycle": "failed"})
             tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
             raise
+    tracker.set_tags(run_id, {"lifecycle": "completed"})
     tracker.end_run(run_id)
     return result
+
+
+def _enter(context: TrialContext, run_id: str, stage: str) -> None:
+    """The trial's lifecycle stage, as an MLflow tag and (through ``on_lifecycle``) an Optuna user attr."""
+    context.tracker.set_tags(run_id, {"lifecycle": stage})
+    if context.on_lifecycle:
+        context.on_lifecycle(stage)
 
 
 def _train_and_report(
@@ -160,6 +180,8 @@ def _train_and_report(
         config.model.encoder,
     )
     hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric, logged)]
+    if context.should_prune:
+        hooks.append(PruningHook(context.should_prune))
     manager = None
     resume_from = None
     if config.train.save_checkpoints:
@@ -188,9 +210,23 @@ def _train_and_report(
             )
             resume_from = load_training_state(loaded)
             log.info("trial %s resumes after epoch %d from %s", trial_id, loaded.epoch, loaded.path)
+    _enter(context, run_id, "running")
     fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, context.progress, resume_from)
+    _enter(context, run_id, "finishing")
     kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
     best = [c for c in kept if c.record.objective == fitted.best_value]
+    if best:  # calibrate the model the study would evaluate: the best checkpoint, not the last epoch
+        load_first_valid(best, model, model.architecture_signature())
+    val_predictions = predict(model, val_set, config.train.batch_size, config.train.evidence_loss_weight)
+    thresholds = calibrate(val_predictions, val_set)
+    calibrated = score_calibrated(val_predictions, val_set, "val", thresholds)
+    log.info(
+        "trial %s: thresholds calibrated on validation; %s %.4f at 0.5 -> %.4f",
+        trial_id,
+        "val_criteria_macro_f1",
+        fitted.history[fitted.best_epoch - 1]["val_criteria_macro_f1"],
+        calibrated["val_criteria_macro_f1"],
+    )
     report = {
         "trial_id": trial_id,
         "study_id": context.study_id,
@@ -205,6 +241,8 @@ def _train_and_report(
         "dataset": {"source": corpus.source, "revision": corpus.revision},
         "mlflow_run_id": run_id,
         "history": fitted.history,
+        "thresholds": thresholds,
+        "calibrated_validation_metrics": calibrated,
     }
     path = write_report(trial_dir / TRIAL_REPORT, report, "trial_report")
     tracker.log_artifact(run_id, path)

@@ -50,13 +50,14 @@ def expected_runs(
     """Runs with a known full series, and (run id, label) of runs only checked for duplicates."""
     requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
     complete = optuna.trial.TrialState.COMPLETE
+    pruned = optuna.trial.TrialState.PRUNED
     expected: list[ExpectedRun] = []
     partial: list[tuple[str, str]] = []
     study_points: set[tuple[str, int]] = set()
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         label = f"trial {trial.number} ({trial.user_attrs.get('trial_id', '?')})"
-        if trial.state != complete or trial.number in requeued:
+        if trial.state not in (complete, pruned) or trial.number in requeued:
             if run_id:
                 partial.append((str(run_id), label))
             continue
@@ -65,10 +66,11 @@ def expected_runs(
             continue
         trial_config = _trial_config(Path(str(trial.user_attrs["trial_dir"])))
         first = int(trial.user_attrs.get(ROLLBACK_ATTR, 0)) + 1
-        epochs = trial_config.train.epochs
+        # a pruned trial logged every epoch up to the one the pruner stopped it after
+        epochs = trial_config.train.epochs if trial.state == complete else int(trial.last_step or 0)
         points = {(m, e) for m in epoch_metric_names() for e in range(first, epochs + 1)}
         points |= {(m, 0) for m in TRUNCATION_METRICS}
-        if trial_config.train.save_checkpoints:
+        if trial_config.train.save_checkpoints and trial.state == complete:
             points |= {(m, epochs) for m in CHECKPOINT_METRICS}
         expected.append(ExpectedRun(str(run_id), label, frozenset(points)))
     report = study_dir / STUDY_REPORT

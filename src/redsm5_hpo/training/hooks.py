@@ -81,3 +81,25 @@ class CheckpointHook:
             "metrics": result.metrics,
         }
         self.manager.save(state.model, training_state, meta)
+
+
+class TrialPruned(Exception):
+    """The pruner stopped the trial after ``epoch`` (its checkpoint was not written)."""
+
+    def __init__(self, epoch: int, value: float):
+        super().__init__(f"pruned after epoch {epoch} ({value:.4f}): below what the pruner lets continue")
+        self.epoch = epoch
+        self.value = value
+
+
+class PruningHook:
+    """Reports each epoch's objective to the pruner (``should_prune(epoch, value)``) and stops the trial
+    when it says so. Runs after metric logging, before the checkpoint: a pruned epoch's metrics are kept,
+    no checkpoint is written for it."""
+
+    def __init__(self, should_prune: Callable[[int, float], bool]):
+        self.should_prune = should_prune
+
+    def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
+        if self.should_prune(result.epoch, result.objective):
+            raise TrialPruned(result.epoch, result.objective)

@@ -1,4 +1,4 @@
-"""AdamW with separate encoder / head learning rates and a linear warmup-decay schedule."""
+"""AdamW or SGD with separate encoder / head learning rates and a linear warmup-decay schedule."""
 
 from __future__ import annotations
 
@@ -11,25 +11,26 @@ from redsm5_hpo.models.model import CriteriaEvidenceModel
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
-def build_optimizer(model: CriteriaEvidenceModel, cfg: TrainConfig) -> torch.optim.AdamW:
-    """Four groups: encoder/head x decay/no-decay (no weight decay on biases and norms)."""
+def build_optimizer(model: CriteriaEvidenceModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD over four groups: encoder/head x decay/no-decay (no weight decay on biases and norms)."""
     head_ids = {id(p) for p in model.head_parameters()}
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
             key = (id(param) in head_ids, not any(n in name for n in NO_DECAY))
             groups.setdefault(key, []).append(param)
-    return torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "lr": cfg.lr_head if is_head else cfg.lr_encoder,
-                "weight_decay": cfg.weight_decay if decay else 0.0,
-                "name": "head" if is_head else "encoder",
-            }
-            for (is_head, decay), params in sorted(groups.items())
-        ]
-    )
+    param_groups = [
+        {
+            "params": params,
+            "lr": cfg.lr_head if is_head else cfg.lr_encoder,
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+            "name": "head" if is_head else "encoder",
+        }
+        for (is_head, decay), params in sorted(groups.items())
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=cfg.lr_head, momentum=cfg.momentum)
+    return torch.optim.AdamW(param_groups)
 
 
 def linear_warmup_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:

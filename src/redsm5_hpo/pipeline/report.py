@@ -1,0 +1,69 @@
+"""``redsm5-hpo evaluate`` and ``report``: redo a study's test evaluation, or its summary and plots,
+from what is on disk (Optuna storage, trial reports, retained checkpoints)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.data.loading import load_corpus
+from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.study import create_study
+from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary
+from redsm5_hpo.pipeline.parts import STUDY_FILE, STUDY_REPORT
+from redsm5_hpo.pipeline.study import write_plots
+
+
+def reevaluate_study(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    """Score the best trial's retained best/co-best checkpoints on test again and rewrite the report."""
+    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    config = config_from_dict(saved["config"])
+    study = create_study(config, saved["study_name"], saved["storage"])
+    report = evaluate_best_trial(study, saved["study_id"], config, load_corpus(config.data, config.seed))
+    write_report(study_dir / STUDY_REPORT, report, "study_report")
+    return report, write_plots(study, study_dir, config)
+
+
+def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
+    """Recompute the trial counts, summary and plots of an existing report (no test evaluation)."""
+    path = study_dir / STUDY_REPORT
+    if not path.is_file():
+        raise StudyError(f"{path} does not exist yet; run `redsm5-hpo evaluate --study {study_dir.name}` first")
+    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    config = config_from_dict(saved["config"])
+    study = create_study(config, saved["study_name"], saved["storage"])
+    report = json.loads(path.read_text(encoding="utf-8"))
+    summary = study_summary(study)
+    report["summary"] = summary
+    states = [h["state"] for h in summary["best_value_history"]]
+    report["trials"] = {
+        "requested": config.hpo.n_trials,
+        "completed": states.count("complete"),
+        "pruned": states.count("pruned"),
+        "failed": states.count("fail"),
+    }
+    write_report(path, report, "study_report")
+    return report, write_plots(study, study_dir, config)
+
+
+def describe(report: dict[str, Any], plots: list[Path]) -> str:
+    metrics = report["test_metrics"]
+    trials = report["trials"]
+    lines = [
+        f"study {report['study_id']}: {trials['completed']} completed, {trials['pruned']} pruned, "
+        f"{trials['failed']} failed of {trials['requested']} requested",
+        f"best trial {report['best_trial_id']}: "
+        f"{report['optimization_metric']} = {report['best_validation_value']:.4f}",
+        f"test macro-F1 {metrics['test_criteria_macro_f1']:.4f}, micro-F1 {metrics['test_criteria_micro_f1']:.4f}, "
+        f"evidence F1 {metrics['test_evidence_f1']:.4f} (calibrated thresholds)",
+        "best value after each trial: "
+        + ", ".join(
+            f"{h['trial']}:{'-' if h['best_so_far'] is None else format(h['best_so_far'], '.4f')}"
+            for h in report["summary"]["best_value_history"]
+        ),
+    ]
+    lines += [f"plot: {p}" for p in plots]
+    return "\n".join(lines)
