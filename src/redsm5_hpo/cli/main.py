@@ -136,6 +136,9 @@ def _cmd_tune(config: Config, args: argparse.Namespace) -> int:
         print(dry_run(config))
         return 0
     result = run_study(config, progress=not args.no_progress)
+    if result.report is None:
+        print(f"worker done; another worker writes {result.report_path} when the last trial ends")
+        return 0
     metrics = result.report["test_metrics"]
     print(
         f"best trial: {result.report['best_trial_id']} "
@@ -166,6 +169,9 @@ def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import find_study_dir, run_study
 
     result = run_study(config, progress=not args.no_progress, resume_dir=find_study_dir(config, args.study))
+    if result.report is None:
+        print(f"worker done; another worker writes {result.report_path} when the last trial ends")
+        return 0
     print(f"best trial: {result.report['best_trial_id']}")
     print(f"study report: {result.report_path}")
     return 0

@@ -184,6 +184,11 @@ class HpoConfig:
     """Median pruner: epochs of each trial that are never pruned."""
     hyperband_reduction_factor: int = 3
     """Hyperband: the share of trials kept at each rung is 1 / this."""
+    heartbeat_interval_s: float = 30.0
+    """Workers stamp their running trial this often (user attr ``heartbeat``)."""
+    stale_after_s: float = 300.0
+    """With a database server (several workers), a RUNNING trial whose heartbeat is older than this is
+    taken for dead and re-queued by the next worker that starts."""
 
 
 @dataclass

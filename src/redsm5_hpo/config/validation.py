@@ -45,6 +45,11 @@ def validate(config: Config) -> list[str]:
         problems.append(
             "hpo.pruner_startup_trials/pruner_warmup_epochs: must be >= 0, hpo.hyperband_reduction_factor >= 2"
         )
+    if h.heartbeat_interval_s <= 0 or h.stale_after_s <= 2 * h.heartbeat_interval_s:
+        problems.append(
+            "hpo.heartbeat_interval_s/stale_after_s: need 0 < 2 x heartbeat_interval_s < stale_after_s, "
+            f"got {h.heartbeat_interval_s} and {h.stale_after_s}"
+        )
     if m.pooling not in POOLINGS:
         problems.append(f"model.pooling: one of {', '.join(POOLINGS)}, got {m.pooling!r}")
     if m.head_hidden < 1:

@@ -80,15 +80,17 @@ class StudyCheckpoints:
         freed = 0
         for number in sorted(release & dirs.keys()):
             checkpoints = dirs[number] / "checkpoints"
-            if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            try:  # another worker may be releasing the same finished trial right now
+                if not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+                    continue
                 freed += tree_bytes(checkpoints)
-                shutil.rmtree(checkpoints)
-                _mark_released(dirs[number])
-                log.info(
-                    "released the checkpoints of finished trial %d (%s): not the study's best",
-                    number,
-                    dirs[number].name,
-                )
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            _mark_released(dirs[number])
+            log.info(
+                "released the checkpoints of finished trial %d (%s): not the study's best", number, dirs[number].name
+            )
         return freed
 
     def keep_only_study_best(self) -> int:

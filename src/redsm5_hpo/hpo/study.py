@@ -1,4 +1,5 @@
-"""The Optuna study: seeded TPE, sequential trials, failures recorded and skipped.
+"""The Optuna study: seeded TPE, queued trial slots taken one at a time by one or more workers, failures
+recorded and skipped.
 
 The study knows nothing about models: it asks ``train_trial`` (given by the caller) to train
 one configuration and return the value of the optimization metric.
@@ -6,9 +7,13 @@ one configuration and return the value of the optimization metric.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +42,13 @@ def default_storage(study_dir: Path) -> str:
     return f"sqlite:///{Path(study_dir).resolve() / 'optuna.db'}"
 
 
+SLOT_ATTR = "slot"
+"""User attr of a queued trial slot: its 0-based position among the study's ``n_trials``."""
+HEARTBEAT_ATTR = "heartbeat"
+RESUME_FIRST = "resume_of"
+"""User attr marking a continuation of an interrupted trial (run before new slots)."""
+HEARTBEAT_S = 30.0
+
 REQUEUED_ATTR = "requeued_trials"
 """Study user attr: numbers of interrupted trials that were re-queued (they no longer count)."""
 
@@ -51,9 +63,11 @@ class ResumableTPESampler(optuna.samplers.TPESampler):
         self._base_seed = seed
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        requeued = study.user_attrs.get(REQUEUED_ATTR, [])
-        position = trial.number - sum(1 for n in requeued if n < trial.number)
-        seed = (self._base_seed * 1_000_003 + position) % 2**32
+        position = trial.user_attrs.get(SLOT_ATTR)
+        if position is None:  # a continuation: its params are fixed; any position keeps it reproducible
+            requeued = study.user_attrs.get(REQUEUED_ATTR, [])
+            position = trial.number - sum(1 for n in requeued if n < trial.number)
+        seed = (self._base_seed * 1_000_003 + int(position)) % 2**32
         self._rng.rng.seed(seed)
         self._random_sampler._rng.rng.seed(seed)
         super().before_trial(study, trial)
@@ -92,21 +106,93 @@ def run_trials(
     config: Config,
     train_trial: TrainTrial,
     on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-    n_trials: int | None = None,
-) -> None:
-    """Run ``n_trials`` (default ``config.hpo.n_trials``) new trials one at a time; a failing trial is
-    recorded and the study goes on."""
+    heartbeat_s: float = HEARTBEAT_S,
+) -> int:
+    """Run queued trial slots one at a time until none is left (other workers may take some); a failing
+    trial is recorded and the study goes on. Returns how many trials this process ran."""
     total = config.hpo.n_trials
+    ran = 0
+    while (trial := pop_slot(study)) is not None:
+        ran += 1
+        study.sampler.before_trial(study, study._storage.get_trial(trial._trial_id))
+        with heartbeat(study, trial._trial_id, heartbeat_s):
+            state, value = _run_one(trial, config, train_trial, total)
+        frozen = study.tell(trial, value, state=state, skip_if_finished=True)
+        if on_trial_end:
+            on_trial_end(study, frozen)
+        gc.collect()
+    return ran
 
-    def objective(trial: optuna.Trial) -> float:
+
+def _run_one(
+    trial: optuna.Trial, config: Config, train_trial: TrainTrial, total: int
+) -> tuple[optuna.trial.TrialState, float | None]:
+    try:
         params = suggest(trial, config.hpo.search_space)
-        spec = TrialSpec(trial.number, total, apply_overrides(config, params), params)
+        spec = TrialSpec(
+            int(trial.user_attrs.get(SLOT_ATTR, trial.number)), total, apply_overrides(config, params), params
+        )
         value = train_trial(spec, trial)
         if not math.isfinite(value):
             raise ValueError(f"trial {trial.number} returned a non-finite objective {value}")
-        return value
+        return optuna.trial.TrialState.COMPLETE, value
+    except optuna.TrialPruned:
+        return optuna.trial.TrialState.PRUNED, None
+    except Exception as e:
+        log.warning(
+            "trial %d failed: %s", trial.number, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        )
+        return optuna.trial.TrialState.FAIL, None
 
-    callbacks = [lambda s, t: on_trial_end(s, t)] if on_trial_end else []
-    remaining = total if n_trials is None else n_trials
-    if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+
+def enqueue_slots(study: optuna.Study, n_trials: int) -> None:
+    """A new study gets ``n_trials`` waiting slots: workers pop them one by one, so however many workers
+    run, exactly ``n_trials`` trials run (plus re-queued continuations of interrupted ones)."""
+    if not study.get_trials(deepcopy=False):
+        for slot in range(n_trials):
+            study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
+
+
+def pop_slot(study: optuna.Study) -> optuna.Trial | None:
+    """Claim the next waiting trial (continuations of interrupted trials first, then slots in order). The
+    storage makes the claim atomic: a trial another worker claimed first is skipped."""
+    storage = study._storage  # what Study.ask uses; ask itself would create a new trial when none is waiting
+    waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    for frozen in sorted(waiting, key=lambda t: (RESUME_FIRST not in t.user_attrs, t.number)):
+        try:
+            if storage.set_trial_state_values(frozen._trial_id, state=optuna.trial.TrialState.RUNNING):
+                return optuna.Trial(study, frozen._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial_id: int, interval_s: float) -> Iterator[None]:
+    """Stamp the running trial every ``interval_s`` (user attr ``heartbeat``), so a worker on another
+    machine can tell a live trial from one whose process died."""
+    storage = study._storage
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
+            except Exception as e:  # the trial finished meanwhile, or the database blinked: try again later
+                log.debug("heartbeat of trial %d not recorded: %s", trial_id, e)
+            if stop.wait(interval_s):
+                return
+
+    thread = threading.Thread(target=beat, name="trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def is_stale(trial: optuna.trial.FrozenTrial, now: float, stale_after_s: float) -> bool:
+    """A RUNNING trial whose heartbeat is older than ``stale_after_s`` (or missing): its process died."""
+    beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+    return beat is None or now - float(beat) > stale_after_s

@@ -12,6 +12,7 @@ from redsm5_hpo.checkpoints.disk import (
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
+from redsm5_hpo.hpo.study import RESUME_FIRST
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.tracking.auth import TokenProvider, configure_transport
@@ -30,7 +31,7 @@ LIFECYCLE_ATTR = "lifecycle"
 """User attr: queued -> preparing -> running -> finishing -> completed | failed | pruned."""
 ROLLBACK_ATTR = "rollback_epoch"
 """User attr of a re-queued trial that continues from this earlier epoch, in a new MLflow run."""
-RESUME_OF_ATTR = "resume_of"
+RESUME_OF_ATTR = RESUME_FIRST
 """User attr of a re-queued trial: the number of the interrupted trial it continues."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from redsm5_hpo.config.loading import apply_overrides, config_from_dict
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
-from redsm5_hpo.hpo.study import REQUEUED_ATTR, create_study
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, SLOT_ATTR, create_study
 from redsm5_hpo.pipeline.parts import (
     RESUME_OF_ATTR,
     ROLLBACK_ATTR,
@@ -30,13 +31,16 @@ from redsm5_hpo.tracking.base import Tracker
 log = logging.getLogger(__name__)
 
 
-def requeue_interrupted_trials(study: optuna.Study, tracker: Tracker) -> None:
-    """Trials left RUNNING by a dead process, and trials stopped by a full disk, go back into the queue
-    with their parameters: from their newest valid checkpoint in the same MLflow run when they have one,
-    from scratch in a new run otherwise. The originals are marked re-queued and no longer count."""
+def requeue_interrupted_trials(
+    study: optuna.Study, tracker: Tracker, dead: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
+) -> None:
+    """Trials left RUNNING by a dead process (``dead`` tells: with several workers, a heartbeat too old),
+    and trials stopped by a full disk, go back into the queue with their parameters: from their newest
+    valid checkpoint in the same MLflow run when they have one, from scratch in a new run otherwise. The
+    originals are marked re-queued and no longer count."""
     requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
     for trial in study.get_trials(deepcopy=False):
-        stale = trial.state == optuna.trial.TrialState.RUNNING
+        stale = trial.state == optuna.trial.TrialState.RUNNING and dead(trial)
         disk_full = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
         if trial.number in requeued or not (stale or disk_full):
             continue
@@ -51,14 +55,14 @@ def requeue_interrupted_trials(study: optuna.Study, tracker: Tracker) -> None:
         requeued.add(trial.number)
         study.set_user_attr(REQUEUED_ATTR, sorted(requeued))
         if has_checkpoint and run_id:
-            study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number})
+            study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, **_slot(trial)})
             log.warning(
                 "trial %d was interrupted; it resumes from its newest checkpoint in %s", trial.number, trial_dir
             )
         else:
             if run_id:
                 tracker.end_run(run_id, "KILLED")
-            study.enqueue_trial(trial.params)
+            study.enqueue_trial(trial.params, user_attrs=_slot(trial))
             log.warning("trial %d was interrupted before its first checkpoint; it restarts from epoch 0", trial.number)
 
 
@@ -112,8 +116,6 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
     return f"trial {trial_id} rolled back to epoch {epoch}{changed}; `redsm5-hpo resume` continues it from there"
 
 
-def counted_trials(study: optuna.Study) -> int:
-    """Trials that count towards ``hpo.n_trials``: finished ones, except those re-queued."""
-    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state in finished and t.number not in requeued)
+def _slot(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
+    """The queue slot an interrupted trial held: its continuation takes it over."""
+    return {SLOT_ATTR: trial.user_attrs[SLOT_ATTR]} if SLOT_ATTR in trial.user_attrs else {}

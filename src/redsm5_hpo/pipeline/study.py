@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,15 @@ from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.progress import Progress, study_progress
 from redsm5_hpo.hpo.retention import RESUMABLE_ATTR, StudyCheckpoints
-from redsm5_hpo.hpo.study import REQUEUED_ATTR, TrialSpec, create_study, default_storage, run_trials
+from redsm5_hpo.hpo.study import (
+    REQUEUED_ATTR,
+    TrialSpec,
+    create_study,
+    default_storage,
+    enqueue_slots,
+    is_stale,
+    run_trials,
+)
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial
 from redsm5_hpo.pipeline.parts import (
@@ -45,7 +57,7 @@ from redsm5_hpo.pipeline.parts import (
     open_monitor,
     open_tracker,
 )
-from redsm5_hpo.pipeline.recovery import counted_trials, requeue_interrupted_trials
+from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
@@ -53,13 +65,16 @@ from redsm5_hpo.training.hooks import TrialPruned
 
 log = logging.getLogger(__name__)
 
+REPORT_CLAIM = ".report_claim"
+
 
 @dataclass(frozen=True)
 class StudyResult:
     study_id: str
     study_dir: Path
     report_path: Path
-    report: dict[str, Any]
+    report: dict[str, Any] | None
+    """None for a worker that did not write the report (another worker finishes the study)."""
 
 
 def find_study_dir(config: Config, study: str | None) -> Path:
@@ -98,16 +113,18 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
     study_id = study_name.removeprefix("study_")
     study_dir = experiments_root(config) / study_name
     study_dir.mkdir(parents=True, exist_ok=True)
+    storage = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir)
+    shared = is_shared(storage)  # a database server: several workers may run this study at once
+    log_name = f"events.{socket.gethostname()}-{os.getpid()}.jsonl" if shared else "events.jsonl"
     with (
-        study_lock(study_dir),
-        json_log_file(study_dir / "logs" / "events.jsonl", config.logs),
+        contextlib.nullcontext() if shared else study_lock(study_dir),
+        json_log_file(study_dir / "logs" / log_name, config.logs),
         open_monitor(config) as monitor,
         open_tracker(config) as tracker,
     ):
         corpus = load_corpus(config.data, config.seed)
         splits = {k: len(v) for k, v in corpus.splits.items()}
         log.info("study %s: data %s@%s, splits %s", study_id, corpus.source, corpus.revision, splits)
-        storage = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir)
         if saved:
             study_run = str(saved["mlflow_run_id"])
             tracker.reopen_run(study_run)
@@ -126,6 +143,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
             }
             write_json_atomic(study_dir / STUDY_FILE, record)
         study = create_study(config, study_name, storage)
+        enqueue_slots(study, config.hpo.n_trials)
         study_checkpoints = StudyCheckpoints(study, config.retention_policy)
         token_gate = TokenGate(check_from_config(config), config.hub.recheck_interval_s)
         disk_errors: list[DiskSpaceError] = []
@@ -199,11 +217,17 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
             _report_progress(tracker, study_run, _progress(study, config.hpo.n_trials, starting=False))
 
         if saved:
-            requeue_interrupted_trials(study, tracker)
-        run_trials(study, config, train_trial, on_trial_end, n_trials=config.hpo.n_trials - counted_trials(study))
+            now = time.time()
+            requeue_interrupted_trials(
+                study, tracker, lambda t: not shared or is_stale(t, now, config.hpo.stale_after_s)
+            )
+        ran = run_trials(study, config, train_trial, on_trial_end, config.hpo.heartbeat_interval_s)
         if disk_errors:
             tracker.end_run(study_run, "FAILED")
             raise disk_errors[0]
+        if shared and not _claim_report(study, study_dir):
+            log.info("this worker ran %d trial(s); the worker that finishes the last trial writes the report", ran)
+            return StudyResult(study_id, study_dir, study_dir / STUDY_REPORT, None)
         report = evaluate_best_trial(study, study_id, config, corpus)
         path = write_report(study_dir / STUDY_REPORT, report, "study_report")
         tracker.log_metrics(study_run, report["test_metrics"], step=0)
@@ -244,3 +268,24 @@ def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Pa
         if report_path.is_file():
             history = json.loads(report_path.read_text(encoding="utf-8"))["history"]
     return write_study_plots(study, study_dir / "plots", history, config.train.optimization_metric)
+
+
+def is_shared(storage: str) -> bool:
+    """Optuna storage on a database server (PostgreSQL, MySQL): workers on several machines can share it.
+    A SQLite file is one process's (the study lock enforces it)."""
+    return not storage.startswith("sqlite")
+
+
+def _claim_report(study: optuna.Study, study_dir: Path) -> bool:
+    """True for exactly one worker, once no trial is waiting or running: it writes the study report.
+    The claim is a file created with O_EXCL in the shared study directory."""
+    live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+    if study.get_trials(deepcopy=False, states=live):
+        return False
+    try:
+        fd = os.open(study_dir / REPORT_CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    os.close(fd)
+    return True

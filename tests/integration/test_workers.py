@@ -1,0 +1,70 @@
+"""Two worker processes run one study through a real PostgreSQL server (started by .ci/run): exactly
+n_trials trials, none twice, each with its MLflow run, one study report."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.integration.test_tracking_outage import TINY, Cli
+
+ADMIN_URL = os.environ.get("REDSM5_TEST_POSTGRES")
+
+
+@pytest.fixture
+def postgres_url():
+    if not ADMIN_URL:
+        pytest.skip("REDSM5_TEST_POSTGRES is not set (.ci/run starts PostgreSQL and sets it)")
+    import psycopg
+
+    name = f"redsm5_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_two_workers_share_one_study(tmp_path, postgres_url) -> None:
+    root = tmp_path / "experiments"
+    study_name = f"study_{uuid.uuid4().hex}"
+    common = [*TINY, "train.epochs=3", "hpo.n_trials=6", f"hpo.storage={postgres_url}", f"hpo.study_name={study_name}"]
+    first = Cli(root, "tune", *common, "--no-progress")
+    first.wait_for("trial 1/6")  # the study, its slots and study.json exist: a second worker can join
+    second = Cli(root, "tune", *common, "--no-progress")
+    assert first.finish() == 0, first.output[-3000:]
+    assert second.finish() == 0, second.output[-3000:]
+
+    outputs = [first.output, second.output]
+    assert all("trial " in out and "epoch 1:" in out for out in outputs), "both workers must have trained"
+    assert sum("study report:" in out for out in outputs) == 1
+    assert sum("another worker writes" in out for out in outputs) == 1
+    assert [p.name for p in (root / study_name).glob("study_report.json")] == ["study_report.json"]
+
+    study = optuna.load_study(study_name=study_name, storage=postgres_url)
+    trials = study.trials
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.user_attrs["slot"] for t in trials) == list(range(6))
+    trial_ids = [t.user_attrs["trial_id"] for t in trials]
+    assert len(set(trial_ids)) == 6, "a trial ran twice"
+    assert len(list(root.glob("trial_*"))) == 6
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])}
+    for t in trials:
+        run = runs[f"trial_{t.user_attrs['trial_id']}"]
+        assert run.info.status == "FINISHED" and run.data.tags["lifecycle"] == "completed"
+        steps = Counter(m.step for m in client.get_metric_history(run.info.run_id, "train_loss"))
+        assert steps == {1: 1, 2: 1, 3: 1}
+
+    report = json.loads((root / study_name / "study_report.json").read_text())
+    assert report["trials"]["completed"] == 6
+    best = max(trials, key=lambda t: t.value)
+    assert report["best_trial_id"] == best.user_attrs["trial_id"]
+    kept = [p for p in root.glob("trial_*/checkpoints/epoch_*")]
+    assert kept and all(f"trial_{report['best_trial_id']}" in str(p) for p in kept)
