@@ -46,4 +46,4 @@ def test_sampler_is_seeded(tiny_config, tmp_path) -> None:
         study = create_study(tiny_config, name, f"sqlite:///{tmp_path / (name + '.db')}")
         run_trials(study, tiny_config, lambda spec, trial: 0.1)
         params.append([t.params for t in study.trials])
-    assert params[0] == params[1]
+    assert len(params[0]) == tiny_config.hpo.n_trials and params[0] == params[1]

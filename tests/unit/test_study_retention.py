@@ -52,6 +52,8 @@ def _report(refs):
         "dataset": {"source": "s", "revision": "r"},
         "mlflow_run_id": "x",
         "history": [],
+        "thresholds": {"criteria": {}, "evidence": 0.5},
+        "calibrated_validation_metrics": {},
     }
 
 

@@ -107,12 +107,15 @@ def run_trials(
     train_trial: TrainTrial,
     on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     heartbeat_s: float = HEARTBEAT_S,
+    stop: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Run queued trial slots one at a time until none is left (other workers may take some); a failing
-    trial is recorded and the study goes on. Returns how many trials this process ran."""
+    """Run queued trial slots one at a time until none is left (other workers may take some) or ``stop()``
+    says so after a trial; a failing trial is recorded and the study goes on. A new study gets its
+    ``hpo.n_trials`` slots first. Returns how many trials this process ran."""
     total = config.hpo.n_trials
+    enqueue_slots(study, total)
     ran = 0
-    while (trial := pop_slot(study)) is not None:
+    while not stop() and (trial := pop_slot(study)) is not None:
         ran += 1
         study.sampler.before_trial(study, study._storage.get_trial(trial._trial_id))
         with heartbeat(study, trial._trial_id, heartbeat_s):

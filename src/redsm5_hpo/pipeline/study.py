@@ -205,8 +205,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
                 trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
                 if isinstance(e, DiskSpaceError):
                     trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
-                    disk_errors.append(e)
-                    trial.study.stop()
+                    disk_errors.append(e)  # the study stops after this trial (run_trials' stop)
                 raise
 
         def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -221,7 +220,9 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
             requeue_interrupted_trials(
                 study, tracker, lambda t: not shared or is_stale(t, now, config.hpo.stale_after_s)
             )
-        ran = run_trials(study, config, train_trial, on_trial_end, config.hpo.heartbeat_interval_s)
+        ran = run_trials(
+            study, config, train_trial, on_trial_end, config.hpo.heartbeat_interval_s, stop=lambda: bool(disk_errors)
+        )
         if disk_errors:
             tracker.end_run(study_run, "FAILED")
             raise disk_errors[0]
