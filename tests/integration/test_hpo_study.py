@@ -75,6 +75,8 @@ def test_thresholds_are_calibrated_on_validation_and_used_on_test(study) -> None
     # far from 0.5, so here it must
     assert calibrated["val_criteria_macro_f1"] > at_half["val_criteria_macro_f1"]
     assert report["thresholds"] == thresholds
+    for entry in trial_report["checkpoint_validation"]:  # the best and every co-best checkpoint
+        assert entry["validation_metrics"]["val_criteria_macro_pr_auc"] == trial_report["best_value"]
     evaluation = report["checkpoint_evaluations"][0]
     assert evaluation["test_metrics"] != evaluation["metrics_at_0_5"]
 

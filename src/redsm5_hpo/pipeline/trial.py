@@ -236,6 +236,10 @@ def _train_and_report(
         "best_value": fitted.best_value,
         "validation_metrics": fitted.history[fitted.best_epoch - 1],
         "checkpoint_references": [str(c.path) for c in best],
+        "checkpoint_validation": [
+            {"checkpoint": str(c.path), "epoch": c.epoch, "validation_metrics": fitted.history[c.epoch - 1]}
+            for c in best
+        ],
         "params": context.spec.params if context.spec else {},
         "seed": config.seed,
         "dataset": {"source": corpus.source, "revision": corpus.revision},
