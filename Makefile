@@ -6,7 +6,7 @@ TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.setup-stamp
 ARGS ?=
 
-.PHONY: setup train tune resume test lint format lock sample-data cleanup bench clean
+.PHONY: setup train tune resume test lint format lock sample-data cleanup bench clean build shell train-container
 
 setup: $(STAMP)
 
@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests scripts bench
@@ -67,3 +68,16 @@ sample-data:
 
 clean:
 	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# Container (Dockerfile + compose.yaml): the same torch pin and lock as `make setup`.
+# VARIANT=cpu (default) or cuda; the CUDA image needs the NVIDIA container runtime to use the GPU.
+VARIANT ?= cpu
+build:
+	docker build --build-arg VARIANT=$(VARIANT) --build-arg TORCH_VERSION=$(TORCH_VERSION) -t redsm5-hpo:$(VARIANT) .
+
+shell:
+	VARIANT=$(VARIANT) docker compose run --rm --entrypoint bash train$(if $(filter cuda,$(VARIANT)),-gpu,)
+
+train-container:
+	VARIANT=$(VARIANT) docker compose run --rm train$(if $(filter cuda,$(VARIANT)),-gpu,) $(ARGS)
+

@@ -8,6 +8,9 @@ B2 checkpoint save: the time the loop is blocked by each save (write + hashes + 
 B3 resume: process launch to the first training step, resuming a killed study vs starting it fresh.
 B4 tracking: p95 latency of the loop's metric log call with the tracker up and down, and the journal's
    replay throughput (``bench/tracking.py``).
+B5 disk guard: CPU per free-space check as a share of its interval (``bench/peers.py``).
+B6 overhead: epoch time of our full loop vs a bare PyTorch loop vs the Hugging Face Trainer
+   (``bench/peers.py``); B1 also runs its trials through the Trainer's ``save_total_limit`` recipe.
 B7 pruning: trial-epochs until the best validation score, median pruner vs none (``bench/pruning.py``).
 
 Usage: python bench/run.py [--quick] [--only B4 ...]
@@ -28,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
+
 from redsm5_hpo.checkpoints import manager as manager_module
 from redsm5_hpo.checkpoints.disk import human_bytes, tree_bytes
 from redsm5_hpo.config.loading import load_config
@@ -35,6 +40,7 @@ from redsm5_hpo.pipeline import run_study
 from redsm5_hpo.training import loop as loop_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import b1_hf_trainer, b5_disk_guard, b6_overhead
 from pruning import b7_pruning
 from tracking import b4_tracking
 
@@ -104,16 +110,12 @@ def b1_storage(workdir: Path, encoder: list[str]) -> dict:
     root = workdir / "b1"
     # short epochs keep the run quick; PR-AUC as the objective because at 4 steps an epoch macro-F1 at the
     # 0.5 threshold is often 0 for every epoch, and a trial whose epochs all tie keeps every one (co-best)
-    probe = study(
-        root,
-        [
-            *encoder,
-            "hpo.n_trials=4",
-            "train.epochs=3",
-            "train.max_steps_per_epoch=4",
-            "train.optimization_metric=val_criteria_macro_pr_auc",
-        ],
-    )
+    base = [*encoder, "train.epochs=3", "train.max_steps_per_epoch=4"]
+    base.append("train.optimization_metric=val_criteria_macro_pr_auc")
+    probe = study(root, [*base, "hpo.n_trials=4"])
+    (db,) = root.glob("study_*/optuna.db")
+    trials = optuna.load_study(study_name=db.parent.name, storage=f"sqlite:///{db}").trials
+    hf = b1_hf_trainer(workdir, [t.params for t in trials], base)
     kept = checkpoint_bytes(root)
     full = max(probe.full_sizes)
     weights = min(tree_bytes(p) for p in root.glob("trial_*/checkpoints/epoch_*"))
@@ -127,6 +129,9 @@ def b1_storage(workdir: Path, encoder: list[str]) -> dict:
         "peak_reduction": 1 - probe.peak / probe.written,
         "peak_bound_bytes": bound,
         "peak_within_bound": probe.peak <= bound,
+        "hf_trainer_kept_bytes": hf["kept_bytes"],
+        "hf_trainer_peak_bytes": hf["peak_bytes"],
+        "reduction_vs_hf_trainer": 1 - kept / hf["kept_bytes"],
     }
 
 
@@ -188,7 +193,7 @@ def b3_resume(workdir: Path, encoder: list[str], repetitions: int = 3) -> dict:
 
 def markdown(results: dict) -> str:
     b1, b2, b3 = results["B1_checkpoint_storage"], results["B2_checkpoint_save"], results["B3_resume"]
-    b4, b7 = results["B4_tracking"], results["B7_pruning"]
+    b4, b5, b6, b7 = (results[k] for k in ("B4_tracking", "B5_disk_guard", "B6_overhead", "B7_pruning"))
     b7n, b7m = b7["without_pruner"], b7["median_pruner"]
     rows = [
         "| id | what | requirement | goal | measured |",
@@ -199,6 +204,10 @@ def markdown(results: dict) -> str:
         f"| B1 | peak checkpoint bytes on disk vs keep-all | | <= last + best + 1 in flight "
         f"({human_bytes(b1['peak_bound_bytes'])}) | {human_bytes(b1['peak_bytes'])} "
         f"({'within' if b1['peak_within_bound'] else 'over'} the bound; {b1['peak_reduction']:.1%} below keep-all) |",
+        f"| B1 | bytes kept at the end vs the Hugging Face Trainer (`save_total_limit=2`, `load_best_model_at_end`) "
+        f"on the same trials | | >= 90% less | {b1['reduction_vs_hf_trainer']:.1%} less "
+        f"({human_bytes(b1['kept_bytes'])} vs {human_bytes(b1['hf_trainer_kept_bytes'])}); peak "
+        f"{human_bytes(b1['peak_bytes'])} vs {human_bytes(b1['hf_trainer_peak_bytes'])} |",
         f"| B2 | loop blocked per checkpoint save, share of epoch time | | as small as possible "
         f"| {b2['blocked_share']:.1%} ({b2['median_save_seconds']:.2f} s of {b2['median_epoch_seconds']:.1f} s, "
         f"median of {b2['saves']}) |",
@@ -212,6 +221,13 @@ def markdown(results: dict) -> str:
         f"| B4 | same, tracker down | <= 100 ms | <= 1 ms | {b4['p95_ms_tracker_down']:.2f} ms |",
         f"| B4 | journal replay throughput once the tracker is back | | | "
         f"{b4['replay_records_per_s']:,.0f} metrics/s (median of {b4['repetitions']}) |",
+        f"| B5 | disk guard CPU per check, share of its {b5['interval_s']:.0f} s interval | | < 0.1% "
+        f"| {b5['cpu_s_per_check'] * 1e6:.0f} us per check, {b5['cpu_share']:.5%} |",
+        f"| B6 | epoch time (train + validation): our full loop vs a bare PyTorch loop | | <= 10% more "
+        f"| {b6['overhead_vs_bare']:+.1%} ({b6['ours_s_per_epoch']:.1f} s vs {b6['bare_pytorch_s_per_epoch']:.1f} s) |",
+        f"| B6 | same, vs the Hugging Face Trainer (saving every epoch) | | <= the Trainer "
+        f"| {b6['overhead_vs_hf_trainer']:+.1%} ({b6['ours_s_per_epoch']:.1f} s vs "
+        f"{b6['hf_trainer_s_per_epoch']:.1f} s) |",
         f"| B7 | trial-epochs of the study, median pruner vs none | | >= 40% fewer at an equal best "
         f"| {b7['epochs_total_reduction']:.0%} fewer ({b7m['epochs_total']} vs {b7n['epochs_total']}; best "
         f"{b7m['best_value']:.4f} vs {b7n['best_value']:.4f}; {b7m['pruned_trials']} of {b7['n_trials']} trials "
@@ -236,6 +252,8 @@ BENCHES = {
     "B2": ("B2_checkpoint_save", b2_save_time),
     "B3": ("B3_resume", b3_resume),
     "B4": ("B4_tracking", lambda workdir, encoder: b4_tracking(workdir)),
+    "B5": ("B5_disk_guard", lambda workdir, encoder: b5_disk_guard(workdir)),
+    "B6": ("B6_overhead", lambda workdir, encoder: b6_overhead(workdir, encoder)),
     "B7": ("B7_pruning", b7_pruning),
 }
 

@@ -1,0 +1,42 @@
+# redsm5-hpo image, built from the same pins as `make setup`:
+#   torch==$TORCH_VERSION first (the index picks CPU or CUDA), then requirements.lock, then the package.
+# Build: `make build` (CPU) or `make build VARIANT=cuda` (CUDA 12.8 wheels, needs the NVIDIA runtime to run).
+ARG PYTHON_VERSION=3.11
+FROM python:${PYTHON_VERSION}-slim-bookworm
+
+ARG VARIANT=cpu
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_CPU=https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX_CUDA=https://download.pytorch.org/whl/cu128
+
+# TOKENIZERS_PARALLELISM is the tokenizers library's switch, not a secret
+# hadolint ignore=DL3064
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/cache/huggingface \
+    TOKENIZERS_PARALLELISM=false
+
+RUN useradd --create-home --uid 1000 redsm5
+WORKDIR /app
+
+# 1. torch, pinned, for the chosen variant (the layer stays cached while only the code changes)
+RUN if [ "$VARIANT" = "cuda" ]; then index="$TORCH_INDEX_CUDA"; else index="$TORCH_INDEX_CPU"; fi \
+    && python -m pip install --index-url "$index" --extra-index-url https://pypi.org/simple "torch==${TORCH_VERSION}"
+
+# 2. every other dependency at the exact version in the lock
+COPY requirements.lock ./
+RUN python -m pip install -r requirements.lock
+
+# 3. the package itself, without resolving anything again
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY configs ./configs
+RUN python -m pip install --no-deps -e .
+
+USER 1000
+# /data: the release CSVs (read-only); /experiments: outputs; /cache/huggingface: the hub cache
+VOLUME ["/experiments", "/cache/huggingface"]
+EXPOSE 5000
+ENTRYPOINT ["redsm5-hpo"]
+CMD ["tune", "experiments_dir=/experiments"]

@@ -1,0 +1,86 @@
+"""What can be checked of the container without a Docker daemon: the image installs exactly what
+`make setup` installs, the build context holds what the Dockerfile copies and nothing else, and the
+compose file mounts what the operator docs promise."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def dockerfile_runs() -> list[str]:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    return [" ".join(line.split()[1:]) for line in text.splitlines() if line.startswith("RUN ")]
+
+
+def test_image_installs_the_same_torch_pin_lock_and_package_as_make_setup() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    torch_version = re.search(r"^TORCH_VERSION := (\S+)", makefile, re.M).group(1)
+    assert f"ARG TORCH_VERSION={torch_version}" in (REPO / "Dockerfile").read_text()
+    setup = re.search(r"^\$\(STAMP\):.*?\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    runs = dockerfile_runs()
+    for step in (
+        'pip install --quiet "torch==$(TORCH_VERSION)"',
+        "pip install --quiet -r requirements.lock",
+        "pip install --quiet --no-deps -e .",
+    ):
+        assert step in setup
+    assert any('"torch==${TORCH_VERSION}"' in r for r in runs)
+    assert any(r.endswith("pip install -r requirements.lock") for r in runs)
+    assert any(r.endswith("pip install --no-deps -e .") for r in runs)
+    order = [next(i for i, r in enumerate(runs) if key in r) for key in ("torch==", "requirements.lock", "--no-deps")]
+    assert order == sorted(order), "torch first, then the lock, then the package, as in make setup"
+
+
+def build_context() -> set[str]:
+    """Tracked files that .dockerignore lets into the build context (its `*` then `!path` rules)."""
+    rules = [
+        r.strip() for r in (REPO / ".dockerignore").read_text().splitlines() if r.strip() and not r.startswith("#")
+    ]
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    included = set()
+    for path in tracked:
+        keep = True
+        for rule in rules:
+            negate = rule.startswith("!")
+            pattern = rule.lstrip("!").rstrip("/")
+            hit = (
+                fnmatch.fnmatch(path, pattern)
+                or path.startswith(pattern + "/")
+                or fnmatch.fnmatch(path, pattern.replace("**/", "*"))
+            )
+            if hit:
+                keep = negate
+        if keep:
+            included.add(path)
+    return included
+
+
+def test_build_context_holds_what_the_dockerfile_copies_and_no_more() -> None:
+    context = build_context()
+    copies = re.findall(r"^COPY (.+) \S+$", (REPO / "Dockerfile").read_text(), re.M)
+    for source in " ".join(copies).split():
+        assert any(p == source or p.startswith(source.rstrip("/") + "/") for p in context), source
+    assert not any(p.startswith(("tests/", "bench/", ".ci/", "experiments/")) for p in context)
+    assert "src/redsm5_hpo/cli/main.py" in context and "configs/config.yaml" in context
+
+
+def test_compose_mounts_data_read_only_and_outputs_read_write_with_gpu_access() -> None:
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in ("train", "train-gpu"):
+        volumes = services[name]["volumes"]
+        assert any(v.endswith(":/data:ro") for v in volumes)
+        assert any(v.endswith(":/experiments") for v in volumes)
+        assert any(v.endswith(":/cache/huggingface") for v in volumes)
+    devices = services["train-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "deploy" not in services["train"]  # the CPU service starts on a host without GPUs
+    assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
+    assert Path(REPO / "Dockerfile").read_text().count("EXPOSE 5000") == 1
