@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
+POOLINGS = ("cls", "mean", "attention", "scalar_mix")
+CRITERIA_HEADS = ("linear", "mlp", "residual_mlp", "gated", "multi_sample_dropout")
 TINY_ENCODER = "tiny-random"
 
 
@@ -42,9 +44,14 @@ class ModelConfig:
     encoder: str = BUNDLED_ENCODER
     """``tiny-random``, ``bundled:all-MiniLM-L6-v2``, a hub id or a local path."""
     pooling: str = "mean"
-    """How token states become one post vector (``mean`` or ``cls``)."""
+    """How token states become one post vector: ``cls``, ``mean`` (mask-aware), ``attention`` (learned
+    token weights) or ``scalar_mix`` (learned mix of the last two hidden layers, then mean)."""
+    criteria_head: str = "mlp"
+    """``linear``, ``mlp``, ``residual_mlp``, ``gated`` (GLU) or ``multi_sample_dropout``."""
     head_hidden: int = 256
-    """Width of the criteria MLP's hidden layer."""
+    """Width of the criteria head's hidden layer (mlp, residual_mlp, gated)."""
+    dropout_samples: int = 5
+    """Dropout masks averaged by the ``multi_sample_dropout`` head."""
     dropout: float = 0.1
     """Dropout in the heads."""
     cache_dir: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.schema import CRITERIA_HEADS, POOLINGS, Config
 from redsm5_hpo.config.search_space import flatten_space, parents, suggestion_order
 from redsm5_hpo.evaluation.metrics import validation_metric_names
 from redsm5_hpo.tracking.auth import insecure_remote
@@ -12,7 +12,6 @@ from redsm5_hpo.tracking.sanitize import mask_secrets
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-POOLINGS = ("mean", "cls")
 OPTIMIZERS = ("adamw", "sgd")
 PRUNERS = ("none", "median", "hyperband")
 PARAM_TYPES = ("float", "int", "categorical")
@@ -52,6 +51,10 @@ def validate(config: Config) -> list[str]:
         )
     if m.pooling not in POOLINGS:
         problems.append(f"model.pooling: one of {', '.join(POOLINGS)}, got {m.pooling!r}")
+    if m.criteria_head not in CRITERIA_HEADS:
+        problems.append(f"model.criteria_head: one of {', '.join(CRITERIA_HEADS)}, got {m.criteria_head!r}")
+    if m.dropout_samples < 1:
+        problems.append(f"model.dropout_samples: must be >= 1, got {m.dropout_samples}")
     if m.head_hidden < 1:
         problems.append(f"model.head_hidden: must be >= 1, got {m.head_hidden}")
     if not 0 <= m.dropout < 1:

@@ -10,7 +10,7 @@ from torch import nn
 
 from redsm5_hpo.config.schema import ModelConfig
 from redsm5_hpo.labels import SYMPTOMS
-from redsm5_hpo.models.heads import MLPCriteriaHead, TokenEvidenceHead, pool
+from redsm5_hpo.models.heads import Pooler, TokenEvidenceHead, criteria_head
 
 
 @dataclass
@@ -29,21 +29,29 @@ class CriteriaEvidenceModel(nn.Module):
         self.encoder_config = encoder_config
         self.encoder = encoder
         self.pooling = cfg.pooling
-        self.criteria_head = MLPCriteriaHead(hidden_size, cfg.head_hidden, len(SYMPTOMS), cfg.dropout)
+        self.head_kind = cfg.criteria_head
+        self.head_hidden = cfg.head_hidden
+        self.pooler = Pooler(cfg.pooling, hidden_size)
+        self.criteria_head = criteria_head(
+            cfg.criteria_head, hidden_size, cfg.head_hidden, len(SYMPTOMS), cfg.dropout, cfg.dropout_samples
+        )
         self.evidence_head = TokenEvidenceHead(hidden_size, cfg.dropout)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ModelOutput:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        pooled = pool(hidden, attention_mask, self.pooling)  # (B, H)
+        out = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.pooler.needs_layers
+        )
+        hidden = out.last_hidden_state  # (B, T, H)
+        pooled = self.pooler(hidden, attention_mask, out.hidden_states or ())  # (B, H)
         return ModelOutput(self.criteria_head(pooled), self.evidence_head(hidden))
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return [*self.criteria_head.parameters(), *self.evidence_head.parameters()]
+        return [*self.pooler.parameters(), *self.criteria_head.parameters(), *self.evidence_head.parameters()]
 
     def architecture_signature(self) -> str:
         """Identifies what a checkpoint's weights fit: encoder class and size, heads and pooling."""
         c = self.encoder_config
         return (
             f"{type(self.encoder).__name__}(layers={c.num_hidden_layers},hidden={c.hidden_size},vocab={c.vocab_size})"
-            f"+mlp({self.criteria_head.net[1].out_features})+token_evidence+pool={self.pooling}"
+            f"+{self.head_kind}({self.head_hidden})+token_evidence+pool={self.pooling}"
         )
