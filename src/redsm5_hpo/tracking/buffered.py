@@ -299,6 +299,9 @@ class JournalingTracker:
     # -- internals ---------------------------------------------------------------------------------
 
     def _tracker(self) -> MLflowTracker:
+        if self._inner is None:
+            import mlflow.tracking  # noqa: F401 - the slow first import happens before the token is fetched
+
         if self.token_provider:
             self.token_provider.ensure_fresh()
         if self._inner is None:
