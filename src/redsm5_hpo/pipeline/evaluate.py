@@ -31,9 +31,8 @@ from redsm5_hpo.pipeline.parts import (
 
 def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corpus: Corpus) -> dict[str, Any]:
     """Score the best trial's best and co-best checkpoints on the test split (the only test access)."""
-    states = [t.state for t in study.trials]
-    completed = states.count(optuna.trial.TrialState.COMPLETE)
-    if not completed:
+    summary = study_summary(study)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         reasons = [t.user_attrs.get("fail_reason", "unknown") for t in study.trials]
         raise StudyError(
             f"no trial of study {study_id} completed, so there is nothing to evaluate on test; failures: {reasons}. "
@@ -65,15 +64,21 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
         },
         "checkpoint_references": [e["checkpoint"] for e in evaluations],
         "thresholds": thresholds,
-        "trials": {
-            "requested": config.hpo.n_trials,
-            "completed": completed,
-            "pruned": states.count(optuna.trial.TrialState.PRUNED),
-            "failed": states.count(optuna.trial.TrialState.FAIL) - len(study.user_attrs.get(REQUEUED_ATTR, [])),
-        },
-        "summary": study_summary(study),
+        "trials": trial_counts(summary, config.hpo.n_trials),
+        "summary": summary,
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "code_version": __version__,
+    }
+
+
+def trial_counts(summary: dict[str, Any], requested: int) -> dict[str, int]:
+    """Requested, and completed / pruned / failed among the trials that count (from ``study_summary``)."""
+    states = [h["state"] for h in summary["best_value_history"]]
+    return {
+        "requested": requested,
+        "completed": states.count("complete"),
+        "pruned": states.count("pruned"),
+        "failed": states.count("fail"),
     }
 
 

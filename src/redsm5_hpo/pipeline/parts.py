@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
+
+import optuna
 
 from redsm5_hpo.checkpoints.disk import (
     Thresholds,
 )
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
+from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
-from redsm5_hpo.hpo.study import RESUME_FIRST
+from redsm5_hpo.hpo.study import RESUME_FIRST, create_study
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.tracking.auth import TokenProvider, configure_transport
@@ -57,6 +61,13 @@ def open_tracker(config: Config) -> JournalingTracker:
         provider,
         describe=f"tracking server {mask_secrets(uri)}" if uri.startswith("http") else f"tracking store {uri}",
     )
+
+
+def open_saved_study(study_dir: Path) -> tuple[dict[str, Any], Config, optuna.Study]:
+    """A study's ``study.json``, the resolved config saved in it, and its Optuna study."""
+    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    config = config_from_dict(saved["config"])
+    return saved, config, create_study(config, saved["study_name"], saved["storage"])
 
 
 def open_monitor(config: Config) -> DiskMonitor:

@@ -7,21 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import create_study
-from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary
-from redsm5_hpo.pipeline.parts import STUDY_FILE, STUDY_REPORT
+from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, trial_counts
+from redsm5_hpo.pipeline.parts import STUDY_REPORT, open_saved_study
 from redsm5_hpo.pipeline.study import write_plots
 
 
 def reevaluate_study(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     """Score the best trial's retained best/co-best checkpoints on test again and rewrite the report."""
-    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
-    config = config_from_dict(saved["config"])
-    study = create_study(config, saved["study_name"], saved["storage"])
+    saved, config, study = open_saved_study(study_dir)
     report = evaluate_best_trial(study, saved["study_id"], config, load_corpus(config.data, config.seed))
     write_report(study_dir / STUDY_REPORT, report, "study_report")
     return report, write_plots(study, study_dir, config)
@@ -32,19 +28,10 @@ def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     path = study_dir / STUDY_REPORT
     if not path.is_file():
         raise StudyError(f"{path} does not exist yet; run `redsm5-hpo evaluate --study {study_dir.name}` first")
-    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
-    config = config_from_dict(saved["config"])
-    study = create_study(config, saved["study_name"], saved["storage"])
+    _, config, study = open_saved_study(study_dir)
     report = json.loads(path.read_text(encoding="utf-8"))
-    summary = study_summary(study)
-    report["summary"] = summary
-    states = [h["state"] for h in summary["best_value_history"]]
-    report["trials"] = {
-        "requested": config.hpo.n_trials,
-        "completed": states.count("complete"),
-        "pruned": states.count("pruned"),
-        "failed": states.count("fail"),
-    }
+    report["summary"] = study_summary(study)
+    report["trials"] = trial_counts(report["summary"], config.hpo.n_trials)
     write_report(path, report, "study_report")
     return report, write_plots(study, study_dir, config)
 

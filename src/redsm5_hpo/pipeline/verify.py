@@ -10,8 +10,8 @@ import yaml
 
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.hpo.study import REQUEUED_ATTR, create_study
-from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_FILE, STUDY_REPORT, open_tracker
+from redsm5_hpo.hpo.study import REQUEUED_ATTR
+from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_REPORT, open_saved_study, open_tracker
 from redsm5_hpo.pipeline.trial import CHECKPOINT_METRICS, TRUNCATION_METRICS
 from redsm5_hpo.tracking.audit import AuditResult, ExpectedRun, audit
 from redsm5_hpo.tracking.buffered import JournalingTracker
@@ -33,9 +33,7 @@ def sync_journal(config: Config, timeout_s: float) -> tuple[int, int]:
 def verify_study(config: Config, study_dir: Path, timeout_s: float) -> AuditResult:
     """Replay the journal (up to ``timeout_s``), then compare the study's expected metric series with the
     tracker's: every (run, metric, step) exactly once."""
-    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
-    study_config = config_from_dict(saved["config"])
-    study = create_study(study_config, saved["study_name"], saved["storage"])
+    saved, _, study = open_saved_study(study_dir)
     with open_tracker(config) as tracker:
         tracker.flush(timeout_s)
         expected, partial = expected_runs(study, saved, study_dir)

@@ -166,7 +166,8 @@ class JournalingTracker:
         self.outage_since: float | None = None
         self._failures = 0
         self._warn_at = settings.warn_bytes
-        self._guidance_given = False
+        self._guidance_given: set[str] = set()
+        """Which repair guidance (``auth``, ``corrupt``) was logged already: each once per process."""
         self.replayed = 0
         self.skipped_duplicates = 0
         self._held_cache: dict[str, tuple[set[str], set[tuple[str, int, int]]]] = {}
@@ -235,11 +236,9 @@ class JournalingTracker:
                     mask_secrets(str(e).splitlines()[0] if str(e) else type(e).__name__),
                 )
         with self._cond:
-            pending = {
-                (p.entry["metric"], int(p.entry["step"]))
-                for p in self._queue
-                if p.entry["kind"] == "metric" and self.run_ids.resolve(p.entry["run_id"]) == real
-            }
+            metrics = [p.entry for p in self._queue if p.entry["kind"] == "metric"]
+        same_run = {r for r in {e["run_id"] for e in metrics} if self.run_ids.resolve(r) == real}  # once per id
+        pending = {(e["metric"], int(e["step"])) for e in metrics if e["run_id"] in same_run}
         return held | pending
 
     def metric_points(self, run_id: str) -> list[tuple[str, int, int]]:
@@ -470,8 +469,8 @@ class JournalingTracker:
                 message,
                 self.journal.directory,
             )
-        if getattr(error, "error_code", None) in AUTH_ERRORS and not self._guidance_given:
-            self._guidance_given = True
+        if getattr(error, "error_code", None) in AUTH_ERRORS and "auth" not in self._guidance_given:
+            self._guidance_given.add("auth")
             log.error(
                 "%s refuses the credentials (%s): set MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and "
                 "MLFLOW_TRACKING_PASSWORD, or tracking.token_command; metrics wait in %s meanwhile",
@@ -479,8 +478,8 @@ class JournalingTracker:
                 message,
                 self.journal.directory,
             )
-        if _CORRUPT.search(str(error)) and not self._guidance_given:
-            self._guidance_given = True
+        if _CORRUPT.search(str(error)) and "corrupt" not in self._guidance_given:
+            self._guidance_given.add("corrupt")
             log.error(
                 "the tracking database looks corrupted (%s). Buffered metrics are safe in %s. To repair: stop "
                 "the study, then either recover the SQLite file (`sqlite3 mlflow.db .recover | sqlite3 "
