@@ -17,6 +17,11 @@ ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/cache/huggingface \
     TOKENIZERS_PARALLELISM=false
 
+# WordNet database files for synonym augmentation (never downloaded at run time)
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends wordnet-base \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 1000 redsm5
 WORKDIR /app
 

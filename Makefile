@@ -4,15 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.setup-stamp
+WORDNET := /usr/share/wordnet
 ARGS ?=
 
-.PHONY: setup train tune resume test lint format lock sample-data cleanup bench clean build shell train-container
+.PHONY: setup train tune resume test lint format lock sample-data cleanup bench zoo clean build shell train-container
 
 setup: $(STAMP)
 
+# WordNet files for synonym augmentation from the OS package (as root; otherwise a note says how);
 # torch first, pinned, so pip picks the build for this platform (CPU wheel, or CUDA on a GPU host);
 # then the exact lock; then the package itself (editable, no dependency resolution).
 $(STAMP): pyproject.toml requirements.lock
+	@test -f $(WORDNET)/index.noun || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; }; } \
+		|| echo "note: WordNet is not in $(WORDNET); synonym/insert augmentation needs Debian's wordnet-base (apt-get install wordnet-base, as root)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -r requirements.lock
@@ -37,6 +41,10 @@ cleanup: $(STAMP)
 # Benchmarks (measured side by side in one run); results in bench/results.json and bench/results.md.
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py $(ARGS)
+
+# Model-zoo results: one training per head family on the sample with the bundled encoder (~30 min).
+zoo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/zoo.py $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 $(ARGS)

@@ -24,7 +24,7 @@ from redsm5_hpo.checkpoints.disk import Thresholds, tree_bytes
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.loading import apply_overrides, load_config
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.data.formats import MultiLabelDataset, make_dataset
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.models.losses import total_loss
@@ -45,14 +45,14 @@ class _LossModule(torch.nn.Module):
         self.evidence_weight = evidence_weight
 
     def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        output = self.model(batch["input_ids"], batch["attention_mask"])
-        return {"loss": total_loss(output, batch, self.evidence_weight)}
+        return {"loss": total_loss(self.model, self.model(batch), batch, self.evidence_weight)}
 
 
 def _datasets(config: Config, tokenizer: Any) -> tuple[MultiLabelDataset, MultiLabelDataset]:
     corpus = load_corpus(config.data, config.seed)
     return tuple(  # type: ignore[return-value]
-        MultiLabelDataset(corpus.splits[s], tokenizer, config.data.max_length) for s in ("train", "validation")
+        make_dataset(corpus.splits[s], tokenizer, config.data.max_length, config.data.input_format)
+        for s in ("train", "validation")
     )
 
 
@@ -155,15 +155,13 @@ def _bare_epochs(config: Config) -> list[float]:
             train_set, config.train.batch_size, shuffle=True, generator=generator, collate_fn=train_set.collate
         )
         for batch in loader:
-            loss = total_loss(
-                model(batch["input_ids"], batch["attention_mask"]), batch, config.train.evidence_loss_weight
-            )
+            loss = total_loss(model, model(batch), batch, config.train.evidence_loss_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        predict(model, val_set, config.train.batch_size, config.train.evidence_loss_weight)
+        predict(model, val_set, config.train)
         seconds.append(time.perf_counter() - started)
     return seconds
 

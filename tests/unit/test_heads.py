@@ -14,6 +14,7 @@ from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.heads import MultiSampleDropoutHead, Pooler
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from tests.conftest import CONFIG_DIR
+from tests.helpers.batches import tokenized
 
 TEXTS = ["I feel sad.", "I can't sleep at night at all and I am tired."]
 
@@ -28,8 +29,8 @@ def test_every_head_and_pooling_trains(tiny, head: str, pooling: str) -> None:
     cfg = ModelConfig(encoder="tiny-random", pooling=pooling, criteria_head=head, head_hidden=8, dropout_samples=3)
     model = CriteriaEvidenceModel(tiny.model, cfg)
     model.train()
-    batch = tiny.tokenizer(TEXTS, padding=True, return_tensors="pt")
-    output = model(batch["input_ids"], batch["attention_mask"])
+    batch = tokenized(tiny, TEXTS)
+    output = model(batch)
     assert output.criteria_logits.shape == (2, 9)
     assert output.evidence_logits.shape == batch["input_ids"].shape
     output.criteria_logits.pow(2).sum().backward()

@@ -3,9 +3,10 @@ import torch
 
 from redsm5_hpo.config.schema import ModelConfig
 from redsm5_hpo.models.encoder import EncoderLoadError, load_encoder
+from redsm5_hpo.models.evidence_heads import TokenHead
 from redsm5_hpo.models.heads import pool
-from redsm5_hpo.models.losses import evidence_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel, ModelOutput
+from tests.helpers.batches import tokenized
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,8 @@ def test_mean_pooling_ignores_padding() -> None:
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 def test_model_returns_typed_output_with_shapes(tiny, pooling: str) -> None:
     model = CriteriaEvidenceModel(tiny.model, ModelConfig(encoder="tiny-random", pooling=pooling, head_hidden=8))
-    batch = tiny.tokenizer(["I feel sad.", "I can't sleep at night at all."], padding=True, return_tensors="pt")
-    output = model(batch["input_ids"], batch["attention_mask"])
+    batch = tokenized(tiny, ["I feel sad.", "I can't sleep at night at all."])
+    output = model(batch)
     assert isinstance(output, ModelOutput)
     assert output.criteria_logits.shape == (2, 9)
     assert output.evidence_logits.shape == batch["input_ids"].shape
@@ -35,9 +36,10 @@ def test_model_returns_typed_output_with_shapes(tiny, pooling: str) -> None:
 def test_evidence_loss_ignores_padded_tokens() -> None:
     logits = torch.tensor([[0.0, 0.0, 50.0]])
     labels = torch.tensor([[0.0, 0.0, 0.0]])
+    head = TokenHead(hidden_size=2, dropout=0.0)
     padded, unpadded = (
-        evidence_loss(logits, labels, torch.tensor([[1, 1, 0]])),
-        evidence_loss(logits, labels, torch.ones(1, 3)),
+        head.loss(logits, {"evidence_labels": labels, "attention_mask": torch.tensor([[1, 1, 0]])}),
+        head.loss(logits, {"evidence_labels": labels, "attention_mask": torch.ones(1, 3)}),
     )
     assert padded == pytest.approx(torch.log(torch.tensor(2.0)).item())
     assert unpadded > padded

@@ -80,6 +80,8 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
         hint, value, where = hints[name], raw[name], f"{path}{name}"
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, where + ".", problems)  # type: ignore[arg-type]
+        elif hint == list[str] and isinstance(value, str):  # a search-space choice such as "synonym+swap"
+            kwargs[name] = [v for v in value.split("+") if v and v != "none"]
         elif _type_ok(hint, value):
             kwargs[name] = float(value) if hint is float else value
         else:

@@ -12,6 +12,14 @@ from typing import Any
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
 POOLINGS = ("cls", "mean", "attention", "scalar_mix")
 CRITERIA_HEADS = ("linear", "mlp", "residual_mlp", "gated", "multi_sample_dropout")
+EVIDENCE_HEADS = ("token", "start_end_linear", "start_end_mlp", "biaffine", "bio_crf", "sentence_reranker")
+COUPLINGS = ("independent", "evidence_informed")
+EVIDENCE_POOLINGS = ("mean", "max", "attention")
+COUPLING_COMBINES = ("concat", "sum", "weighted_sum", "mean", "weighted_mean")
+ACTIVATIONS = ("gelu", "silu", "relu", "leaky_relu", "mish", "tanh")
+INPUT_FORMATS = ("multilabel", "pair")
+AUGMENT_METHODS = ("synonym", "insert", "swap", "delete", "char_noise")
+CRITERIA_LOSSES = ("bce", "weighted_bce", "focal", "adaptive_focal", "hybrid")
 TINY_ENCODER = "tiny-random"
 
 
@@ -37,6 +45,24 @@ class DataConfig:
     """Share of posts in the test split when we split ourselves."""
     max_length: int = 160
     """Tokens per post; evidence past it is lost (and the loss is measured)."""
+    input_format: str = "multilabel"
+    """``multilabel`` (one example per post, nine outputs) or ``pair`` (criterion description + post, one
+    output, nine examples per post; predictions are mapped back per post)."""
+
+
+@dataclass
+class AugmentConfig:
+    methods: list[str] = field(default_factory=list)
+    """Evidence-sentence rewrites to draw from: ``synonym``, ``insert`` (WordNet), ``swap``, ``delete``,
+    ``char_noise`` (nlpaug); empty = no augmentation."""
+    probability: float = 0.5
+    """Chance that each evidence sentence of an augmented copy is rewritten."""
+    copies: int = 1
+    """Augmented copies added to the train split per post with evidence."""
+    word_fraction: float = 0.15
+    """Share of a sentence's words a rewrite touches (at least one)."""
+    wordnet_dir: str = "/usr/share/wordnet"
+    """WordNet 3.0 database files (Debian ``wordnet-base``), for ``synonym`` and ``insert``."""
 
 
 @dataclass
@@ -54,6 +80,23 @@ class ModelConfig:
     """Dropout masks averaged by the ``multi_sample_dropout`` head."""
     dropout: float = 0.1
     """Dropout in the heads."""
+    activation: str = "gelu"
+    """Activation inside the heads' MLPs: ``gelu``, ``silu``, ``relu``, ``leaky_relu``, ``mish`` or ``tanh``."""
+    evidence_head: str = "token"
+    """``token`` (per-token tagging), ``start_end_linear``, ``start_end_mlp``, ``biaffine`` (span scorer),
+    ``bio_crf`` (BIO tags under a CRF) or ``sentence_reranker`` (scores whole sentences)."""
+    evidence_hidden: int = 128
+    """Hidden width of the evidence head's MLPs (start_end_mlp, biaffine, bio_crf, sentence_reranker)."""
+    max_span_tokens: int = 64
+    """Longest evidence span, in tokens, the start/end and biaffine heads can predict."""
+    coupling: str = "independent"
+    """``independent``, or ``evidence_informed``: the criteria head also sees an evidence vector pooled
+    under the evidence head's token scores."""
+    evidence_pooling: str = "mean"
+    """Evidence-informed coupling: how the evidence vector is pooled (``mean``, ``max``, ``attention``)."""
+    coupling_combine: str = "concat"
+    """Evidence-informed coupling: how post and evidence vectors combine (``concat``, ``sum``,
+    ``weighted_sum``, ``mean``, ``weighted_mean``)."""
     cache_dir: str | None = None
     """Hugging Face cache directory (default: the library's, i.e. ``$HF_HOME/hub``)."""
 
@@ -79,7 +122,30 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     """Share of optimizer steps spent warming the LR up linearly."""
     evidence_loss_weight: float = 0.5
-    """Weight of the evidence loss against the criteria loss."""
+    """Task weight of the evidence head's loss."""
+    criteria_loss_weight: float = 1.0
+    """Task weight of the criteria loss."""
+    criteria_loss: str = "bce"
+    """``bce``, ``weighted_bce`` (positives weighted by negatives/positives of the train split), ``focal``,
+    ``adaptive_focal`` (learned gamma per criterion) or ``hybrid``."""
+    focal_gamma: float = 2.0
+    """Focal gamma; the starting point and anchor of the learned gamma of ``adaptive_focal``."""
+    gamma_penalty: float = 0.1
+    """``adaptive_focal``: weight of (learned gamma - focal_gamma)^2 in the loss."""
+    hybrid_alpha: float = 0.5
+    """``hybrid``: alpha * hybrid_bce + (1 - alpha) * hybrid_focal."""
+    hybrid_bce: str = "weighted_bce"
+    """``hybrid``: its BCE variant, ``bce`` or ``weighted_bce``."""
+    hybrid_focal: str = "focal"
+    """``hybrid``: its focal variant, ``focal`` or ``adaptive_focal``."""
+    label_smoothing: float = 0.0
+    """Criteria targets move eps/2 towards 1/2."""
+    layer_lr_decay: float = 1.0
+    """Layer-wise LR decay: encoder layer k of L (1 = lowest) trains at lr_encoder * decay^(L - k) and the
+    embeddings at lr_encoder * decay^L, so the top layer keeps lr_encoder; 1.0 = off."""
+    fgm_epsilon: float = 0.0
+    """FGM adversarial training: perturb the word embeddings by epsilon along the normalized gradient and
+    add the loss there (one more forward/backward per batch); 0 = off."""
     optimization_metric: str = "val_criteria_macro_f1"
     """Validation metric that selects the best checkpoint and the best trial (maximized)."""
     checkpoint_interval_epochs: int = 1
@@ -205,6 +271,7 @@ class Config:
     seed: int = 13
     """Seed for splits, initialisation, data order and the sampler."""
     data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     retention_policy: RetentionConfig = field(default_factory=RetentionConfig)

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from redsm5_hpo.config.schema import CRITERIA_HEADS, POOLINGS, Config
+from redsm5_hpo.config.schema import (
+    ACTIVATIONS,
+    AUGMENT_METHODS,
+    COUPLING_COMBINES,
+    COUPLINGS,
+    CRITERIA_HEADS,
+    CRITERIA_LOSSES,
+    EVIDENCE_HEADS,
+    EVIDENCE_POOLINGS,
+    INPUT_FORMATS,
+    POOLINGS,
+    Config,
+)
 from redsm5_hpo.config.search_space import flatten_space, parents, suggestion_order
+from redsm5_hpo.data.wordnet import WordNetMissing, require
 from redsm5_hpo.evaluation.metrics import validation_metric_names
 from redsm5_hpo.tracking.auth import insecure_remote
 from redsm5_hpo.tracking.sanitize import mask_secrets
@@ -15,6 +28,23 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 OPTIMIZERS = ("adamw", "sgd")
 PRUNERS = ("none", "median", "hyperband")
 PARAM_TYPES = ("float", "int", "categorical")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.input_format": INPUT_FORMATS,
+    "model.pooling": POOLINGS,
+    "model.criteria_head": CRITERIA_HEADS,
+    "model.evidence_head": EVIDENCE_HEADS,
+    "model.coupling": COUPLINGS,
+    "model.evidence_pooling": EVIDENCE_POOLINGS,
+    "model.coupling_combine": COUPLING_COMBINES,
+    "model.activation": ACTIVATIONS,
+    "train.criteria_loss": CRITERIA_LOSSES,
+    "train.hybrid_bce": ("bce", "weighted_bce"),
+    "train.hybrid_focal": ("focal", "adaptive_focal"),
+    "train.optimizer": OPTIMIZERS,
+}
+"""Fields with a fixed set of values: checked in the config and in categorical search dimensions."""
+PAIR_MIN_LENGTH = 64
+"""Pair format: the longest criterion description takes about 20 tokens."""
 
 
 def validate(config: Config) -> list[str]:
@@ -34,8 +64,6 @@ def validate(config: Config) -> list[str]:
         problems.append(
             f"data.split_names: needs exactly the keys train, validation, test, got {sorted(d.split_names)}"
         )
-    if t.optimizer not in OPTIMIZERS:
-        problems.append(f"train.optimizer: one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}")
     if not 0 <= t.momentum < 1:
         problems.append(f"train.momentum: must be in [0, 1), got {t.momentum}")
     if h.pruner not in PRUNERS:
@@ -49,10 +77,8 @@ def validate(config: Config) -> list[str]:
             "hpo.heartbeat_interval_s/stale_after_s: need 0 < 2 x heartbeat_interval_s < stale_after_s, "
             f"got {h.heartbeat_interval_s} and {h.stale_after_s}"
         )
-    if m.pooling not in POOLINGS:
-        problems.append(f"model.pooling: one of {', '.join(POOLINGS)}, got {m.pooling!r}")
-    if m.criteria_head not in CRITERIA_HEADS:
-        problems.append(f"model.criteria_head: one of {', '.join(CRITERIA_HEADS)}, got {m.criteria_head!r}")
+    problems += _model_zoo_problems(config)
+    problems += _augment_problems(config)
     if m.dropout_samples < 1:
         problems.append(f"model.dropout_samples: must be >= 1, got {m.dropout_samples}")
     if m.head_hidden < 1:
@@ -80,6 +106,70 @@ def validate(config: Config) -> list[str]:
         problems.append(f"hpo.n_trials: must be >= 1, got {h.n_trials}")
     problems += _search_space_problems(config)
     problems += _tracking_problems(config)
+    return problems
+
+
+def _model_zoo_problems(config: Config) -> list[str]:
+    m, t = config.model, config.train
+    problems = []
+    for dotted, allowed in CHOICES.items():
+        area, _, name = dotted.partition(".")
+        value = getattr(getattr(config, area), name)
+        if value not in allowed:
+            problems.append(f"{dotted}: one of {', '.join(allowed)}, got {value!r}")
+    if config.data.input_format == "pair" and config.data.max_length < PAIR_MIN_LENGTH:
+        problems.append(
+            f"data.max_length={config.data.max_length} leaves no room for the post after a criterion description "
+            f"in data.input_format=pair; use at least {PAIR_MIN_LENGTH}"
+        )
+    if m.evidence_hidden < 1 or m.max_span_tokens < 1:
+        problems.append(
+            f"model.evidence_hidden/max_span_tokens: must be >= 1, got {m.evidence_hidden} and {m.max_span_tokens}"
+        )
+    if m.coupling == "evidence_informed" and t.evidence_loss_weight <= 0:
+        problems.append(
+            "model.coupling=evidence_informed pools under the evidence head's scores, which only learn with "
+            f"train.evidence_loss_weight > 0 (got {t.evidence_loss_weight}); raise it or use coupling=independent"
+        )
+    if t.evidence_loss_weight < 0 or t.criteria_loss_weight <= 0:
+        problems.append(
+            "train.evidence_loss_weight must be >= 0 and train.criteria_loss_weight > 0, "
+            f"got {t.evidence_loss_weight} and {t.criteria_loss_weight}"
+        )
+    if t.focal_gamma < 0 or t.gamma_penalty < 0:
+        problems.append(f"train.focal_gamma/gamma_penalty: must be >= 0, got {t.focal_gamma} and {t.gamma_penalty}")
+    if not 0 <= t.hybrid_alpha <= 1:
+        problems.append(f"train.hybrid_alpha: must be in [0, 1], got {t.hybrid_alpha}")
+    if not 0 <= t.label_smoothing < 1:
+        problems.append(f"train.label_smoothing: must be in [0, 1), got {t.label_smoothing}")
+    if not 0 < t.layer_lr_decay <= 1:
+        problems.append(f"train.layer_lr_decay: must be in (0, 1] (1 = off), got {t.layer_lr_decay}")
+    if t.fgm_epsilon < 0:
+        problems.append(f"train.fgm_epsilon: must be >= 0 (0 = off), got {t.fgm_epsilon}")
+    return problems
+
+
+def _augment_problems(config: Config) -> list[str]:
+    a = config.augment
+    problems = []
+    try:
+        searched = flatten_space(config.hpo.search_space).get("augment.methods", {}).get("choices") or []
+    except ValueError:
+        searched = []  # reported with the search space
+    methods = {*a.methods, *(m for choice in searched for m in str(choice).split("+") if m != "none")}
+    unknown = sorted(methods - set(AUGMENT_METHODS))
+    if unknown:
+        problems.append(f"augment.methods: {unknown} unknown; choose from {', '.join(AUGMENT_METHODS)}")
+    if not 0 <= a.probability <= 1 or not 0 < a.word_fraction <= 1 or a.copies < 1:
+        problems.append(
+            "augment: need 0 <= probability <= 1, 0 < word_fraction <= 1 and copies >= 1, "
+            f"got {a.probability}, {a.word_fraction} and {a.copies}"
+        )
+    if methods & {"synonym", "insert"}:
+        try:
+            require(a.wordnet_dir)
+        except WordNetMissing as e:
+            problems.append(f"augment.methods: {e}")
     return problems
 
 
@@ -151,13 +241,17 @@ def _search_space_problems(config: Config) -> list[str]:
                     f"{where}.when: {parent} can never be {allowed}; its choices are {parent_spec.get('choices')}"
                 )
         area, _, name = dotted.partition(".")
-        if area not in ("data", "model", "train") or not hasattr(getattr(config, area), name):
-            problems.append(f"{where}: no such config field (use data.*, model.* or train.* fields)")
+        if area not in ("data", "augment", "model", "train") or not hasattr(getattr(config, area), name):
+            problems.append(f"{where}: no such config field (use data.*, augment.*, model.* or train.* fields)")
         kind = spec.get("type")
         if kind not in PARAM_TYPES:
             problems.append(f"{where}.type: one of {', '.join(PARAM_TYPES)}, got {kind!r}")
         elif kind == "categorical" and not spec.get("choices"):
             problems.append(f"{where}.choices: a non-empty list is required for a categorical parameter")
+        elif kind == "categorical" and dotted in CHOICES:
+            unknown = [c for c in spec["choices"] if c not in CHOICES[dotted]]
+            if unknown:
+                problems.append(f"{where}.choices: {unknown} not among {', '.join(CHOICES[dotted])}")
         elif kind in ("float", "int"):
             low, high = spec.get("low"), spec.get("high")
             if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low >= high:

@@ -24,6 +24,8 @@ class Post:
     """Character spans of the status-1 symptom sentences (SPECIAL_CASE excluded)."""
     split: str | None = None
     """Predefined split of the source, if it has one."""
+    evidence_by_symptom: tuple[tuple[Span, ...], ...] = ()
+    """Per symptom (``SYMPTOMS`` order), the spans of its status-1 sentences; empty when not computed."""
 
 
 @dataclass
@@ -61,9 +63,9 @@ def build_posts(
     result = []
     for post in posts:
         post_id = str(post["post_id"])
-        labels, spans = _labels_and_spans(texts[post_id], rows_by_post[post_id], stats)
+        labels, spans, by_symptom = _labels_and_spans(texts[post_id], rows_by_post[post_id], stats)
         split = post.get(split_column)
-        result.append(Post(post_id, texts[post_id], labels, spans, None if split is None else str(split)))
+        result.append(Post(post_id, texts[post_id], labels, spans, None if split is None else str(split), by_symptom))
     stats.symptom_free_posts = sum(1 for p in result if not any(p.labels))
     stats.label_counts = {s: sum(p.labels[i] for p in result) for i, s in enumerate(SYMPTOMS)}
     if stats.unlocated_evidence:
@@ -73,9 +75,10 @@ def build_posts(
 
 def _labels_and_spans(
     text: str, rows: list[dict[str, Any]], stats: CorpusStats
-) -> tuple[tuple[int, ...], tuple[Span, ...]]:
+) -> tuple[tuple[int, ...], tuple[Span, ...], tuple[tuple[Span, ...], ...]]:
     labels = [0] * len(SYMPTOMS)
     spans: list[Span] = []
+    by_symptom: list[set[Span]] = [set() for _ in SYMPTOMS]
     for row in rows:
         symptom, status = str(row["DSM5_symptom"]), int(row["status"])
         if symptom == SPECIAL_CASE:
@@ -88,6 +91,8 @@ def _labels_and_spans(
         span = locate_sentence(text, str(row["sentence_text"]))
         if span is None:
             stats.unlocated_evidence += 1
-        elif span not in spans:
+            continue
+        by_symptom[SYMPTOMS.index(symptom)].add(span)
+        if span not in spans:
             spans.append(span)
-    return tuple(labels), tuple(sorted(spans))
+    return tuple(labels), tuple(sorted(spans)), tuple(tuple(sorted(s)) for s in by_symptom)

@@ -1,4 +1,5 @@
-"""Decision thresholds calibrated on the validation split (M-16): per criterion, and for evidence tokens.
+"""Decision thresholds calibrated on the validation split (M-16): per criterion, and the minimum score of a
+decoded evidence span.
 
 Each threshold maximizes F1 on validation over a fixed grid; ties go to the threshold nearest 0.5, and a
 criterion without a positive validation post keeps 0.5 (there is nothing to calibrate on). The study's

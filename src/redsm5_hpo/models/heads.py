@@ -1,4 +1,4 @@
-"""Heads on the shared encoder: post pooling, criteria matching, evidence tagging."""
+"""Heads on the shared encoder: post pooling and criteria matching (M-11)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from redsm5_hpo.config.schema import CRITERIA_HEADS, POOLINGS
+from redsm5_hpo.models.activations import activation
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, method: str) -> torch.Tensor:
@@ -50,12 +51,12 @@ class Pooler(nn.Module):
 class MLPCriteriaHead(nn.Module):
     """Pooled post vector -> one logit per criterion through one hidden layer."""
 
-    def __init__(self, hidden_size: int, head_hidden: int, n_labels: int, dropout: float):
+    def __init__(self, hidden_size: int, head_hidden: int, n_labels: int, dropout: float, act: str = "gelu"):
         super().__init__()
         self.net = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(hidden_size, head_hidden),
-            nn.GELU(),
+            activation(act),
             nn.Dropout(dropout),
             nn.Linear(head_hidden, n_labels),
         )
@@ -77,11 +78,14 @@ class LinearCriteriaHead(nn.Module):
 class ResidualMLPCriteriaHead(nn.Module):
     """``x + MLP(LayerNorm(x))`` at the encoder width, then a linear layer to the logits."""
 
-    def __init__(self, hidden_size: int, head_hidden: int, n_labels: int, dropout: float):
+    def __init__(self, hidden_size: int, head_hidden: int, n_labels: int, dropout: float, act: str = "gelu"):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size)
         self.block = nn.Sequential(
-            nn.Linear(hidden_size, head_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(head_hidden, hidden_size)
+            nn.Linear(hidden_size, head_hidden),
+            activation(act),
+            nn.Dropout(dropout),
+            nn.Linear(head_hidden, hidden_size),
         )
         self.out = nn.Linear(hidden_size, n_labels)
         self.dropout = nn.Dropout(dropout)
@@ -91,7 +95,7 @@ class ResidualMLPCriteriaHead(nn.Module):
 
 
 class GatedCriteriaHead(nn.Module):
-    """A GLU hidden layer: ``(W1 x) * sigmoid(W2 x)``, then the logits."""
+    """A GLU hidden layer: ``(W1 x) * sigmoid(W2 x)``, then the logits (the gate is always a sigmoid)."""
 
     def __init__(self, hidden_size: int, head_hidden: int, n_labels: int, dropout: float):
         super().__init__()
@@ -121,31 +125,16 @@ class MultiSampleDropoutHead(nn.Module):
 
 
 def criteria_head(
-    kind: str, hidden_size: int, head_hidden: int, n_labels: int, dropout: float, samples: int
+    kind: str, hidden_size: int, head_hidden: int, n_labels: int, dropout: float, samples: int, act: str = "gelu"
 ) -> nn.Module:
     if kind == "linear":
         return LinearCriteriaHead(hidden_size, n_labels, dropout)
     if kind == "mlp":
-        return MLPCriteriaHead(hidden_size, head_hidden, n_labels, dropout)
+        return MLPCriteriaHead(hidden_size, head_hidden, n_labels, dropout, act)
     if kind == "residual_mlp":
-        return ResidualMLPCriteriaHead(hidden_size, head_hidden, n_labels, dropout)
+        return ResidualMLPCriteriaHead(hidden_size, head_hidden, n_labels, dropout, act)
     if kind == "gated":
         return GatedCriteriaHead(hidden_size, head_hidden, n_labels, dropout)
     if kind == "multi_sample_dropout":
         return MultiSampleDropoutHead(hidden_size, n_labels, dropout, samples)
     raise ValueError(f"criteria head {kind!r}: one of {', '.join(CRITERIA_HEADS)}")
-
-
-class TokenEvidenceHead(nn.Module):
-    """Token states -> one logit per token: is this token part of an evidence sentence?
-
-    A post without evidence is simply all-negative, so "no evidence" needs no special case.
-    """
-
-    def __init__(self, hidden_size: int, dropout: float):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(hidden_size, 1)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(hidden)).squeeze(-1)  # (B, T)

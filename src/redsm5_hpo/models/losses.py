@@ -1,26 +1,136 @@
-"""Training losses: BCE for criteria, masked token BCE for evidence."""
+"""Training losses (M-14): the criteria loss family, and the weighted sum with the evidence head's loss.
+
+Everything works from logits through ``logsigmoid``, so no probability is ever 0 inside a log and
+extreme logits stay finite.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from redsm5_hpo.models.model import ModelOutput
+from redsm5_hpo.config.schema import CRITERIA_LOSSES
 
-
-def criteria_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logits, labels: (B, 9) -> scalar mean BCE."""
-    return F.binary_cross_entropy_with_logits(logits, labels)
-
-
-def evidence_loss(logits: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """logits, labels, attention_mask: (B, T) -> BCE averaged over real tokens only."""
-    per_token = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-    mask = attention_mask.to(per_token.dtype)
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+if TYPE_CHECKING:
+    from redsm5_hpo.models.model import CriteriaEvidenceModel, ModelOutput
 
 
-def total_loss(output: ModelOutput, batch: dict[str, torch.Tensor], evidence_weight: float) -> torch.Tensor:
-    return criteria_loss(output.criteria_logits, batch["labels"]) + evidence_weight * evidence_loss(
-        output.evidence_logits, batch["evidence_labels"], batch["attention_mask"]
+def positive_weights(labels: np.ndarray | Sequence[Sequence[int]]) -> torch.Tensor:
+    """Per criterion, negatives / positives in the train split's (N, C) labels (1.0 for a criterion without
+    positives): the ``pos_weight`` of class-weighted BCE."""
+    y = np.asarray(labels, dtype=float).reshape(-1, np.shape(labels)[-1])
+    positives = y.sum(axis=0)
+    weights = np.where(positives > 0, (len(y) - positives) / np.maximum(positives, 1), 1.0)
+    return torch.tensor(weights, dtype=torch.float)
+
+
+def smooth(targets: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Label smoothing towards 1/2: 1 -> 1 - eps/2, 0 -> eps/2."""
+    return targets * (1 - epsilon) + epsilon / 2
+
+
+def bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Element-wise BCE; ``pos_weight`` (C,) scales the positive term."""
+    positive = -F.logsigmoid(logits) * targets
+    if pos_weight is not None:
+        positive = positive * pos_weight
+    return positive - F.logsigmoid(-logits) * (1 - targets)
+
+
+def focal(logits: torch.Tensor, targets: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tensor:
+    """Element-wise focal loss, BCE * (1 - p_t) ** gamma, with (1 - p_t) taken in log space:
+    log(y * (1 - p) + (1 - y) * p)."""
+    gamma = torch.as_tensor(gamma, dtype=logits.dtype, device=logits.device)
+    log_miss = torch.logaddexp(
+        torch.log(targets.clamp(min=0)) + F.logsigmoid(-logits),
+        torch.log((1 - targets).clamp(min=0)) + F.logsigmoid(logits),
     )
+    return torch.exp(gamma * log_miss) * bce(logits, targets)
+
+
+class CriteriaLoss(nn.Module):
+    """``bce``, ``weighted_bce`` (``pos_weight`` from the train split), ``focal`` (fixed gamma),
+    ``adaptive_focal`` (one learned gamma per criterion, softplus-positive, pulled towards ``gamma`` by
+    ``gamma_penalty`` * (learned - gamma)^2 so it cannot run off) or ``hybrid``:
+    ``alpha`` * the ``hybrid_bce`` variant + (1 - ``alpha``) * the ``hybrid_focal`` variant. Label
+    smoothing applies to every kind."""
+
+    pos_weight: torch.Tensor
+
+    def __init__(
+        self,
+        kind: str = "bce",
+        pos_weight: torch.Tensor | None = None,
+        gamma: float = 2.0,
+        alpha: float = 0.5,
+        hybrid_bce: str = "weighted_bce",
+        hybrid_focal: str = "focal",
+        label_smoothing: float = 0.0,
+        gamma_penalty: float = 0.1,
+        n_labels: int = 9,
+    ):
+        super().__init__()
+        if kind not in CRITERIA_LOSSES:
+            raise ValueError(f"criteria loss {kind!r}: one of {', '.join(CRITERIA_LOSSES)}")
+        self.kind, self.gamma, self.alpha = kind, gamma, alpha
+        self.hybrid_bce, self.hybrid_focal = hybrid_bce, hybrid_focal
+        self.label_smoothing, self.gamma_penalty = label_smoothing, gamma_penalty
+        self.register_buffer(
+            "pos_weight", pos_weight if pos_weight is not None else torch.ones(n_labels), persistent=False
+        )
+        self.learns_gamma = kind == "adaptive_focal" or (kind == "hybrid" and hybrid_focal == "adaptive_focal")
+        if self.learns_gamma:
+            inverse_softplus = math.log(math.expm1(gamma)) if gamma > 0 else -10.0
+            self.raw_gamma = nn.Parameter(torch.full((n_labels,), inverse_softplus))
+
+    @property
+    def learned_gamma(self) -> torch.Tensor:
+        return F.softplus(self.raw_gamma)
+
+    def forward(
+        self, logits: torch.Tensor, targets: torch.Tensor, criteria: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """logits, targets: (B, 9), or (B, 1) for pairs with ``criteria`` (B,) naming each row's criterion
+        (whose class weight and learned gamma apply)."""
+        targets = smooth(targets, self.label_smoothing)
+        if self.kind == "hybrid":
+            first = self._elementwise(self.hybrid_bce, logits, targets, criteria)
+            second = self._elementwise(self.hybrid_focal, logits, targets, criteria)
+            loss = (self.alpha * first + (1 - self.alpha) * second).mean()
+        else:
+            loss = self._elementwise(self.kind, logits, targets, criteria).mean()
+        if self.learns_gamma:
+            loss = loss + self.gamma_penalty * (self.learned_gamma - self.gamma).pow(2).mean()
+        return loss
+
+    def _elementwise(
+        self, kind: str, logits: torch.Tensor, targets: torch.Tensor, criteria: torch.Tensor | None
+    ) -> torch.Tensor:
+        def per_row(values: torch.Tensor) -> torch.Tensor:
+            return values if criteria is None else values[criteria].unsqueeze(1)
+
+        if kind == "bce":
+            return bce(logits, targets)
+        if kind == "weighted_bce":
+            return bce(logits, targets, per_row(self.pos_weight))
+        if kind == "focal":
+            return focal(logits, targets, self.gamma)
+        return focal(logits, targets, per_row(self.learned_gamma))
+
+
+def total_loss(
+    model: CriteriaEvidenceModel,
+    output: ModelOutput,
+    batch: Mapping[str, torch.Tensor],
+    evidence_weight: float,
+    criteria_weight: float = 1.0,
+) -> torch.Tensor:
+    """Task-weighted sum of the criteria loss and the evidence head's own loss."""
+    criteria = model.criteria_loss(output.criteria_logits, batch["labels"], batch.get("criteria"))
+    return criteria_weight * criteria + evidence_weight * model.evidence_head.loss(output.evidence_logits, batch)

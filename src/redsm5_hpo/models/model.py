@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,48 +11,91 @@ from torch import nn
 
 from redsm5_hpo.config.schema import ModelConfig
 from redsm5_hpo.labels import SYMPTOMS
-from redsm5_hpo.models.heads import Pooler, TokenEvidenceHead, criteria_head
+from redsm5_hpo.models.coupling import EvidenceCoupling
+from redsm5_hpo.models.evidence_heads import evidence_head
+from redsm5_hpo.models.heads import Pooler, criteria_head
+from redsm5_hpo.models.losses import CriteriaLoss
 
 
 @dataclass
 class ModelOutput:
     criteria_logits: torch.Tensor
-    """(B, 9): one logit per criterion, in ``SYMPTOMS`` order."""
+    """(B, 9): one logit per criterion, in ``SYMPTOMS`` order; (B, 1) in the pair format."""
     evidence_logits: torch.Tensor
-    """(B, T): one logit per token."""
+    """The evidence head's output: (B, T) token logits, (B, T, 2) start/end, (B, T, T) span scores,
+    (B, T, 3) BIO emissions or (B, S) sentence logits."""
 
 
 class CriteriaEvidenceModel(nn.Module):
-    def __init__(self, encoder: nn.Module, cfg: ModelConfig):
+    def __init__(
+        self, encoder: nn.Module, cfg: ModelConfig, criteria_loss: CriteriaLoss | None = None, pairs: bool = False
+    ):
+        """``pairs``: the pair input format, one logit per (post, criterion) example instead of nine."""
         super().__init__()
         encoder_config: Any = encoder.config
         hidden_size = int(encoder_config.hidden_size)
         self.encoder_config = encoder_config
         self.encoder = encoder
-        self.pooling = cfg.pooling
-        self.head_kind = cfg.criteria_head
-        self.head_hidden = cfg.head_hidden
+        self.cfg = cfg
         self.pooler = Pooler(cfg.pooling, hidden_size)
-        self.criteria_head = criteria_head(
-            cfg.criteria_head, hidden_size, cfg.head_hidden, len(SYMPTOMS), cfg.dropout, cfg.dropout_samples
+        self.coupling = (
+            EvidenceCoupling(hidden_size, cfg.evidence_pooling, cfg.coupling_combine)
+            if cfg.coupling == "evidence_informed"
+            else None
         )
-        self.evidence_head = TokenEvidenceHead(hidden_size, cfg.dropout)
+        criteria_input = self.coupling.out_size if self.coupling else hidden_size
+        self.pairs = pairs
+        outputs = 1 if pairs else len(SYMPTOMS)
+        self.criteria_head = criteria_head(
+            cfg.criteria_head,
+            criteria_input,
+            cfg.head_hidden,
+            outputs,
+            cfg.dropout,
+            cfg.dropout_samples,
+            cfg.activation,
+        )
+        self.evidence_head = evidence_head(
+            cfg.evidence_head, hidden_size, cfg.dropout, cfg.evidence_hidden, cfg.max_span_tokens, cfg.activation
+        )
+        self.criteria_loss = criteria_loss or CriteriaLoss()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ModelOutput:
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> ModelOutput:
+        attention_mask = batch["attention_mask"]
         out = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.pooler.needs_layers
+            input_ids=batch["input_ids"], attention_mask=attention_mask, output_hidden_states=self.pooler.needs_layers
         )
         hidden = out.last_hidden_state  # (B, T, H)
         pooled = self.pooler(hidden, attention_mask, out.hidden_states or ())  # (B, H)
-        return ModelOutput(self.criteria_head(pooled), self.evidence_head(hidden))
+        evidence = self.evidence_head(hidden, batch)
+        if self.coupling is not None:
+            weights = self.evidence_head.token_scores(evidence, batch)
+            pooled = self.coupling(pooled, hidden, weights, batch["content_mask"].to(hidden.dtype))
+        return ModelOutput(self.criteria_head(pooled), evidence)
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return [*self.pooler.parameters(), *self.criteria_head.parameters(), *self.evidence_head.parameters()]
+        """Everything but the encoder: trained at the head learning rate."""
+        encoder = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder]
 
     def architecture_signature(self) -> str:
-        """Identifies what a checkpoint's weights fit: encoder class and size, heads and pooling."""
-        c = self.encoder_config
-        return (
+        """Identifies what a checkpoint's weights fit: encoder class and size, heads, pooling, coupling."""
+        c, m = self.encoder_config, self.cfg
+        signature = (
             f"{type(self.encoder).__name__}(layers={c.num_hidden_layers},hidden={c.hidden_size},vocab={c.vocab_size})"
-            f"+{self.head_kind}({self.head_hidden})+token_evidence+pool={self.pooling}"
+            f"+{m.criteria_head}({m.head_hidden})"
         )
+        if m.activation != "gelu":
+            signature += f"[{m.activation}]"
+        if m.evidence_head == "token":
+            signature += "+token_evidence"
+        else:
+            signature += f"+{m.evidence_head}({m.evidence_hidden},span={m.max_span_tokens})"
+        signature += f"+pool={m.pooling}"
+        if self.coupling is not None:
+            signature += f"+coupled({m.evidence_pooling},{m.coupling_combine})"
+        if self.pairs:
+            signature += "+pairs"
+        if self.criteria_loss.learns_gamma:
+            signature += "+learned_gamma"
+        return signature

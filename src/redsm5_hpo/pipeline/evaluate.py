@@ -17,7 +17,7 @@ from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.data.formats import make_dataset
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.evaluation.metrics import constant_baselines
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
@@ -124,13 +124,13 @@ def evaluate_checkpoints(
     used: set[Path] = set()
     for checkpoint in referenced or available[:1]:
         candidates = [checkpoint, *(c for c in available if c.path != checkpoint.path)]
-        model, tokenizer = build_model(config)
+        model, tokenizer = build_model(config, corpus)
         loaded = load_first_valid(candidates, model, model.architecture_signature())
         if loaded.path in used:
             continue
         used.add(loaded.path)
-        dataset = MultiLabelDataset(corpus.splits[split], tokenizer, config.data.max_length)
-        predictions = predict(model, dataset, config.train.batch_size, config.train.evidence_loss_weight)
+        dataset = make_dataset(corpus.splits[split], tokenizer, config.data.max_length, config.data.input_format)
+        predictions = predict(model, dataset, config.train)
         prefix = "test" if split == "test" else "val"
         at_half = score(predictions, dataset, prefix)
         metrics = score_calibrated(predictions, dataset, prefix, thresholds) if thresholds else at_half

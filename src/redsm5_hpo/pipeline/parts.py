@@ -14,10 +14,11 @@ from redsm5_hpo.checkpoints.disk import (
 )
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.loading import config_from_dict
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.schema import Config, TrainConfig
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.hpo.study import RESUME_FIRST, create_study
 from redsm5_hpo.models.encoder import load_encoder
+from redsm5_hpo.models.losses import CriteriaLoss, positive_weights
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.tracking.auth import TokenProvider, configure_transport
 from redsm5_hpo.tracking.buffered import BufferSettings, JournalingTracker
@@ -80,11 +81,28 @@ def open_monitor(config: Config) -> DiskMonitor:
     )
 
 
-def build_model(config: Config) -> tuple[CriteriaEvidenceModel, Any]:
-    """A fresh model (encoder + heads) and its tokenizer, seeded from ``config.seed``."""
+def build_model(config: Config, corpus: Corpus | None = None) -> tuple[CriteriaEvidenceModel, Any]:
+    """A fresh model (encoder + heads + criteria loss) and its tokenizer, seeded from ``config.seed``. The
+    class weights of weighted BCE come from ``corpus``'s train split (all 1 without a corpus)."""
     seed_everything(config.seed)
     encoder = load_encoder(config.model.encoder, config.model.cache_dir, seed=config.seed)
-    return CriteriaEvidenceModel(encoder.model, config.model), encoder.tokenizer
+    loss = criteria_loss(config.train, corpus)
+    pairs = config.data.input_format == "pair"
+    return CriteriaEvidenceModel(encoder.model, config.model, loss, pairs), encoder.tokenizer
+
+
+def criteria_loss(cfg: TrainConfig, corpus: Corpus | None) -> CriteriaLoss:
+    weights = positive_weights([p.labels for p in corpus.splits["train"]]) if corpus is not None else None
+    return CriteriaLoss(
+        cfg.criteria_loss,
+        weights,
+        gamma=cfg.focal_gamma,
+        alpha=cfg.hybrid_alpha,
+        hybrid_bce=cfg.hybrid_bce,
+        hybrid_focal=cfg.hybrid_focal,
+        label_smoothing=cfg.label_smoothing,
+        gamma_penalty=cfg.gamma_penalty,
+    )
 
 
 def dataset_tags(corpus: Corpus) -> dict[str, str]:

@@ -27,7 +27,8 @@ from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
 from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.data.augment import augment_posts
+from redsm5_hpo.data.formats import make_dataset
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
@@ -165,18 +166,23 @@ def _train_and_report(
     logged = tracker.logged_metric_steps(run_id) if same_run else set()
     if not same_run:
         tracker.log_params(run_id, dataclasses.asdict(config))
-    model, tokenizer = build_model(config)
+    model, tokenizer = build_model(config, corpus)
+    train_posts = augment_posts(corpus.splits["train"], config.augment, config.seed)
     train_set, val_set = (
-        MultiLabelDataset(corpus.splits[s], tokenizer, config.data.max_length) for s in ("train", "validation")
+        make_dataset(posts, tokenizer, config.data.max_length, config.data.input_format)
+        for posts in (train_posts, corpus.splits["validation"])
     )
     truncation = dict(zip(TRUNCATION_METRICS, (train_set.truncation_loss, val_set.truncation_loss), strict=True))
     if not any((k, 0) in logged for k in truncation):
         tracker.log_metrics(run_id, truncation, step=0)
     log.info(
-        "trial %s: %d train / %d validation posts, encoder %s",
+        "trial %s: %d train / %d validation posts (%d / %d %s examples), encoder %s",
         trial_id,
+        len(train_set.posts),
+        len(val_set.posts),
         len(train_set),
         len(val_set),
+        config.data.input_format,
         config.model.encoder,
     )
     hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric, logged)]
@@ -217,7 +223,7 @@ def _train_and_report(
     best = [c for c in kept if c.record.objective == fitted.best_value]
     if best:  # calibrate the model the study would evaluate: the best checkpoint, not the last epoch
         load_first_valid(best, model, model.architecture_signature())
-    val_predictions = predict(model, val_set, config.train.batch_size, config.train.evidence_loss_weight)
+    val_predictions = predict(model, val_set, config.train)
     thresholds = calibrate(val_predictions, val_set)
     calibrated = score_calibrated(val_predictions, val_set, "val", thresholds)
     log.info(
@@ -270,7 +276,7 @@ def run_single(config: Config, progress: bool = True) -> TrialResult:
 def dry_run(config: Config) -> str:
     """Validate data, encoder loading and disk space (preflight) without training; return the plan."""
     corpus = load_corpus(config.data, config.seed)
-    model, _ = build_model(config)
+    model, _ = build_model(config, corpus)
     full, weights = estimate_checkpoint_bytes(model)
     root = experiments_root(config)
     usage = disk_usage(root)

@@ -22,6 +22,7 @@ from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
+from redsm5_hpo.training.adversarial import FGM
 from redsm5_hpo.training.optim import apply_learning_rates, build_optimizer, linear_warmup_decay
 from redsm5_hpo.training.seeding import capture_rng_state, epoch_generator, restore_rng_state
 
@@ -95,7 +96,7 @@ def fit(
         train_loss = _train_epoch(state, train_set, cfg, seed, epoch, batches, progress)
         lrs = state.scheduler.get_last_lr()
         metrics = {"train_loss": train_loss, "lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
-        metrics |= score(predict(model, val_set, cfg.batch_size, cfg.evidence_loss_weight), val_set, "val")
+        metrics |= score(predict(model, val_set, cfg), val_set, "val")
         objective = metrics[cfg.optimization_metric]
         is_best = objective >= state.best_value
         if objective > state.best_value:
@@ -146,6 +147,7 @@ def _train_epoch(
         generator=epoch_generator(seed, epoch),
         collate_fn=dataset.collate,
     )
+    fgm = FGM(model, cfg) if cfg.fgm_epsilon > 0 else None
     total, seen = 0.0, 0
     # disable=None: bars only on a terminal, so redirected logs stay readable
     bar = tqdm(
@@ -154,9 +156,10 @@ def _train_epoch(
     for index, batch in enumerate(loader):
         if index >= batches:
             break
-        output = model(batch["input_ids"], batch["attention_mask"])
-        loss = total_loss(output, batch, cfg.evidence_loss_weight)
+        loss = total_loss(model, model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
         (loss / cfg.grad_accum_steps).backward()
+        if fgm is not None:
+            fgm.attack(model, batch, cfg.grad_accum_steps)
         if (index + 1) % cfg.grad_accum_steps == 0 or index + 1 == batches:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             state.optimizer.step()

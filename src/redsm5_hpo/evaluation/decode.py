@@ -1,0 +1,66 @@
+"""Scored candidate spans -> the evidence a head predicts: pure numpy, no torch.
+
+Every evidence head proposes (first token, last token, score) candidates; the prediction is the greedy
+best-first set of non-overlapping candidates. Greedy selection in score order means that applying a
+threshold afterwards gives exactly the selection made among the candidates above that threshold, so the
+decode runs once and threshold calibration only filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from redsm5_hpo.data.evidence import Span
+
+MIN_SCORE = 0.05
+"""The lowest threshold on the calibration grid: weaker candidates can never be predicted."""
+MAX_CANDIDATES = 1024
+"""Best-scoring candidates considered per post: more than a 512-token post has tokens, so the per-token
+head never loses one."""
+
+ScoredSpan = tuple[int, int, float]
+
+
+def greedy_spans(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray) -> list[ScoredSpan]:
+    """Non-overlapping (first, last, score) token spans, best first, among candidates scoring >= MIN_SCORE."""
+    keep = np.flatnonzero(scores >= MIN_SCORE)
+    order = keep[np.argsort(-scores[keep], kind="stable")][:MAX_CANDIDATES]
+    taken = np.zeros(int(ends.max()) + 1 if len(ends) else 0, dtype=bool)
+    chosen: list[ScoredSpan] = []
+    for index in order:
+        first, last = int(starts[index]), int(ends[index])
+        if taken[first : last + 1].any():
+            continue
+        taken[first : last + 1] = True
+        chosen.append((first, last, float(scores[index])))
+    return chosen
+
+
+def band_candidates(
+    scores: np.ndarray, content: np.ndarray, max_span: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates from a (T, T) matrix of span scores: both ends on post tokens, 0 <= last - first < max_span."""
+    length = len(content)
+    first, last = np.meshgrid(np.arange(length), np.arange(length), indexing="ij")
+    valid = content[:, None] & content[None, :] & (last >= first) & (last - first < max_span)
+    return first[valid], last[valid], scores[valid]
+
+
+def bio_spans(tags: Sequence[int]) -> list[tuple[int, int]]:
+    """Maximal runs of B (1) / I (2) tags as inclusive token spans; a B always opens a new span."""
+    spans: list[tuple[int, int]] = []
+    start = None
+    for index, tag in enumerate([*tags, 0]):
+        if start is not None and tag != 2:
+            spans.append((start, index - 1))
+            start = None
+        if tag in (1, 2) and start is None:
+            start = index
+    return spans
+
+
+def to_char_spans(spans: Sequence[ScoredSpan], offsets: Sequence[Span]) -> list[tuple[int, int, float]]:
+    """Token spans -> (start char, end char, score) in the post text."""
+    return [(offsets[first][0], offsets[last][1], score) for first, last, score in spans]
