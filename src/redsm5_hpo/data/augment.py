@@ -28,39 +28,9 @@ from redsm5_hpo.data.wordnet import WordNet, load
 log = logging.getLogger(__name__)
 
 WORDNET_METHODS = ("synonym", "insert")
-NLPAUG_METHODS = ("swap", "delete", "char_noise")
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 STOPWORDS = frozenset(
-    [
-        "i",
-        "me",
-        "my",
-        "we",
-        "you",
-        "he",
-        "she",
-        "it",
-        "they",
-        "them",
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "but",
-        "is",
-        "am",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "to",
-        "of",
-        "in",
-        "on",
-        "at",
-    ]
+    "i me my we you he she it they them the a an and or but is am are was were be been to of in on at".split()  # noqa: SIM905
 )
 
 Rewrite = Callable[[str, random.Random], str]
