@@ -36,11 +36,8 @@ def smooth(targets: torch.Tensor, epsilon: float) -> torch.Tensor:
 
 
 def bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Element-wise BCE; ``pos_weight`` (C,) scales the positive term."""
-    positive = -F.logsigmoid(logits) * targets
-    if pos_weight is not None:
-        positive = positive * pos_weight
-    return positive - F.logsigmoid(-logits) * (1 - targets)
+    """Element-wise BCE (torch's stable form); ``pos_weight`` (C,) or (B, 1) scales the positive term."""
+    return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight, reduction="none")
 
 
 def focal(logits: torch.Tensor, targets: torch.Tensor, gamma: torch.Tensor | float) -> torch.Tensor:
