@@ -67,10 +67,13 @@ class CriteriaEvidenceModel(nn.Module):
         )
         hidden = out.last_hidden_state  # (B, T, H)
         pooled = self.pooler(hidden, attention_mask, out.hidden_states or ())  # (B, H)
+        if self.coupling is None:
+            # criteria head first: dropout draws in the order earlier versions used, so a seed replays
+            criteria = self.criteria_head(pooled)
+            return ModelOutput(criteria, self.evidence_head(hidden, batch))
         evidence = self.evidence_head(hidden, batch)
-        if self.coupling is not None:
-            weights = self.evidence_head.token_scores(evidence, batch)
-            pooled = self.coupling(pooled, hidden, weights, batch["content_mask"].to(hidden.dtype))
+        weights = self.evidence_head.token_scores(evidence, batch)
+        pooled = self.coupling(pooled, hidden, weights, batch["content_mask"].to(hidden.dtype))
         return ModelOutput(self.criteria_head(pooled), evidence)
 
     def head_parameters(self) -> list[nn.Parameter]:
