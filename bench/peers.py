@@ -24,13 +24,13 @@ from redsm5_hpo.checkpoints.disk import Thresholds, tree_bytes
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.loading import apply_overrides, load_config
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.data.formats import MultiLabelDataset, make_dataset
+from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.pipeline import run_single
 from redsm5_hpo.pipeline import trial as trial_module
-from redsm5_hpo.pipeline.parts import build_model
+from redsm5_hpo.pipeline.parts import build_model, split_datasets
 from redsm5_hpo.training.optim import build_optimizer, linear_warmup_decay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,11 +49,8 @@ class _LossModule(torch.nn.Module):
 
 
 def _datasets(config: Config, tokenizer: Any) -> tuple[MultiLabelDataset, MultiLabelDataset]:
-    corpus = load_corpus(config.data, config.seed)
-    return tuple(  # type: ignore[return-value]
-        make_dataset(corpus.splits[s], tokenizer, config.data.max_length, config.data.input_format)
-        for s in ("train", "validation")
-    )
+    train_set, val_set = split_datasets(config, load_corpus(config.data, config.seed), tokenizer, "train", "validation")
+    return train_set, val_set
 
 
 class _DiskSampler:

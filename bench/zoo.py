@@ -21,11 +21,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from redsm5_hpo.config.loading import load_config
-from redsm5_hpo.data.augment import augment_posts
-from redsm5_hpo.data.formats import make_dataset
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
-from redsm5_hpo.pipeline.parts import build_model
+from redsm5_hpo.pipeline.parts import build_model, split_datasets
 from redsm5_hpo.training.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,11 +49,7 @@ def run_row(overrides: list[str], epochs: int, quick: bool) -> dict[str, float]:
     config = load_config([*encoder, f"train.epochs={epochs}", "experiments_dir=/tmp/zoo-bench", *overrides])
     corpus = load_corpus(config.data, config.seed)
     model, tokenizer = build_model(config, corpus)
-    train_posts = augment_posts(corpus.splits["train"], config.augment, config.seed)
-    train_set, val_set, test_set = (
-        make_dataset(posts, tokenizer, config.data.max_length, config.data.input_format)
-        for posts in (train_posts, corpus.splits["validation"], corpus.splits["test"])
-    )
+    train_set, val_set, test_set = split_datasets(config, corpus, tokenizer, "train", "validation", "test")
     started = time.perf_counter()
     fit(model, train_set, val_set, config.train, config.seed, progress=False)
     seconds = time.perf_counter() - started

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redsm5_hpo.config.schema import COUPLING_COMBINES, EVIDENCE_HEADS, EVIDENCE_POOLINGS, ModelConfig
-from redsm5_hpo.evaluation.decode import bio_spans, greedy_spans
+from redsm5_hpo.evaluation.decode import greedy_spans
 from redsm5_hpo.models.coupling import EvidenceCoupling
 from redsm5_hpo.models.crf import CRF
 from redsm5_hpo.models.encoder import load_encoder
+from redsm5_hpo.models.evidence_heads import bio_spans
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from tests.helpers.batches import tokenized

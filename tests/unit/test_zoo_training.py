@@ -13,7 +13,7 @@ from redsm5_hpo.evaluation.metrics import constant_baselines, evidence_metrics, 
 from redsm5_hpo.evaluation.predict import calibrate, predict, score, score_calibrated
 from redsm5_hpo.labels import SYMPTOMS
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.pipeline.parts import build_model
+from redsm5_hpo.pipeline.parts import build_model, split_datasets
 from redsm5_hpo.training.loop import fit
 from tests.conftest import CONFIG_DIR
 
@@ -32,10 +32,7 @@ def trained(sample_corpus, *overrides: str):
         CONFIG_DIR,
     )
     model, tokenizer = build_model(config, sample_corpus)
-    train_set, val_set = (
-        make_dataset(sample_corpus.splits[s], tokenizer, config.data.max_length, config.data.input_format)
-        for s in ("train", "validation")
-    )
+    train_set, val_set = split_datasets(config, sample_corpus, tokenizer, "train", "validation")
     fit(model, train_set, val_set, config.train, config.seed, progress=False)
     predictions = predict(model, val_set, config.train)
     return score_calibrated(predictions, val_set, "val", calibrate(predictions, val_set)), val_set

@@ -82,6 +82,10 @@ def augment_posts(posts: list[Post], cfg: AugmentConfig, seed: int) -> list[Post
         return posts
     rewriters = {name: _rewriter(name, cfg) for name in cfg.methods}
     names = sorted(rewriters)
+
+    def rewrite(sentence: str, rng: random.Random) -> str:
+        return rewriters[rng.choice(names)](sentence, rng)
+
     extra = []
     with _global_rng_preserved():
         for post in posts:
@@ -89,10 +93,6 @@ def augment_posts(posts: list[Post], cfg: AugmentConfig, seed: int) -> list[Post
                 continue
             for copy in range(1, cfg.copies + 1):
                 rng = random.Random(_seed(seed, post.post_id, copy))
-
-                def rewrite(sentence: str, rng: random.Random) -> str:
-                    return rewriters[rng.choice(names)](sentence, rng)
-
                 extra.append(rewrite_evidence(post, rewrite, cfg.probability, rng, f"#aug{copy}"))
     log.info("augmentation: %d train posts + %d augmented copies (%s)", len(posts), len(extra), ", ".join(names))
     return posts + extra

@@ -35,6 +35,7 @@ class WordNet:
     def __init__(self, directory: str = DEFAULT_DIR):
         self.root = require(directory)
         self.index: dict[str, list[tuple[str, int]]] = {}
+        self._known: dict[str, list[str]] = {}
         for part in PARTS:
             with open(self.root / f"index.{part}", encoding="utf-8") as lines:
                 for line in lines:
@@ -46,14 +47,18 @@ class WordNet:
                     self.index.setdefault(lemma, []).extend((part, int(o)) for o in offsets)
 
     def synonyms(self, word: str) -> list[str]:
-        """Other lemmas of ``word``'s most frequent senses, in WordNet order, spaces for underscores."""
+        """Other lemmas of ``word``'s most frequent senses, in WordNet order, spaces for underscores
+        (looked up once per word)."""
         lemma = word.lower()
+        if lemma in self._known:
+            return self._known[lemma]
         found: list[str] = []
         for part, offset in self.index.get(lemma, ()):
             for other in self._synset_words(part, offset):
                 text = other.replace("_", " ")
                 if other.lower() != lemma and text not in found:
                     found.append(text)
+        self._known[lemma] = found
         return found
 
     def _synset_words(self, part: str, offset: int) -> list[str]:

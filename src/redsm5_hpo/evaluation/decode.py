@@ -38,29 +38,6 @@ def greedy_spans(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray) -> li
     return chosen
 
 
-def band_candidates(
-    scores: np.ndarray, content: np.ndarray, max_span: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates from a (T, T) matrix of span scores: both ends on post tokens, 0 <= last - first < max_span."""
-    length = len(content)
-    first, last = np.meshgrid(np.arange(length), np.arange(length), indexing="ij")
-    valid = content[:, None] & content[None, :] & (last >= first) & (last - first < max_span)
-    return first[valid], last[valid], scores[valid]
-
-
-def bio_spans(tags: Sequence[int]) -> list[tuple[int, int]]:
-    """Maximal runs of B (1) / I (2) tags as inclusive token spans; a B always opens a new span."""
-    spans: list[tuple[int, int]] = []
-    start = None
-    for index, tag in enumerate([*tags, 0]):
-        if start is not None and tag != 2:
-            spans.append((start, index - 1))
-            start = None
-        if tag in (1, 2) and start is None:
-            start = index
-    return spans
-
-
 def to_char_spans(spans: Sequence[ScoredSpan], offsets: Sequence[Span]) -> list[tuple[int, int, float]]:
     """Token spans -> (start char, end char, score) in the post text."""
     return [(offsets[first][0], offsets[last][1], score) for first, last, score in spans]

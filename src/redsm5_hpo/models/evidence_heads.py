@@ -10,19 +10,41 @@ A post without evidence is an all-negative target for every head ("no evidence" 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from redsm5_hpo.evaluation.decode import band_candidates, bio_spans
 from redsm5_hpo.models.activations import activation
 from redsm5_hpo.models.crf import CRF
 
 Batch = Mapping[str, torch.Tensor]
 Candidates = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def band_candidates(
+    scores: np.ndarray, content: np.ndarray, max_span: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates from a (T, T) matrix of span scores: both ends on post tokens, 0 <= last - first < max_span."""
+    length = len(content)
+    first, last = np.meshgrid(np.arange(length), np.arange(length), indexing="ij")
+    valid = content[:, None] & content[None, :] & (last >= first) & (last - first < max_span)
+    return first[valid], last[valid], scores[valid]
+
+
+def bio_spans(tags: Sequence[int]) -> list[tuple[int, int]]:
+    """Maximal runs of B (1) / I (2) tags as inclusive token spans; a B always opens a new span."""
+    spans: list[tuple[int, int]] = []
+    start = None
+    for index, tag in enumerate([*tags, 0]):
+        if start is not None and tag != 2:
+            spans.append((start, index - 1))
+            start = None
+        if tag in (1, 2) and start is None:
+            start = index
+    return spans
 
 
 def projection(hidden_size: int, width: int, outputs: int, dropout: float, act: str) -> nn.Module:

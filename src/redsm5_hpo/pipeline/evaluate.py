@@ -17,7 +17,6 @@ from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.data.formats import make_dataset
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.evaluation.metrics import constant_baselines
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
@@ -26,6 +25,7 @@ from redsm5_hpo.hpo.study import REQUEUED_ATTR
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
+    split_datasets,
 )
 
 
@@ -129,7 +129,7 @@ def evaluate_checkpoints(
         if loaded.path in used:
             continue
         used.add(loaded.path)
-        dataset = make_dataset(corpus.splits[split], tokenizer, config.data.max_length, config.data.input_format)
+        (dataset,) = split_datasets(config, corpus, tokenizer, split)
         predictions = predict(model, dataset, config.train)
         prefix = "test" if split == "test" else "val"
         at_half = score(predictions, dataset, prefix)

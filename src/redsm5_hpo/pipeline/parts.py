@@ -15,6 +15,8 @@ from redsm5_hpo.checkpoints.disk import (
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config, TrainConfig
+from redsm5_hpo.data.augment import augment_posts
+from redsm5_hpo.data.formats import MultiLabelDataset, make_dataset
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.hpo.study import RESUME_FIRST, create_study
 from redsm5_hpo.models.encoder import load_encoder
@@ -89,6 +91,20 @@ def build_model(config: Config, corpus: Corpus | None = None) -> tuple[CriteriaE
     loss = criteria_loss(config.train, corpus)
     pairs = config.data.input_format == "pair"
     return CriteriaEvidenceModel(encoder.model, config.model, loss, pairs), encoder.tokenizer
+
+
+def split_datasets(config: Config, corpus: Corpus, tokenizer: Any, *splits: str) -> list[MultiLabelDataset]:
+    """The model inputs of ``splits`` in ``config.data.input_format``; the train split gets its
+    configured augmentation, no other split ever does."""
+    return [
+        make_dataset(
+            augment_posts(corpus.splits[s], config.augment, config.seed) if s == "train" else corpus.splits[s],
+            tokenizer,
+            config.data.max_length,
+            config.data.input_format,
+        )
+        for s in splits
+    ]
 
 
 def criteria_loss(cfg: TrainConfig, corpus: Corpus | None) -> CriteriaLoss:

@@ -27,8 +27,6 @@ from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
 from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.data.augment import augment_posts
-from redsm5_hpo.data.formats import make_dataset
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
@@ -42,6 +40,7 @@ from redsm5_hpo.pipeline.parts import (
     experiments_root,
     open_monitor,
     open_tracker,
+    split_datasets,
 )
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file, trial_context
@@ -167,11 +166,7 @@ def _train_and_report(
     if not same_run:
         tracker.log_params(run_id, dataclasses.asdict(config))
     model, tokenizer = build_model(config, corpus)
-    train_posts = augment_posts(corpus.splits["train"], config.augment, config.seed)
-    train_set, val_set = (
-        make_dataset(posts, tokenizer, config.data.max_length, config.data.input_format)
-        for posts in (train_posts, corpus.splits["validation"])
-    )
+    train_set, val_set = split_datasets(config, corpus, tokenizer, "train", "validation")
     truncation = dict(zip(TRUNCATION_METRICS, (train_set.truncation_loss, val_set.truncation_loss), strict=True))
     if not any((k, 0) in logged for k in truncation):
         tracker.log_metrics(run_id, truncation, step=0)
