@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 WORDNET := /usr/share/wordnet
 ARGS ?=
 
-.PHONY: setup train tune resume test lint format lock sample-data cleanup bench zoo clean build shell train-container
+.PHONY: setup train tune resume test lint format lock sample-data cleanup bench zoo gpu-check clean build shell train-container
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ cleanup: $(STAMP)
 # Benchmarks (measured side by side in one run); results in bench/results.json and bench/results.md.
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py $(ARGS)
+
+# The GPU path on a CUDA machine: a tiny study on the GPU, MiniLM epochs in fp32/bf16/fp16 with throughput and
+# peak memory, checkpoints moved GPU -> CPU and back; writes bench/gpu_check.{json,md} (ARGS="--device cpu" tests it).
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu_check.py $(ARGS)
 
 # Model-zoo results: one training per head family on the sample with the bundled encoder (~30 min).
 zoo: $(STAMP)

@@ -22,6 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from redsm5_hpo.config.loading import load_config
 from redsm5_hpo.data.loading import load_corpus
+from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.pipeline.parts import build_model, split_datasets
 from redsm5_hpo.training.loop import fit
@@ -48,13 +49,14 @@ def run_row(overrides: list[str], epochs: int, quick: bool) -> dict[str, float]:
     encoder = ["model=tiny"] if quick else []
     config = load_config([*encoder, f"train.epochs={epochs}", "experiments_dir=/tmp/zoo-bench", *overrides])
     corpus = load_corpus(config.data, config.seed)
-    model, tokenizer = build_model(config, corpus)
+    runtime = resolve_runtime(config.train)
+    model, tokenizer = build_model(config, corpus, runtime)
     train_set, val_set, test_set = split_datasets(config, corpus, tokenizer, "train", "validation", "test")
     started = time.perf_counter()
-    fit(model, train_set, val_set, config.train, config.seed, progress=False)
+    fit(model, train_set, val_set, config.train, config.seed, progress=False, runtime=runtime)
     seconds = time.perf_counter() - started
-    thresholds = calibrate(predict(model, val_set, config.train), val_set)
-    test = score_calibrated(predict(model, test_set, config.train), test_set, "test", thresholds)
+    thresholds = calibrate(predict(model, val_set, config.train, runtime), val_set)
+    test = score_calibrated(predict(model, test_set, config.train, runtime), test_set, "test", thresholds)
     return {
         "test_criteria_macro_f1": test["test_criteria_macro_f1"],
         "test_evidence_f1": test["test_evidence_f1"],

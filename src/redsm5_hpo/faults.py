@@ -2,8 +2,10 @@
 time execution passes ``<point>``. Unset (always, outside tests) it costs one dict lookup.
 
 Points: ``mid_epoch`` (after a training batch), ``mid_validation`` (after a validation batch),
-``checkpoint_write`` (weights written, manifest not yet), ``tracking_write`` (metrics written, the
-epoch's checkpoint not yet), ``resume_setup`` (a resume has started, before training).
+``checkpoint_write`` (weights written, manifest not yet), ``checkpoint_commit`` (every file and the
+manifest written and fsynced, the directory not renamed into place yet; both in the background writer),
+``tracking_write`` (metrics written, the epoch's checkpoint not yet), ``resume_setup`` (a resume has
+started, before training).
 """
 
 from __future__ import annotations

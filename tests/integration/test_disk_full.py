@@ -137,9 +137,11 @@ def test_disk_full_during_the_write_removes_the_partial_checkpoint(tmpfs) -> Non
     manager = CheckpointManager(CheckpointStore(tmpfs / "ckpt"), RetentionPolicy(), tmpfs)
     model = torch.nn.Linear(512, 512)  # ~1 MB of weights
     manager.save(model, {"epoch": 1}, {"epoch": 1, "objective": 0.1})
+    manager.wait()
     manager.full_bytes = 1  # pretend the next save is tiny, so the write itself hits the full disk
     fill(tmpfs, leave_free=200_000)
+    manager.save(model, {"epoch": 2}, {"epoch": 2, "objective": 0.2})  # the write runs in the background
     with pytest.raises(DiskSpaceError, match="the disk filled up while saving"):
-        manager.save(model, {"epoch": 2}, {"epoch": 2, "objective": 0.2})
+        manager.wait()  # the training thread learns of it at its next contact with the writer
     assert [p.name for p in (tmpfs / "ckpt").iterdir()] == ["epoch_0001"]
     assert [c.epoch for c in manager.store.list()] == [1]

@@ -1,20 +1,14 @@
 """Kill a real study process at named points (SIGKILL via REDSM5_FAULT), resume it, and compare with an
 uninterrupted run: same report, same best weights, every (run, metric, step) exactly once."""
 
-import hashlib
 import json
-import os
-import subprocess
-import sys
-from collections import Counter
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from redsm5_hpo.cli.main import EXIT_ALREADY_RUNNING
 from redsm5_hpo.hpo.lock import study_lock
-from tests.conftest import CONFIG_DIR
+from tests.helpers.study_cli import cli, metric_counts, outcome
 
 OVERRIDES = [
     "model=tiny",
@@ -29,39 +23,10 @@ KILL_POINTS = {
     "mid_epoch:20": "epoch 2",
     "mid_validation:6": "validation of epoch 2",
     "checkpoint_write:2": "writing the epoch 2 checkpoint",
+    "checkpoint_commit:2": "background write of the epoch 2 checkpoint about to commit, epoch 3 training",
     "tracking_write:2": "epoch 2 metrics logged, its checkpoint not yet written",
     "mid_epoch:40": "second trial, epoch 3",
 }
-
-
-def cli(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("REDSM5_FAULT", None)
-    if fault:
-        env["REDSM5_FAULT"] = fault
-    quiet = ["--no-progress"] if args[0] in ("tune", "resume") else []
-    command = [sys.executable, "-m", "redsm5_hpo", *args, f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR)]
-    command += quiet
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
-def outcome(root: Path) -> tuple[dict, str]:
-    (report_path,) = root.glob("study_*/study_report.json")
-    report = json.loads(report_path.read_text())
-    (weights,) = [Path(p) / "model.safetensors" for p in report["checkpoint_references"]]
-    return report, hashlib.sha256(weights.read_bytes()).hexdigest()
-
-
-def metric_counts(root: Path) -> dict[str, Counter]:
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
-    counts = {}
-    for run in runs:
-        for key in run.data.metrics:
-            counts[f"{run.info.run_name}/{key}"] = Counter(
-                m.step for m in client.get_metric_history(run.info.run_id, key)
-            )
-    return counts
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 from hypothesis import given
@@ -20,7 +24,7 @@ from redsm5_hpo.tracking.buffered import (
     take_batch,
     unseen_metrics,
 )
-from redsm5_hpo.tracking.journal import Pending, pending_in
+from redsm5_hpo.tracking.journal import Pending, expand_metrics, pending_in
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_uri
 from tests.helpers.mlflow_server import free_port
 
@@ -116,8 +120,12 @@ def test_a_growing_journal_warns_and_keeps_everything(tmp_path, caplog) -> None:
         for step in range(40):
             tracker.log_metrics("run", {"loss": 0.1, "f1": 0.2}, step)
     assert "not yet confirmed" in caplog.text
-    assert tracker.close(timeout_s=0) == 80
-    assert pending_in(tmp_path / "journal") == 80
+    assert tracker.close(timeout_s=0) == 40  # one journal line per log call
+    assert pending_in(tmp_path / "journal") == 40
+    lines = [json.loads(x) for p in (tmp_path / "journal").glob("*.jsonl") for x in p.read_text().splitlines()]
+    assert sorted((m["metric"], m["step"]) for line in lines for m in expand_metrics(line)) == sorted(
+        (name, step) for step in range(40) for name in ("loss", "f1")
+    )
 
 
 def test_secrets_never_reach_the_journal(tmp_path) -> None:
@@ -143,9 +151,9 @@ def test_batches_group_consecutive_metrics_of_one_run() -> None:
         {"kind": "tags", "run_id": "b", "tags": {}},
     ]
     queue = pending(entries)
-    assert [p.index for p in take_batch(queue)] == [0, 1]
-    assert [p.index for p in take_batch(queue[2:])] == [2]
-    assert [p.index for p in take_batch(queue[3:])] == [3]
+    assert [p.position for p in take_batch(queue)] == [0, 1]
+    assert [p.position for p in take_batch(queue[2:])] == [2]
+    assert [p.position for p in take_batch(queue[3:])] == [3]
     assert len(take_batch(pending([entries[0]] * 30), limit=10)) == 10
 
 
@@ -165,4 +173,46 @@ def test_replay_merges_segments_by_timestamp_keeping_each_segment_in_order(group
     merged = replay_order(segments)
     assert [p.entry["timestamp"] for p in merged] == sorted(t for ts in groups for t in ts)
     for g in range(len(groups)):
-        assert [p.index for p in merged if p.entry["seg"] == g] == list(range(len(groups[g])))
+        assert [p.position for p in merged if p.entry["seg"] == g] == list(range(len(groups[g])))
+
+
+def test_the_log_call_only_writes_and_the_sender_fsyncs_within_the_window(tmp_path) -> None:
+    tracker = JournalingTracker(
+        unreachable(), tmp_path / "journal", BufferSettings(backoff_s=(5,), sync_interval_s=0.05)
+    )
+    tracker.log_metrics("run", {"loss": 0.1}, 1)
+    assert tracker.journal.unsynced_since is not None  # written, not yet fsynced: the call did not wait
+    deadline = time.monotonic() + 5
+    while tracker.journal.unsynced_since is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert tracker.journal.unsynced_since is None  # the sender's group commit
+    tracker.close(0)
+
+
+def test_journal_sync_zero_fsyncs_inside_the_call(tmp_path) -> None:
+    tracker = JournalingTracker(unreachable(), tmp_path / "journal", BufferSettings(backoff_s=(5,), sync_interval_s=0))
+    tracker.log_metrics("run", {"loss": 0.1}, 1)
+    assert tracker.journal.unsynced_since is None
+    tracker.close(0)
+
+
+def test_a_process_killed_right_after_its_log_calls_loses_nothing(tmp_path) -> None:
+    """No fsync happened (the group commit is an hour away): what was written is in the kernel's hands."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from redsm5_hpo.tracking.buffered import BufferSettings, JournalingTracker
+        from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
+        connect = lambda: MLflowTracker("http://127.0.0.1:{free_port()}", "exp")
+        tracker = JournalingTracker(connect, {str(tmp_path / "journal")!r}, BufferSettings(sync_interval_s=3600))
+        for step in range(1, 51):
+            tracker.log_metrics("run", {{"loss": 1.0 / step, "f1": step / 100}}, step)
+        assert tracker.journal.unsynced_since is not None
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    lines = [json.loads(x) for p in (tmp_path / "journal").glob("*.jsonl") for x in p.read_text().splitlines()]
+    points = sorted((m["metric"], m["step"], m["value"]) for line in lines for m in expand_metrics(line))
+    assert points == sorted([("loss", s, 1.0 / s) for s in range(1, 51)] + [("f1", s, s / 100) for s in range(1, 51)])

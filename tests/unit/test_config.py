@@ -129,3 +129,27 @@ def test_retention_presets_and_disk_guard_checks() -> None:
     with pytest.raises(ConfigError) as error:
         load_config(["disk_guard.error_free_fraction=0.2", "retention_policy.max_total_size_gb=0"], CONFIG_DIR)
     assert len(error.value.problems) == 2
+
+
+def test_device_and_precision_settings_are_checked_up_front() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            [
+                "train.device=gpu",
+                "train.precision=fp8",
+                "train.num_workers=-1",
+                "train.eval_batch_size=0",
+                "tracking.journal_sync_ms=-5",
+            ],
+            CONFIG_DIR,
+        )
+    text = str(error.value)
+    assert len(error.value.problems) == 5
+    for needle in ("train.device: auto, cpu, cuda, cuda:N or mps", "train.precision: one of auto, fp32, bf16, fp16"):
+        assert needle in text
+
+
+def test_a_saved_cuda_config_still_loads_on_a_machine_without_cuda() -> None:
+    """Whether the device exists is checked when a command runs, so a GPU study can be reported anywhere."""
+    config = load_config(["train.device=cuda:1", "train.precision=bf16"], CONFIG_DIR)
+    assert config_from_dict(dataclasses.asdict(config)).train.device == "cuda:1"

@@ -10,6 +10,7 @@ import torch
 
 from redsm5_hpo.config.schema import ACTIVATIONS, CRITERIA_LOSSES, Config, ModelConfig, TrainConfig
 from redsm5_hpo.config.validation import validate
+from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.models.activations import ACTIVATIONS as ACTIVATION_CLASSES
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.losses import CriteriaLoss, bce, focal, positive_weights, smooth, total_loss
@@ -115,7 +116,8 @@ def test_fgm_adds_the_adversarial_gradient_and_restores_the_embeddings() -> None
     total_loss(model, model(batch), batch, 0.5).backward()
     clean = model.criteria_head.net[1].weight.grad.clone()
     embeddings = model.encoder.get_input_embeddings().weight.detach().clone()
-    FGM(model, cfg).attack(model, batch, 1)
+    cpu = resolve_runtime(cfg)
+    FGM(model, cfg).attack(model, batch, 1, cpu, cpu.grad_scaler())
     assert torch.equal(model.encoder.get_input_embeddings().weight, embeddings)
     assert not torch.allclose(model.criteria_head.net[1].weight.grad, clean)
 

@@ -17,10 +17,19 @@ from redsm5_hpo.hpo.retention import StudyCheckpoints, TrialSummary, select_rele
         ([TrialSummary(0, True, None), TrialSummary(1, False, None)], {0}, set()),  # failed goes, running stays
         ([TrialSummary(0, True, 0.9), TrialSummary(1, False, None)], set(), {0}),
         ([TrialSummary(0, True, 0.9), TrialSummary(1, True, None, resumable=True)], set(), {0}),
+        # a diverged trial keeps its resume point (for a rollback) while it is the newest finished trial
+        ([TrialSummary(0, True, 0.9), TrialSummary(1, True, None, diverged=True)], set(), {0}),
+        ([TrialSummary(0, True, None, diverged=True), TrialSummary(1, True, 0.5)], {0}, {1}),
+        ([TrialSummary(0, True, None, diverged=True), TrialSummary(1, False, None)], set(), set()),
     ],
 )
 def test_select_release(trials, release, best) -> None:
     assert select_release(trials) == (release, best)
+
+
+def test_disk_pressure_releases_a_diverged_trial_too() -> None:
+    trials = [TrialSummary(0, True, 0.9), TrialSummary(1, True, None, diverged=True)]
+    assert select_release(trials, keep_diverged=False) == ({1}, {0})
 
 
 def make_trial(study, tmp_path, value, objectives):

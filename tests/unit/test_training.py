@@ -1,17 +1,27 @@
 import dataclasses
+import math
 
+import numpy as np
 import pytest
 import torch
 
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.retention import RetentionPolicy
 from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state, load_weights
+from redsm5_hpo.config.schema import ModelConfig, TrainConfig
 from redsm5_hpo.data.formats import MultiLabelDataset
-from redsm5_hpo.models.encoder import load_encoder
+from redsm5_hpo.devices import resolve_runtime
+from redsm5_hpo.evaluation.predict import predict
+from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
+from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.hooks import CheckpointHook
-from redsm5_hpo.training.loop import fit
+from redsm5_hpo.training.loop import EpochResult, LoopState, NonFiniteLossError, fit
+from redsm5_hpo.training.optim import build_optimizer, linear_warmup_decay
 from redsm5_hpo.training.seeding import capture_rng_state, restore_rng_state, seed_everything
+from tests.helpers.batches import tokenized
+
+CPU = resolve_runtime(TrainConfig(device="cpu", precision="fp32"))
 
 
 def build(config, corpus):
@@ -39,7 +49,7 @@ def test_fit_calls_hooks_each_epoch_and_counts_accumulated_steps(tiny_config, sa
     )
     model, train_set, val_set = build(config, sample_corpus)
     recorder = Recorder()
-    result = fit(model, train_set, val_set, config.train, config.seed, [recorder], progress=False)
+    result = fit(model, train_set, val_set, config.train, config.seed, [recorder], progress=False, runtime=CPU)
     assert [r.epoch for r in recorder.results] == [1, 2]
     assert [r.global_step for r in recorder.results] == [3, 6]  # 48 posts / 8 = 6 batches, 2 per step
     assert set(recorder.results[0].metrics) >= {"train_loss", "val_criteria_macro_f1", "val_evidence_f1", "val_loss"}
@@ -50,7 +60,9 @@ def test_same_seed_gives_identical_metrics(tiny_config, sample_corpus) -> None:
     runs = []
     for _ in range(2):
         model, train_set, val_set = build(tiny_config, sample_corpus)
-        runs.append(fit(model, train_set, val_set, tiny_config.train, tiny_config.seed, progress=False).history)
+        runs.append(
+            fit(model, train_set, val_set, tiny_config.train, tiny_config.seed, progress=False, runtime=CPU).history
+        )
     assert runs[0] == runs[1]
 
 
@@ -71,7 +83,8 @@ def test_checkpoint_hook_saves_per_interval_prunes_and_stores_resume_state(
     manager.start(model)
     hook = CheckpointHook(manager, train_cfg, {"architecture": model.architecture_signature()}, seed=5)
     recorder = Recorder()
-    fit(model, train_set, val_set, train_cfg, tiny_config.seed, [recorder, hook], progress=False)
+    fit(model, train_set, val_set, train_cfg, tiny_config.seed, [recorder, hook], progress=False, runtime=CPU)
+    manager.wait()  # the last write runs in the background
     saved = manager.store.list()
     assert {c.epoch for c in saved} <= {2, 3} and 3 in {c.epoch for c in saved}  # interval 2, plus the last epoch
     newest = saved[-1]
@@ -96,26 +109,34 @@ def test_rng_state_round_trips() -> None:
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
 
 
+class Crash(Exception):
+    pass
+
+
+class CrashAfterFirstEpoch:
+    def on_epoch_end(self, state, result):
+        raise Crash
+
+
+def checkpoint_of_a_run_killed_after_epoch_1(config, train_cfg, corpus, tmp_path, runtime):
+    """Train ``train_cfg`` with a checkpoint hook until a crash after epoch 1; the epoch 1 checkpoint."""
+    model, train_set, val_set = build(config, corpus)
+    manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(3, 1), tmp_path)
+    hook = CheckpointHook(manager, train_cfg, {"architecture": "x"}, seed=config.seed)
+    with pytest.raises(Crash):
+        fit(model, train_set, val_set, train_cfg, config.seed, [hook, CrashAfterFirstEpoch()], False, runtime=runtime)
+    manager.close()  # as the trial does when it stops: the write in flight is committed
+    (checkpoint,) = manager.store.list()
+    return checkpoint
+
+
 def test_resumed_fit_continues_exactly_like_an_uninterrupted_one(tiny_config, sample_corpus, tmp_path) -> None:
     train_cfg = dataclasses.replace(tiny_config.train, epochs=3, max_steps_per_epoch=3)
     model, train_set, val_set = build(tiny_config, sample_corpus)
-    full = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False)
+    full = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False, runtime=CPU)
     expected = {k: v.clone() for k, v in model.state_dict().items()}
 
-    model, train_set, val_set = build(tiny_config, sample_corpus)
-    manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(3, 1), tmp_path)
-    hook = CheckpointHook(manager, train_cfg, {"architecture": "x"}, seed=tiny_config.seed)
-
-    class Crash(Exception):
-        pass
-
-    class CrashAfterFirstEpoch:
-        def on_epoch_end(self, state, result):
-            raise Crash
-
-    with pytest.raises(Crash):
-        fit(model, train_set, val_set, train_cfg, tiny_config.seed, [hook, CrashAfterFirstEpoch()], progress=False)
-    (checkpoint,) = manager.store.list()
+    checkpoint = checkpoint_of_a_run_killed_after_epoch_1(tiny_config, train_cfg, sample_corpus, tmp_path, CPU)
 
     model, train_set, val_set = build(tiny_config, sample_corpus)  # a fresh process would rebuild everything
     torch.manual_seed(999)  # and its RNGs would be anywhere
@@ -128,6 +149,132 @@ def test_resumed_fit_continues_exactly_like_an_uninterrupted_one(tiny_config, sa
         tiny_config.seed,
         progress=False,
         resume_from=load_training_state(checkpoint),
+        runtime=CPU,
     )
     assert resumed.history == full.history
     assert all(torch.equal(expected[k], v) for k, v in model.state_dict().items())
+
+
+class ScalerRecorder:
+    def __init__(self):
+        self.states = []
+
+    def on_epoch_end(self, state, result):
+        self.states.append(state.scaler.state_dict())
+
+
+def test_bf16_training_on_the_cpu_gives_finite_metrics(tiny_config, sample_corpus) -> None:
+    train_cfg = dataclasses.replace(tiny_config.train, epochs=1, max_steps_per_epoch=4, precision="bf16")
+    model, train_set, val_set = build(tiny_config, sample_corpus)
+    runtime = resolve_runtime(train_cfg)
+    assert runtime.precision == "bf16"
+    result = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False, runtime=runtime)
+    assert all(math.isfinite(v) for v in result.history[0].values())
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a bf16 model
+
+
+def test_fp16_grad_scaler_state_round_trips_through_a_checkpoint_and_resume_stays_exact(
+    tiny_config, sample_corpus, tmp_path
+) -> None:
+    train_cfg = dataclasses.replace(tiny_config.train, epochs=2, max_steps_per_epoch=3, precision="fp16")
+    runtime = resolve_runtime(train_cfg)
+    model, train_set, val_set = build(tiny_config, sample_corpus)
+    scales = ScalerRecorder()
+    full = fit(model, train_set, val_set, train_cfg, tiny_config.seed, [scales], progress=False, runtime=runtime)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    assert scales.states[0] != torch.amp.GradScaler("cpu").state_dict()  # the scaler's state moved in epoch 1
+
+    checkpoint = checkpoint_of_a_run_killed_after_epoch_1(tiny_config, train_cfg, sample_corpus, tmp_path, runtime)
+    assert load_training_state(checkpoint)["grad_scaler"] == scales.states[0]
+
+    model, train_set, val_set = build(tiny_config, sample_corpus)
+    load_weights(checkpoint, model, "x")
+    resumed_scales = ScalerRecorder()
+    resumed = fit(
+        model,
+        train_set,
+        val_set,
+        train_cfg,
+        tiny_config.seed,
+        [resumed_scales],
+        progress=False,
+        resume_from=load_training_state(checkpoint),
+        runtime=runtime,
+    )
+    assert resumed.history == full.history
+    assert resumed_scales.states == scales.states[1:]
+    assert all(torch.equal(expected[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_non_finite_loss_stops_the_trial_before_its_checkpoint(tiny_config, sample_corpus, tmp_path) -> None:
+    train_cfg = dataclasses.replace(tiny_config.train, epochs=2, max_steps_per_epoch=3)
+    model, train_set, val_set = build(tiny_config, sample_corpus)
+    with torch.no_grad():
+        model.criteria_head.net[-1].bias.fill_(float("nan"))  # the model has diverged
+    manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(3, 1), tmp_path)
+    hook = CheckpointHook(manager, train_cfg, {"architecture": "x"}, seed=tiny_config.seed)
+    with pytest.raises(NonFiniteLossError) as error:
+        fit(model, train_set, val_set, train_cfg, tiny_config.seed, [hook], progress=False, runtime=CPU)
+    manager.close()
+    assert (
+        error.value.reason == "non_finite_loss: the training loss was nan at epoch 1, batch 1 (after optimizer step 0)"
+    )
+    assert "rollback" in str(error.value)
+    assert manager.store.list() == []
+
+
+def test_grouping_by_length_lowers_the_logged_padding_share(tiny_config, sample_corpus) -> None:
+    shares = []
+    for grouped in (False, True):
+        train_cfg = dataclasses.replace(tiny_config.train, epochs=1, group_by_length=grouped)
+        model, train_set, val_set = build(tiny_config, sample_corpus)
+        history = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False, runtime=CPU).history
+        shares.append(history[0]["train_padding_share"])
+    assert 0 <= shares[1] < 0.7 * shares[0]
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients() -> None:
+    results = []
+    for checkpointing in (False, True):
+        encoder = load_encoder("tiny-random", seed=1)
+        if checkpointing:
+            enable_activation_checkpointing(encoder.model, "tiny-random")
+        torch.manual_seed(1)
+        model = CriteriaEvidenceModel(encoder.model, ModelConfig(encoder="tiny-random", head_hidden=8))
+        model.train()
+        batch = tokenized(encoder, ["I feel sad. It rains all day.", "I cannot sleep at night. The end."])
+        torch.manual_seed(7)  # the same dropout masks; the recomputation replays them
+        loss = total_loss(model, model(batch), batch, 0.5)
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
+    assert len(results[0][1]) == len(results[1][1])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[0][1], results[1][1], strict=True))
+
+
+def test_evaluation_sorted_by_length_returns_each_post_its_own_outputs(tiny_config, sample_corpus) -> None:
+    model, _, val_set = build(tiny_config, sample_corpus)
+    one_by_one = predict(model, val_set, dataclasses.replace(tiny_config.train, eval_batch_size=1), CPU)
+    batched = predict(model, val_set, dataclasses.replace(tiny_config.train, eval_batch_size=16), CPU)
+    assert one_by_one.post_ids == batched.post_ids
+    assert np.allclose(one_by_one.probs, batched.probs, atol=1e-5)
+    assert [len(s) for s in one_by_one.evidence_spans] == [len(s) for s in batched.evidence_spans]
+
+
+def test_a_trial_that_keeps_only_its_best_saves_its_last_epoch_as_weights_only_if_best(
+    tiny_config, sample_corpus, tmp_path
+) -> None:
+    train_cfg = dataclasses.replace(tiny_config.train, epochs=3)
+    model, _, _ = build(tiny_config, sample_corpus)
+    optimizer = build_optimizer(model, train_cfg)
+    state = LoopState(model, optimizer, linear_warmup_decay(optimizer, 10, 0.1), CPU.grad_scaler())
+    manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(1, 1), tmp_path)
+    hook = CheckpointHook(manager, train_cfg, {"architecture": "x"}, seed=1, final_weights_only=True)
+    hook.on_epoch_end(state, EpochResult(2, 10, {}, 0.5, True))
+    hook.on_epoch_end(state, EpochResult(3, 15, {}, 0.4, False))  # the last epoch, not the best: nothing
+    manager.wait()
+    assert [(c.epoch, c.resumable) for c in manager.store.list()] == [(2, True)]
+    hook.on_epoch_end(state, EpochResult(3, 15, {}, 0.6, True))  # the last epoch and the best: weights only
+    manager.wait()
+    assert [(c.epoch, c.resumable) for c in manager.store.list()] == [(2, True), (3, False)]
+    assert "training_state.pt" not in [p.name for p in (tmp_path / "ckpt" / "epoch_0003").iterdir()]

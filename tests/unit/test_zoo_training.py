@@ -9,6 +9,7 @@ from redsm5_hpo.config import load_config
 from redsm5_hpo.config.schema import EVIDENCE_HEADS
 from redsm5_hpo.data.evidence import evidence_chars, token_span
 from redsm5_hpo.data.formats import PairDataset, make_dataset
+from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.metrics import constant_baselines, evidence_metrics, metric_keys
 from redsm5_hpo.evaluation.predict import calibrate, predict, score, score_calibrated
 from redsm5_hpo.labels import SYMPTOMS
@@ -31,10 +32,11 @@ def trained(sample_corpus, *overrides: str):
         ],
         CONFIG_DIR,
     )
-    model, tokenizer = build_model(config, sample_corpus)
+    runtime = resolve_runtime(config.train)
+    model, tokenizer = build_model(config, sample_corpus, runtime)
     train_set, val_set = split_datasets(config, sample_corpus, tokenizer, "train", "validation")
-    fit(model, train_set, val_set, config.train, config.seed, progress=False)
-    predictions = predict(model, val_set, config.train)
+    fit(model, train_set, val_set, config.train, config.seed, progress=False, runtime=runtime)
+    predictions = predict(model, val_set, config.train, runtime)
     return score_calibrated(predictions, val_set, "val", calibrate(predictions, val_set)), val_set
 
 
@@ -87,7 +89,7 @@ def test_both_formats_give_the_same_per_post_evaluation(sample_corpus) -> None:
         config.data.input_format = input_format
         model, tokenizer = build_model(config, sample_corpus)
         dataset = make_dataset(posts, tokenizer, 96, input_format)
-        predictions = predict(model, dataset, config.train)
+        predictions = predict(model, dataset, config.train, resolve_runtime(config.train))
         assert predictions.probs.shape == (12, 9) and len(predictions.evidence_spans) == 12
         results[input_format] = (predictions, score(predictions, dataset, "val"))
     assert results["pair"][0].post_ids == results["multilabel"][0].post_ids

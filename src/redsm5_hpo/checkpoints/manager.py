@@ -1,4 +1,11 @@
-"""One trial's checkpoints: preflight, space checks before each save, retention after it.
+"""One trial's checkpoints: preflight, space checks before each save, background writes, retention after
+each write.
+
+A save blocks the training thread only while the previous write (if still running) finishes and while the
+state is copied into CPU memory (``snapshot.py``); the background writer (``writer.py``) then writes,
+hashes, fsyncs and commits the checkpoint and applies retention. At most one write is in flight. A write
+that fails (a full disk) is raised in the training thread after its next optimizer step, at the next save,
+or at ``finish``/``close``.
 
 Under disk pressure (free space below the critical share, or not enough for the next save) the
 manager escalates in three stages before saving (M-27): (1) prune every unprotected checkpoint of
@@ -28,7 +35,9 @@ from redsm5_hpo.checkpoints.disk import (
 )
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, plan_retention
+from redsm5_hpo.checkpoints.snapshot import Snapshot, SnapshotBuffers
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
+from redsm5_hpo.checkpoints.writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,8 @@ class CheckpointManager:
         self.full_bytes = 0
         self.bytes_written = 0
         """Every byte this manager ever saved: what keep-all would hold."""
+        self.writer = BackgroundWriter()
+        self.buffers = SnapshotBuffers()
 
     def start(self, model: torch.nn.Module) -> None:
         """Clean up interrupted writes, then stop before training if no policy could make this run fit (M-28)."""
@@ -91,11 +102,39 @@ class CheckpointManager:
             log.critical(message)
             raise DiskSpaceError(message)
 
-    def save(self, model: torch.nn.Module, training_state: dict[str, Any], meta: dict[str, Any]) -> StoredCheckpoint:
-        """Check space (escalating if needed), write atomically, then apply retention."""
+    def save(self, model: torch.nn.Module, training_state: dict[str, Any] | None, meta: dict[str, Any]) -> None:
+        """Wait for the previous write, check space (escalating if needed), snapshot the model and
+        ``training_state`` (None: weights only, not resumable) into CPU memory and hand them to the
+        background writer. Returns once the snapshot is taken; the loop may change the live state from
+        then on."""
+        self.writer.wait()
         self._ensure_space(self.full_bytes or estimate_checkpoint_bytes(model)[0])
+        snapshot = self.buffers.snapshot(model.state_dict(), training_state)
+        must_beat = self._study_best()
+        self.writer.submit(lambda: self._write(snapshot, meta, must_beat))
+
+    def wait(self) -> None:
+        """Until the write in flight is committed and retention applied; raises its error."""
+        self.writer.wait()
+
+    def raise_if_failed(self) -> None:
+        """Raise the error of a background write that failed (a full disk); cheap, called every step."""
+        self.writer.raise_if_failed()
+
+    def close(self) -> None:
+        """Let a write in flight finish (a trial that stops for another reason keeps its newest checkpoint);
+        its error is logged, not raised."""
         try:
-            saved = self.store.save(model, training_state, meta)
+            self.writer.wait()
+        except Exception as e:
+            log.error("the last checkpoint write failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+    def _write(self, snapshot: Snapshot, meta: dict[str, Any], must_beat: float | None) -> StoredCheckpoint:
+        """In the writer thread: write and commit, then apply retention."""
+        if self.monitor:
+            self.monitor.in_flight_bytes = snapshot.nbytes
+        try:
+            saved = self.store.write(snapshot.weights, snapshot.training_state, meta)
         except Exception as e:
             if not _is_disk_full(e):
                 raise
@@ -104,17 +143,23 @@ class CheckpointManager:
             )
             log.critical(message)
             raise DiskSpaceError(message) from e
+        finally:
+            if self.monitor:
+                self.monitor.in_flight_bytes = 0
         log.info("saved checkpoint %s (%s)", saved.path, human_bytes(saved.size_bytes))
         self.full_bytes = saved.size_bytes + CHECKPOINT_OVERHEAD_BYTES
         self.bytes_written += saved.size_bytes
-        self.apply()
+        self._apply(self.policy, False, must_beat)
         return saved
 
     def apply(self, policy: RetentionPolicy | None = None, trial_finished: bool = False) -> list[StoredCheckpoint]:
         """Delete, slim and flag checkpoints as ``policy`` (default: the trial's) decides; return what is kept."""
+        return self._apply(policy or self.policy, trial_finished, self._study_best())
+
+    def _apply(self, policy: RetentionPolicy, trial_finished: bool, must_beat: float | None) -> list[StoredCheckpoint]:
+        """``must_beat``: the best value among the study's finished trials, if any."""
         checkpoints = self.store.list()
-        must_beat = self.study.best_value() if self.study else None
-        plan = plan_retention([c.record for c in checkpoints], policy or self.policy, trial_finished, must_beat)
+        plan = plan_retention([c.record for c in checkpoints], policy, trial_finished, must_beat)
         kept = []
         for checkpoint in checkpoints:
             if checkpoint.epoch in plan.delete:
@@ -128,8 +173,13 @@ class CheckpointManager:
         return kept
 
     def finish(self, release_resume_points: bool) -> list[StoredCheckpoint]:
-        """At the end of the trial: with ``release_resume_points`` only the best and co-best stay."""
+        """At the end of the trial, once the last write is committed: with ``release_resume_points`` only
+        the best and co-best stay."""
+        self.writer.wait()
         return self.apply(trial_finished=release_resume_points)
+
+    def _study_best(self) -> float | None:
+        return self.study.best_value() if self.study else None
 
     def _ensure_space(self, needed: int) -> None:
         usage = disk_usage(self.root)

@@ -2,7 +2,8 @@
 
 It only observes and reports (INFO every ``info_interval_s`` while all is well, WARNING below the
 critical share, ERROR below the error share) and exposes the latest level; acting on it is the
-checkpoint manager's job, right before each save.
+checkpoint manager's job, right before each save. The bytes of a checkpoint being written in the
+background count as already used (``in_flight_bytes``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class DiskMonitor:
         self.info_interval_s = info_interval_s
         self.usage_fn = usage_fn
         self.level = DiskLevel.OK
+        self.in_flight_bytes = 0
+        """Bytes of the checkpoint the background writer is writing (set by the checkpoint manager)."""
         self.checks = 0
         self._last_info = -float("inf")
         self._stop = threading.Event()
@@ -44,7 +47,10 @@ class DiskMonitor:
         return self.level >= DiskLevel.CRITICAL
 
     def check_now(self) -> DiskLevel:
-        usage = self.usage_fn(self.path)
+        measured = self.usage_fn(self.path)
+        # conservative while a write is in flight: its bytes already on disk are counted twice
+        free = max(0, measured.free_bytes - self.in_flight_bytes)
+        usage = DiskUsage(measured.total_bytes, measured.used_bytes + measured.free_bytes - free, free)
         self.level = assess(usage, self.thresholds)
         self.checks += 1
         summary = (

@@ -2,7 +2,8 @@
 
 Layout: ``<dir>/epoch_0003/{model.safetensors, training_state.pt, manifest.json}``.
 Protocol: write into ``<dir>/.tmp-epoch_0003-*`` (same filesystem), fsync every file, write the
-manifest last, rename, fsync the directory. A directory without a valid manifest is never loaded
+manifest last, rename, fsync the directory. Checkpoints hold CPU tensors whatever device trained them;
+the manifest records that device and the precision (``runtime``). A directory without a valid manifest is never loaded
 and is removed when its trial starts or resumes, like the temp directories of interrupted writes.
 Loading never unpickles arbitrary objects: weights are safetensors and the training state is read
 with ``torch.load(weights_only=True)``.
@@ -86,15 +87,25 @@ class CheckpointStore:
         return removed
 
     def save(self, model: torch.nn.Module, training_state: dict[str, Any], meta: dict[str, Any]) -> StoredCheckpoint:
-        """Write one checkpoint atomically. ``meta`` needs ``epoch`` and ``objective``. On any error
-        (a full disk included) the temp directory is removed and nothing else changes."""
+        """``write`` the model's current weights (copied to the CPU) and ``training_state``."""
+        weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+        return self.write(weights, training_state, meta)
+
+    def write(
+        self, weights: dict[str, torch.Tensor], training_state: dict[str, Any] | None, meta: dict[str, Any]
+    ) -> StoredCheckpoint:
+        """Write one checkpoint atomically from CPU tensors (weights only, not resumable, without a
+        ``training_state``). ``meta`` needs ``epoch`` and ``objective``. On any error (a full disk included)
+        the temp directory is removed and nothing else changes."""
         name = f"epoch_{int(meta['epoch']):04d}"
         temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}-", dir=self.directory))
         try:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, temp / WEIGHTS)
+            save_file(weights, temp / WEIGHTS)
             fault_point("checkpoint_write")
-            torch.save(training_state, temp / TRAINING_STATE)
-            files = (WEIGHTS, TRAINING_STATE)
+            files: tuple[str, ...] = (WEIGHTS,)
+            if training_state is not None:
+                torch.save(training_state, temp / TRAINING_STATE)
+                files = (WEIGHTS, TRAINING_STATE)
             for file in files:
                 fsync_path(temp / file)
             manifest = {
@@ -107,6 +118,7 @@ class CheckpointStore:
                 "flags": dataclasses.asdict(Flags(True, False, True, False)),
             }
             write_json_atomic(temp / MANIFEST, manifest)
+            fault_point("checkpoint_commit")
             final = self.directory / name
             if final.exists():
                 shutil.rmtree(final)
@@ -168,17 +180,19 @@ def check_compatible(checkpoint: StoredCheckpoint, architecture: str) -> None:
 
 
 def load_weights(checkpoint: StoredCheckpoint, model: torch.nn.Module, architecture: str) -> None:
-    """Verify and load weights into ``model``; refuses a checkpoint of another architecture."""
+    """Verify and load weights into ``model``, on whatever device the model is (checkpoints hold CPU
+    tensors, so one written on a GPU loads on a CPU and the other way round); refuses a checkpoint of
+    another architecture."""
     check_compatible(checkpoint, architecture)
     verify(checkpoint)
-    model.load_state_dict(load_file(checkpoint.path / WEIGHTS))
+    model.load_state_dict(load_file(checkpoint.path / WEIGHTS, device="cpu"))
 
 
 def load_training_state(checkpoint: StoredCheckpoint) -> dict[str, Any]:
     """The optimizer/scheduler/RNG state, loaded without unpickling arbitrary objects."""
     if not checkpoint.resumable:
         raise CheckpointError(f"{checkpoint.path} holds weights only (kept as a best checkpoint); it cannot be resumed")
-    state: dict[str, Any] = torch.load(checkpoint.path / TRAINING_STATE, weights_only=True)
+    state: dict[str, Any] = torch.load(checkpoint.path / TRAINING_STATE, weights_only=True, map_location="cpu")
     return state
 
 

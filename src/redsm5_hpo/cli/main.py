@@ -55,9 +55,14 @@ logged twice); one interrupted before its first checkpoint restarts from epoch 0
 resume that is itself interrupted can be resumed again, and a second process on a running study exits
 with code 4 and a message. `tune hpo.study_name=study_<id>` does the same.
 
+The study keeps its saved configuration; --device moves it to another device (e.g. a study started
+on a GPU machine, resumed on a CPU one). Resuming on the device and precision that wrote the checkpoint
+is exact; elsewhere training continues and a warning says that exactness is not promised.
+
 example:
   redsm5-hpo resume                       # the newest study under experiments/
   redsm5-hpo resume --study 3f2a... experiments_dir=/data/exp
+  redsm5-hpo resume --device cpu
 """
 
 ROLLBACK_HELP = """Roll an interrupted or failed trial back to an earlier retained checkpoint (e.g. after divergence).
@@ -89,6 +94,7 @@ and the plots; use it when the report was lost or the study was stopped before i
 
 example:
   redsm5-hpo evaluate --study 3f2a...
+  redsm5-hpo evaluate --device cpu        # a study trained on a GPU, evaluated on this machine
 """
 
 REPORT_HELP = """Print a study's report and refresh its summary and plots (no test evaluation).
@@ -122,9 +128,11 @@ example:
   redsm5-hpo sync --timeout 120
 """
 
+DEVICE_HELP = "run on this device instead of the saved train.device: auto, cpu, cuda, cuda:N or mps"
 OVERRIDES_HELP = (
     "Hydra-style overrides, e.g. experiments_dir=DIR seed=N data.source=sample|DIR|HUB_ID "
     "model.encoder=tiny-random|bundled:all-MiniLM-L6-v2|HUB_ID|PATH train.epochs=N hpo.n_trials=N "
+    "train.device=auto|cpu|cuda|cuda:N|mps train.precision=auto|fp32|bf16|fp16 "
     "hpo.storage=URL tracking.uri=URI retention_policy=default|aggressive"
 )
 
@@ -168,7 +176,8 @@ def _cmd_train(config: Config, args: argparse.Namespace) -> int:
 def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import find_study_dir, run_study
 
-    result = run_study(config, progress=not args.no_progress, resume_dir=find_study_dir(config, args.study))
+    study_dir = find_study_dir(config, args.study)
+    result = run_study(config, progress=not args.no_progress, resume_dir=study_dir, device=args.device)
     if result.report is None:
         print(f"worker done; another worker writes {result.report_path} when the last trial ends")
         return 0
@@ -221,7 +230,7 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import find_study_dir
     from redsm5_hpo.pipeline.report import describe, reevaluate_study
 
-    print(describe(*reevaluate_study(find_study_dir(config, args.study))))
+    print(describe(*reevaluate_study(find_study_dir(config, args.study), args.device)))
     return 0
 
 
@@ -293,8 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "resume":
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
+            sub.add_argument("--device", default=None, help=DEVICE_HELP)
         elif name in ("evaluate", "report"):
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
+            if name == "evaluate":
+                sub.add_argument("--device", default=None, help=DEVICE_HELP)
         elif name in ("verify", "sync"):
             if name == "verify":
                 sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")

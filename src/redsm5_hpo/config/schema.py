@@ -18,6 +18,9 @@ EVIDENCE_POOLINGS = ("mean", "max", "attention")
 COUPLING_COMBINES = ("concat", "sum", "weighted_sum", "mean", "weighted_mean")
 ACTIVATIONS = ("gelu", "silu", "relu", "leaky_relu", "mish", "tanh")
 INPUT_FORMATS = ("multilabel", "pair")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
+"""What ``train.device`` accepts (a full match)."""
 AUGMENT_METHODS = ("synonym", "insert", "swap", "delete", "char_noise")
 CRITERIA_LOSSES = ("bce", "weighted_bce", "focal", "adaptive_focal", "hybrid")
 TINY_ENCODER = "tiny-random"
@@ -97,6 +100,9 @@ class ModelConfig:
     coupling_combine: str = "concat"
     """Evidence-informed coupling: how post and evidence vectors combine (``concat``, ``sum``,
     ``weighted_sum``, ``mean``, ``weighted_mean``)."""
+    gradient_checkpointing: bool = False
+    """Recompute the encoder's activations in the backward pass instead of keeping them: less memory for
+    large encoders and long inputs, about a third more compute per step."""
     cache_dir: str | None = None
     """Hugging Face cache directory (default: the library's, i.e. ``$HF_HOME/hub``)."""
 
@@ -107,6 +113,9 @@ class TrainConfig:
     """Training epochs per trial."""
     batch_size: int = 8
     """Posts per forward pass."""
+    eval_batch_size: int | None = None
+    """Posts per forward pass in validation, test and prediction (no gradients, so it can be larger);
+    None = ``batch_size``."""
     grad_accum_steps: int = 1
     """Forward passes per optimizer step."""
     lr_encoder: float = 1e-4
@@ -154,6 +163,22 @@ class TrainConfig:
     """False: evaluate-only / throwaway runs that log metrics but write no checkpoint."""
     max_steps_per_epoch: int | None = None
     """Cap on batches per epoch (smoke runs); None = the whole split."""
+    device: str = "auto"
+    """Where the model, batches, losses and evaluation run: ``auto`` (CUDA if available, else MPS, else
+    CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    precision: str = "auto"
+    """Autocast precision of forward and loss: ``auto`` (bf16 on a CUDA GPU that supports it, else fp32),
+    ``fp32``, ``bf16`` or ``fp16`` (with a gradient scaler). Weights and optimizer state stay fp32."""
+    deterministic: bool = True
+    """Deterministic algorithms (``torch.use_deterministic_algorithms``, deterministic cuDNN, a fixed cuBLAS
+    workspace) and no TF32: the same seed on the same machine gives the same metrics. False allows TF32
+    matmuls and cuDNN autotuning: faster on a GPU, not bit-reproducible."""
+    num_workers: int = 0
+    """DataLoader worker processes preparing training batches (0 = in the training process). Workers are
+    seeded from the run seed and kept across epochs; batches are the same for any number of workers."""
+    group_by_length: bool = False
+    """Batch posts of similar length together (in a seeded shuffled order, longest batch first) to cut
+    padding; evaluation is always sorted by length."""
 
 
 @dataclass
@@ -214,6 +239,10 @@ class TrackingConfig:
     flush_timeout_s: float = 30.0
     """At the end of a command, how long to wait for the tracker to confirm the journal; the rest is
     replayed at the next start."""
+    journal_sync_ms: float = 100.0
+    """The journal is fsynced in groups at most this many milliseconds apart, off the training thread: a
+    killed process loses nothing, a power or kernel failure at most this window. 0 = fsync inside every
+    tracking call (the caller waits for the disk)."""
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from redsm5_hpo.config.schema import (
@@ -11,10 +12,12 @@ from redsm5_hpo.config.schema import (
     COUPLINGS,
     CRITERIA_HEADS,
     CRITERIA_LOSSES,
+    DEVICE_PATTERN,
     EVIDENCE_HEADS,
     EVIDENCE_POOLINGS,
     INPUT_FORMATS,
     POOLINGS,
+    PRECISIONS,
     Config,
 )
 from redsm5_hpo.config.search_space import flatten_space, parents, suggestion_order
@@ -41,6 +44,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.hybrid_bce": ("bce", "weighted_bce"),
     "train.hybrid_focal": ("focal", "adaptive_focal"),
     "train.optimizer": OPTIMIZERS,
+    "train.precision": PRECISIONS,
 }
 """Fields with a fixed set of values: checked in the config and in categorical search dimensions."""
 PAIR_MIN_LENGTH = 64
@@ -95,6 +99,7 @@ def validate(config: Config) -> list[str]:
         problems.append(f"train.warmup_ratio: must be in [0, 1), got {t.warmup_ratio}")
     if t.max_steps_per_epoch is not None and t.max_steps_per_epoch < 1:
         problems.append(f"train.max_steps_per_epoch: null or >= 1, got {t.max_steps_per_epoch}")
+    problems += _hardware_problems(config)
     known = validation_metric_names()
     if t.optimization_metric not in known:
         problems.append(
@@ -146,6 +151,26 @@ def _model_zoo_problems(config: Config) -> list[str]:
         problems.append(f"train.layer_lr_decay: must be in (0, 1] (1 = off), got {t.layer_lr_decay}")
     if t.fgm_epsilon < 0:
         problems.append(f"train.fgm_epsilon: must be >= 0 (0 = off), got {t.fgm_epsilon}")
+    return problems
+
+
+def _hardware_problems(config: Config) -> list[str]:
+    """The form of the device settings; whether this machine has the device is checked when a command
+    runs (``devices.resolve_runtime``), so a saved configuration still opens on another machine."""
+    t = config.train
+    problems = []
+    if not re.fullmatch(DEVICE_PATTERN, t.device):
+        problems.append(f"train.device: auto, cpu, cuda, cuda:N or mps, got {t.device!r}")
+    if t.num_workers < 0:
+        problems.append(
+            f"train.num_workers: must be >= 0 (0 = load batches in the training process), got {t.num_workers}"
+        )
+    if t.eval_batch_size is not None and t.eval_batch_size < 1:
+        problems.append(f"train.eval_batch_size: null (= train.batch_size) or >= 1, got {t.eval_batch_size}")
+    if config.tracking.journal_sync_ms < 0:
+        problems.append(
+            f"tracking.journal_sync_ms: must be >= 0 (0 = fsync in every call), got {config.tracking.journal_sync_ms}"
+        )
     return problems
 
 

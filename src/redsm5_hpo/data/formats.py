@@ -112,6 +112,11 @@ class MultiLabelDataset(Dataset[Example]):
         """Share of non-space evidence characters past ``max_length`` tokens."""
         return self.truncated_evidence_chars / self.evidence_chars if self.evidence_chars else 0.0
 
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per example (what batching by length sorts on)."""
+        return [len(e.input_ids) for e in self.examples]
+
     def __len__(self) -> int:
         return len(self.examples)
 

@@ -10,8 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from redsm5_hpo.config.schema import TrainConfig
+from redsm5_hpo.data.batching import length_sorted_batches
 from redsm5_hpo.data.evidence import evidence_chars
 from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.devices import Runtime
 from redsm5_hpo.evaluation.decode import greedy_spans, to_char_spans
 from redsm5_hpo.evaluation.metrics import criteria_metrics, evidence_metrics
 from redsm5_hpo.evaluation.thresholds import as_vector, best_threshold, calibrate_criteria
@@ -34,27 +36,37 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: CriteriaEvidenceModel, dataset: MultiLabelDataset, cfg: TrainConfig) -> Predictions:
-    """Forward every example of ``dataset`` in order (no shuffling, no dropout), decode its evidence and
-    map the outputs back to one row per post."""
+def predict(
+    model: CriteriaEvidenceModel, dataset: MultiLabelDataset, cfg: TrainConfig, runtime: Runtime
+) -> Predictions:
+    """Forward every example of ``dataset`` on ``runtime``'s device (no dropout) in batches of
+    ``eval_batch_size`` sorted by length, decode its evidence and map the outputs back to one row per post,
+    in the dataset's order. Each batch's outputs come back to the CPU once; the loss stays on the device
+    until the end."""
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=dataset.collate)
-    probs, spans, losses, sizes = [], [], [], []
-    examples = iter(dataset.examples)
-    for batch in loader:
-        output = model(batch)
-        losses.append(total_loss(model, output, batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight).item())
-        sizes.append(len(batch["labels"]))
-        probs.append(torch.sigmoid(output.criteria_logits).numpy())
-        for starts, ends, scores in model.evidence_head.candidates(output.evidence_logits, batch):
-            spans.append(to_char_spans(greedy_spans(starts, ends, scores), next(examples).offsets))
+    batches = length_sorted_batches(dataset.lengths, cfg.eval_batch_size or cfg.batch_size)
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, pin_memory=runtime.pin_memory)
+    probs: list[np.ndarray] = [np.empty(0)] * len(dataset)
+    spans: list[list[tuple[int, int, float]]] = [[] for _ in range(len(dataset))]
+    loss_sum = torch.zeros((), device=runtime.device)
+    for indices, cpu_batch in zip(batches, loader, strict=True):
+        batch = runtime.to_device(cpu_batch)
+        with runtime.autocast():
+            output = model(batch)
+            loss = total_loss(model, output, batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
+        loss_sum += loss.float() * len(indices)
+        batch_probs = torch.sigmoid(output.criteria_logits.float()).cpu().numpy()
+        candidates = model.evidence_head.candidates(output.evidence_logits.float(), batch)
+        for row, (index, (starts, ends, scores)) in enumerate(zip(indices, candidates, strict=True)):
+            probs[index] = batch_probs[row]
+            spans[index] = to_char_spans(greedy_spans(starts, ends, scores), dataset.examples[index].offsets)
         fault_point("mid_validation")
     model.train(was_training)
-    post_probs, post_spans = dataset.to_posts(np.concatenate(probs), spans)
+    post_probs, post_spans = dataset.to_posts(np.stack(probs) if probs else np.empty((0, 9)), spans)
     labels = np.array([p.labels for p in dataset.posts], dtype=int)
-    loss = float(np.average(losses, weights=sizes)) if sizes else 0.0
-    return Predictions([p.post_id for p in dataset.posts], labels, post_probs, post_spans, loss)
+    mean_loss = float(loss_sum) / len(dataset) if len(dataset) else 0.0
+    return Predictions([p.post_id for p in dataset.posts], labels, post_probs, post_spans, mean_loss)
 
 
 def predicted_evidence_chars(

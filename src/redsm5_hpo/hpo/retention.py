@@ -31,6 +31,8 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optu
 TRIAL_REPORT = "evaluation_report.json"
 RESUMABLE_ATTR = "resumable"
 """Optuna user attr of a trial that failed in a way the user can fix (a full disk) and resume."""
+DIVERGED_ATTR = "diverged"
+"""Optuna user attr of a trial stopped by a non-finite loss: the user may roll it back."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,21 @@ class TrialSummary:
     """The objective of a completed trial; None otherwise."""
     resumable: bool = False
     """Failed for a reason the user can fix and resume from (a full disk): its checkpoints stay."""
+    diverged: bool = False
+    """Failed with a non-finite loss: its resume point stays while it is the newest finished trial."""
 
 
-def select_release(trials: Sequence[TrialSummary]) -> tuple[set[int], set[int]]:
+def select_release(trials: Sequence[TrialSummary], keep_diverged: bool = True) -> tuple[set[int], set[int]]:
     """(trials whose checkpoints all go, the study's best trial). Among trials tied for the best value the
-    first one is the best, as for Optuna, so ties cannot make the kept set grow with the study."""
-    completed = [t for t in trials if t.finished and t.value is not None]
+    first one is the best, as for Optuna, so ties cannot make the kept set grow with the study. A diverged
+    trial keeps its last resume point (for a rollback) until another trial finishes, so at most one such
+    trial holds disk at a time; ``keep_diverged=False`` (disk pressure) releases it too."""
+    finished = [t for t in trials if t.finished]
+    completed = [t for t in finished if t.value is not None]
     best = {max(completed, key=lambda t: (t.value, -t.number)).number} if completed else set()
-    return {t.number for t in trials if t.finished and not t.resumable} - best, best
+    newest = max((t.number for t in finished), default=None)
+    kept = {t.number for t in finished if t.resumable or (keep_diverged and t.diverged and t.number == newest)}
+    return {t.number for t in finished} - kept - best, best
 
 
 class StudyCheckpoints:
@@ -76,7 +85,7 @@ class StudyCheckpoints:
         if not (self.config.release_finished_trials or force):
             return 0
         dirs = self._trial_dirs()
-        release, _ = select_release(self._summaries())
+        release, _ = select_release(self._summaries(), keep_diverged=not force)
         freed = 0
         for number in sorted(release & dirs.keys()):
             checkpoints = dirs[number] / "checkpoints"
@@ -129,6 +138,7 @@ class StudyCheckpoints:
                 t.state in FINISHED and t.number not in requeued,
                 t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
                 bool(t.user_attrs.get(RESUMABLE_ATTR)),
+                bool(t.user_attrs.get(DIVERGED_ATTR)),
             )
             for t in self.study.get_trials(deepcopy=False)
         ]

@@ -38,6 +38,16 @@ class TrialSpec:
 TrainTrial = Callable[[TrialSpec, optuna.Trial], float]
 
 
+def failure_reason(error: BaseException) -> str:
+    """One line for reports, tags and Optuna: the error's own ``reason`` when it carries one (a diverged
+    trial's ``non_finite_loss: ...``), else its type and the first line of its message."""
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, str):
+        return reason
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def default_storage(study_dir: Path) -> str:
     return f"sqlite:///{Path(study_dir).resolve() / 'optuna.db'}"
 
@@ -142,9 +152,7 @@ def _run_one(
     except optuna.TrialPruned:
         return optuna.trial.TrialState.PRUNED, None
     except Exception as e:
-        log.warning(
-            "trial %d failed: %s", trial.number, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        )
+        log.warning("trial %d failed: %s", trial.number, failure_reason(e))
         return optuna.trial.TrialState.FAIL, None
 
 

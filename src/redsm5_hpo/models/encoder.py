@@ -154,3 +154,14 @@ def _is_auth_error(error: Exception) -> bool:
             return True
         chain = chain.__cause__ or chain.__context__
     return False
+
+
+def enable_activation_checkpointing(model: Any, name: str) -> None:
+    """``model.gradient_checkpointing``: the encoder recomputes each layer's activations in the backward
+    pass (non-reentrant, the dropout masks replayed) instead of keeping them."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise EncoderLoadError(
+            f"encoder {name!r} ({type(model).__name__}) does not support gradient checkpointing; "
+            "set model.gradient_checkpointing=false"
+        )
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -86,7 +86,9 @@ class EvidenceHead(nn.Module):
 
 
 def _rows(tensor: torch.Tensor) -> list[np.ndarray]:
-    return list(tensor.detach().cpu().numpy())
+    """A batch tensor as one numpy row per example (floating point as float32: numpy has no bf16)."""
+    tensor = tensor.detach()
+    return list((tensor.float() if tensor.is_floating_point() else tensor).cpu().numpy())
 
 
 class TokenHead(EvidenceHead):
@@ -173,9 +175,10 @@ class BiaffineHead(EvidenceHead):
 
     def valid(self, batch: Batch, length: int) -> torch.Tensor:
         content = batch["content_mask"]
-        offset = torch.arange(length).view(1, -1) - torch.arange(length).view(-1, 1)  # [i, j] = j - i
+        positions = torch.arange(length, device=content.device)
+        offset = positions.view(1, -1) - positions.view(-1, 1)  # [i, j] = j - i
         band = (offset >= 0) & (offset < self.max_span)
-        return content.unsqueeze(2) & content.unsqueeze(1) & band.to(content.device)
+        return content.unsqueeze(2) & content.unsqueeze(1) & band
 
     def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         targets = torch.zeros_like(out)
@@ -189,9 +192,9 @@ class BiaffineHead(EvidenceHead):
         probs = torch.sigmoid(out) * self.valid(batch, out.shape[1])  # (B, first, last)
         # best over last >= t for each first (reverse cumulative max), then over first <= t
         best_to_end = probs.flip(2).cummax(dim=2).values.flip(2)  # (B, first, t)
-        length = out.shape[1]
-        first_le_t = torch.arange(length).view(-1, 1) <= torch.arange(length).view(1, -1)
-        return (best_to_end * first_le_t.to(out.device)).max(dim=1).values
+        positions = torch.arange(out.shape[1], device=out.device)
+        first_le_t = positions.view(-1, 1) <= positions.view(1, -1)
+        return (best_to_end * first_le_t).max(dim=1).values
 
     def candidates(self, out: torch.Tensor, batch: Batch) -> Candidates:
         return [

@@ -128,6 +128,8 @@ def total_loss(
     evidence_weight: float,
     criteria_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Task-weighted sum of the criteria loss and the evidence head's own loss."""
-    criteria = model.criteria_loss(output.criteria_logits, batch["labels"], batch.get("criteria"))
-    return criteria_weight * criteria + evidence_weight * model.evidence_head.loss(output.evidence_logits, batch)
+    """Task-weighted sum of the criteria loss and the evidence head's own loss, computed in fp32 whatever
+    precision the forward pass ran in."""
+    criteria = model.criteria_loss(output.criteria_logits.float(), batch["labels"], batch.get("criteria"))
+    evidence = model.evidence_head.loss(output.evidence_logits.float(), batch)
+    return criteria_weight * criteria + evidence_weight * evidence

@@ -18,6 +18,7 @@ from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
+from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.metrics import constant_baselines
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
 from redsm5_hpo.hpo.errors import StudyError
@@ -29,8 +30,11 @@ from redsm5_hpo.pipeline.parts import (
 )
 
 
-def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corpus: Corpus) -> dict[str, Any]:
-    """Score the best trial's best and co-best checkpoints on the test split (the only test access)."""
+def evaluate_best_trial(
+    study: optuna.Study, study_id: str, config: Config, corpus: Corpus, device: str | None = None
+) -> dict[str, Any]:
+    """Score the best trial's best and co-best checkpoints on the test split (the only test access), on
+    the best trial's configured device or ``device``."""
     summary = study_summary(study)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         reasons = [t.user_attrs.get("fail_reason", "unknown") for t in study.trials]
@@ -43,8 +47,9 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
     trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
     trial_report = json.loads((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
     thresholds = trial_report.get("thresholds")
+    runtime = resolve_runtime(trial_config.train, device)
     evaluations = evaluate_checkpoints(
-        trial_config, trial_dir, trial_report["checkpoint_references"], corpus, "test", thresholds
+        trial_config, trial_dir, trial_report["checkpoint_references"], corpus, "test", thresholds, runtime
     )
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
     return {
@@ -63,6 +68,7 @@ def evaluate_best_trial(study: optuna.Study, study_id: str, config: Config, corp
             "splits": {k: len(v) for k, v in corpus.splits.items()},
         },
         "checkpoint_references": [e["checkpoint"] for e in evaluations],
+        "runtime": {"training": trial_report.get("runtime"), "evaluation": runtime.describe()},
         "thresholds": thresholds,
         "trials": trial_counts(summary, config.hpo.n_trials),
         "summary": summary,
@@ -114,23 +120,25 @@ def evaluate_checkpoints(
     corpus: Corpus,
     split: str,
     thresholds: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
 ) -> list[dict[str, Any]]:
-    """Score each referenced checkpoint (at the trial's calibrated ``thresholds`` when given, and at 0.5);
-    one that fails verification is replaced by the next valid checkpoint of the trial (best first), with
-    a WARNING naming both."""
+    """Score each referenced checkpoint (at the trial's calibrated ``thresholds`` when given, and at 0.5) on
+    ``runtime`` (default: ``config``'s device and precision); one that fails verification is replaced by
+    the next valid checkpoint of the trial (best first), with a WARNING naming both."""
+    runtime = runtime or resolve_runtime(config.train)
     available = best_first(CheckpointStore(trial_dir / "checkpoints").list())
     referenced = [c for c in available if str(c.path) in references]
     evaluations: list[dict[str, Any]] = []
     used: set[Path] = set()
     for checkpoint in referenced or available[:1]:
         candidates = [checkpoint, *(c for c in available if c.path != checkpoint.path)]
-        model, tokenizer = build_model(config, corpus)
+        model, tokenizer = build_model(config, corpus, runtime)
         loaded = load_first_valid(candidates, model, model.architecture_signature())
         if loaded.path in used:
             continue
         used.add(loaded.path)
         (dataset,) = split_datasets(config, corpus, tokenizer, split)
-        predictions = predict(model, dataset, config.train)
+        predictions = predict(model, dataset, config.train, runtime)
         prefix = "test" if split == "test" else "val"
         at_half = score(predictions, dataset, prefix)
         metrics = score_calibrated(predictions, dataset, prefix, thresholds) if thresholds else at_half

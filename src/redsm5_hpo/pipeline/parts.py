@@ -18,8 +18,9 @@ from redsm5_hpo.config.schema import Config, TrainConfig
 from redsm5_hpo.data.augment import augment_posts
 from redsm5_hpo.data.formats import MultiLabelDataset, make_dataset
 from redsm5_hpo.data.loading import Corpus
+from redsm5_hpo.devices import Runtime
 from redsm5_hpo.hpo.study import RESUME_FIRST, create_study
-from redsm5_hpo.models.encoder import load_encoder
+from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
 from redsm5_hpo.models.losses import CriteriaLoss, positive_weights
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.tracking.auth import TokenProvider, configure_transport
@@ -60,7 +61,11 @@ def open_tracker(config: Config) -> JournalingTracker:
     return JournalingTracker(
         lambda: MLflowTracker(uri, tr.experiment_name, artifact_root=root / "mlartifacts"),
         Path(tr.journal_dir).resolve() if tr.journal_dir else root / JOURNAL_DIR,
-        BufferSettings(warn_bytes=int(tr.journal_warn_mb * 2**20), flush_timeout_s=tr.flush_timeout_s),
+        BufferSettings(
+            warn_bytes=int(tr.journal_warn_mb * 2**20),
+            flush_timeout_s=tr.flush_timeout_s,
+            sync_interval_s=tr.journal_sync_ms / 1000,
+        ),
         provider,
         describe=f"tracking server {mask_secrets(uri)}" if uri.startswith("http") else f"tracking store {uri}",
     )
@@ -83,14 +88,20 @@ def open_monitor(config: Config) -> DiskMonitor:
     )
 
 
-def build_model(config: Config, corpus: Corpus | None = None) -> tuple[CriteriaEvidenceModel, Any]:
-    """A fresh model (encoder + heads + criteria loss) and its tokenizer, seeded from ``config.seed``. The
-    class weights of weighted BCE come from ``corpus``'s train split (all 1 without a corpus)."""
+def build_model(
+    config: Config, corpus: Corpus | None = None, runtime: Runtime | None = None
+) -> tuple[CriteriaEvidenceModel, Any]:
+    """A fresh model (encoder + heads + criteria loss) on ``runtime``'s device (the CPU without one) and its
+    tokenizer, seeded from ``config.seed``. The class weights of weighted BCE come from ``corpus``'s train
+    split (all 1 without a corpus)."""
     seed_everything(config.seed)
     encoder = load_encoder(config.model.encoder, config.model.cache_dir, seed=config.seed)
+    if config.model.gradient_checkpointing:
+        enable_activation_checkpointing(encoder.model, config.model.encoder)
     loss = criteria_loss(config.train, corpus)
     pairs = config.data.input_format == "pair"
-    return CriteriaEvidenceModel(encoder.model, config.model, loss, pairs), encoder.tokenizer
+    model = CriteriaEvidenceModel(encoder.model, config.model, loss, pairs)
+    return (model.to(runtime.device) if runtime else model), encoder.tokenizer
 
 
 def split_datasets(config: Config, corpus: Corpus, tokenizer: Any, *splits: str) -> list[MultiLabelDataset]:

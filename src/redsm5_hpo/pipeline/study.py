@@ -26,19 +26,21 @@ from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import load_corpus
+from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.progress import Progress, study_progress
-from redsm5_hpo.hpo.retention import RESUMABLE_ATTR, StudyCheckpoints
+from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
 from redsm5_hpo.hpo.study import (
     REQUEUED_ATTR,
     TrialSpec,
     create_study,
     default_storage,
     enqueue_slots,
+    failure_reason,
     is_stale,
     run_trials,
 )
@@ -62,6 +64,7 @@ from redsm5_hpo.pipeline.trial import TrialContext, run_trial
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
 from redsm5_hpo.training.hooks import TrialPruned
+from redsm5_hpo.training.loop import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +94,16 @@ def find_study_dir(config: Config, study: str | None) -> Path:
     return studies[-1].parent
 
 
-def run_study(config: Config, progress: bool = True, resume_dir: Path | None = None) -> StudyResult:
+def run_study(
+    config: Config, progress: bool = True, resume_dir: Path | None = None, device: str | None = None
+) -> StudyResult:
     """``redsm5-hpo tune`` / ``resume``: the study, then one test evaluation of the best trial.
 
     A study directory that already holds ``study.json`` (``resume_dir``, or ``tune`` with the
     ``hpo.study_name`` of an existing study) is continued with its saved configuration: finished trials
     stay as they are, interrupted trials resume from their newest valid checkpoint in the same MLflow run
-    (or restart cleanly if they never saved one), and the remaining trials run."""
+    (or restart cleanly if they never saved one), and the remaining trials run. ``device`` replaces the
+    saved ``train.device`` of the study and its trials (resuming on another machine)."""
     if not config.train.save_checkpoints:
         raise ConfigError(["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"])
     if (
@@ -109,6 +115,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
     saved = json.loads((resume_dir / STUDY_FILE).read_text(encoding="utf-8")) if resume_dir else None
     if saved:
         config = config_from_dict(saved["config"])
+    runtime = resolve_runtime(config.train, device)  # a missing device fails before any work
     study_name = saved["study_name"] if saved else config.hpo.study_name or f"study_{uuid.uuid4().hex}"
     study_id = study_name.removeprefix("study_")
     study_dir = experiments_root(config) / study_name
@@ -128,11 +135,12 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
         if saved:
             study_run = str(saved["mlflow_run_id"])
             tracker.reopen_run(study_run)
+            tracker.set_tags(study_run, runtime.describe())  # the machine resuming it may differ
             log.info("resuming study %s", study_id)
             fault_point("resume_setup")
         else:
             tags = {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
-            study_run = tracker.start_run(study_name, tags)
+            study_run = tracker.start_run(study_name, tags | runtime.describe())
             tracker.log_params(study_run, dataclasses.asdict(config))
             record = {
                 "study_id": study_id,
@@ -188,6 +196,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
                 token_gate=token_gate,
                 should_prune=lambda epoch, value: _report_epoch(trial, epoch, value),
                 on_lifecycle=lambda stage: trial.set_user_attr(LIFECYCLE_ATTR, stage),
+                device_override=device,
             )
             try:
                 continuing = origin is not None
@@ -202,7 +211,9 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
                 raise optuna.TrialPruned(str(e)) from None
             except Exception as e:
                 trial.set_user_attr(LIFECYCLE_ATTR, "failed")
-                trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0]}")
+                trial.set_user_attr("fail_reason", failure_reason(e))
+                if isinstance(e, NonFiniteLossError):
+                    trial.set_user_attr(DIVERGED_ATTR, True)  # its last resume point stays for a rollback
                 if isinstance(e, DiskSpaceError):
                     trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
                     disk_errors.append(e)  # the study stops after this trial (run_trials' stop)
@@ -229,7 +240,7 @@ def run_study(config: Config, progress: bool = True, resume_dir: Path | None = N
         if shared and not _claim_report(study, study_dir):
             log.info("this worker ran %d trial(s); the worker that finishes the last trial writes the report", ran)
             return StudyResult(study_id, study_dir, study_dir / STUDY_REPORT, None)
-        report = evaluate_best_trial(study, study_id, config, corpus)
+        report = evaluate_best_trial(study, study_id, config, corpus, device)
         path = write_report(study_dir / STUDY_REPORT, report, "study_report")
         tracker.log_metrics(study_run, report["test_metrics"], step=0)
         for artifact in [path, *write_plots(study, study_dir, config)]:

@@ -28,10 +28,11 @@ from redsm5_hpo.checkpoints.retention import policy_from_config
 from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
+from redsm5_hpo.devices import Runtime, configure_determinism, resolve_runtime
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.retention import StudyCheckpoints
-from redsm5_hpo.hpo.study import TrialSpec
+from redsm5_hpo.hpo.study import TrialSpec, failure_reason
 from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
@@ -45,7 +46,7 @@ from redsm5_hpo.pipeline.parts import (
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file, trial_context
 from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, PruningHook, TrialPruned
-from redsm5_hpo.training.loop import TrainingHook, fit
+from redsm5_hpo.training.loop import NonFiniteLossError, TrainingHook, fit
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class TrialContext:
     """Told each epoch's objective; True stops the trial as pruned."""
     on_lifecycle: Callable[[str], None] | None = None
     """Told each stage the trial enters: preparing, running, finishing."""
+    device_override: str | None = None
+    """Run on this device instead of the configured ``train.device`` (``resume --device``)."""
 
 
 def run_trial(
@@ -100,6 +103,8 @@ def run_trial(
     logging only the (metric, step) pairs the run does not hold yet. With ``continue_training`` alone
     it continues from that checkpoint in a new run (a rollback)."""
     continue_training = continue_training or resume_run_id is not None
+    runtime = resolve_runtime(config.train, context.device_override)
+    configure_determinism(config.train.deterministic)
     trial_id = trial_id or uuid.uuid4().hex
     trial_dir = experiments_root(config) / f"trial_{trial_id}"
     (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -123,11 +128,12 @@ def run_trial(
         run_id = tracker.start_run(f"trial_{trial_id}", tags | (extra_tags or {}), context.parent_run_id)
     if context.on_run_started:
         context.on_run_started(run_id)
+    tracker.set_tags(run_id, runtime.describe())
     _enter(context, run_id, "preparing")
     with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl", config.logs):
         try:
             result = _train_and_report(
-                config, corpus, context, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
+                config, corpus, context, runtime, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
             )
         except TrialPruned as e:
             log.info("trial %s %s", trial_id, e)
@@ -135,8 +141,9 @@ def run_trial(
             tracker.end_run(run_id, "KILLED")
             raise
         except BaseException as e:
-            log.error("trial %s failed: %s", trial_id, type(e).__name__)
-            tracker.set_tags(run_id, {"lifecycle": "failed"})
+            reason = failure_reason(e)
+            log.error("trial %s failed: %s", trial_id, str(e) if isinstance(e, NonFiniteLossError) else reason)
+            tracker.set_tags(run_id, {"lifecycle": "failed", "fail_reason": reason})
             tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
             raise
     tracker.set_tags(run_id, {"lifecycle": "completed"})
@@ -155,6 +162,7 @@ def _train_and_report(
     config: Config,
     corpus: Corpus,
     context: TrialContext,
+    runtime: Runtime,
     run_id: str,
     trial_id: str,
     trial_dir: Path,
@@ -165,13 +173,13 @@ def _train_and_report(
     logged = tracker.logged_metric_steps(run_id) if same_run else set()
     if not same_run:
         tracker.log_params(run_id, dataclasses.asdict(config))
-    model, tokenizer = build_model(config, corpus)
+    model, tokenizer = build_model(config, corpus, runtime)
     train_set, val_set = split_datasets(config, corpus, tokenizer, "train", "validation")
     truncation = dict(zip(TRUNCATION_METRICS, (train_set.truncation_loss, val_set.truncation_loss), strict=True))
     if not any((k, 0) in logged for k in truncation):
         tracker.log_metrics(run_id, truncation, step=0)
     log.info(
-        "trial %s: %d train / %d validation posts (%d / %d %s examples), encoder %s",
+        "trial %s: %d train / %d validation posts (%d / %d %s examples), encoder %s on %s in %s",
         trial_id,
         len(train_set.posts),
         len(val_set.posts),
@@ -179,6 +187,8 @@ def _train_and_report(
         len(val_set),
         config.data.input_format,
         config.model.encoder,
+        runtime.name,
+        runtime.precision,
     )
     hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric, logged)]
     if context.should_prune:
@@ -201,24 +211,33 @@ def _train_and_report(
             "architecture": model.architecture_signature(),
             "head_config": dataclasses.asdict(config.model),
             "trial_id": trial_id,
+            "runtime": runtime.describe(),
         }
         gate = context.token_gate
         before_save = (lambda epoch: gate.wait_until_valid(f"the epoch {epoch} checkpoint")) if gate else None
-        hooks.append(CheckpointHook(manager, config.train, meta, config.seed, before_save))
+        final_weights_only = config.retention_policy.release_finished_trials
+        hooks.append(CheckpointHook(manager, config.train, meta, config.seed, before_save, final_weights_only))
         if resuming:
             loaded = load_first_valid(
                 newest_resumable_first(manager.store.list()), model, model.architecture_signature()
             )
             resume_from = load_training_state(loaded)
             log.info("trial %s resumes after epoch %d from %s", trial_id, loaded.epoch, loaded.path)
-    _enter(context, run_id, "running")
-    fitted = fit(model, train_set, val_set, config.train, config.seed, hooks, context.progress, resume_from)
-    _enter(context, run_id, "finishing")
-    kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
+            _warn_if_other_runtime(loaded.manifest.get("runtime"), runtime)
+    try:
+        _enter(context, run_id, "running")
+        fitted = fit(
+            model, train_set, val_set, config.train, config.seed, hooks, context.progress, resume_from, runtime=runtime
+        )
+        _enter(context, run_id, "finishing")
+        kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
+    finally:
+        if manager:
+            manager.close()  # a trial stopped for another reason still commits the write in flight
     best = [c for c in kept if c.record.objective == fitted.best_value]
     if best:  # calibrate the model the study would evaluate: the best checkpoint, not the last epoch
         load_first_valid(best, model, model.architecture_signature())
-    val_predictions = predict(model, val_set, config.train)
+    val_predictions = predict(model, val_set, config.train, runtime)
     thresholds = calibrate(val_predictions, val_set)
     calibrated = score_calibrated(val_predictions, val_set, "val", thresholds)
     log.info(
@@ -244,6 +263,7 @@ def _train_and_report(
         "params": context.spec.params if context.spec else {},
         "seed": config.seed,
         "dataset": {"source": corpus.source, "revision": corpus.revision},
+        "runtime": runtime.describe(),
         "mlflow_run_id": run_id,
         "history": fitted.history,
         "thresholds": thresholds,
@@ -261,8 +281,25 @@ def _train_and_report(
     return TrialResult(trial_id, trial_dir, run_id, fitted.best_value, path)
 
 
+def _warn_if_other_runtime(saved: dict[str, str] | None, runtime: Runtime) -> None:
+    """Resume is exact on the device and precision that wrote the checkpoint; elsewhere it continues."""
+    if saved is None:
+        return
+    now = runtime.describe()
+    if (saved.get("device_name"), saved.get("precision")) != (now["device_name"], now["precision"]):
+        log.warning(
+            "the checkpoint was written on %s in %s; resuming on %s in %s. Training continues, but results "
+            "are not promised to equal those of an uninterrupted run (that holds on the same device and precision)",
+            saved.get("device_name"),
+            saved.get("precision"),
+            now["device_name"],
+            now["precision"],
+        )
+
+
 def run_single(config: Config, progress: bool = True) -> TrialResult:
     """``redsm5-hpo train``: one run of the configuration as given."""
+    resolve_runtime(config.train)  # a missing device fails before any work
     corpus = load_corpus(config.data, config.seed)
     with open_monitor(config) as monitor, open_tracker(config) as tracker:
         return run_trial(config, corpus, TrialContext(tracker, monitor, progress=progress))
@@ -270,6 +307,7 @@ def run_single(config: Config, progress: bool = True) -> TrialResult:
 
 def dry_run(config: Config) -> str:
     """Validate data, encoder loading and disk space (preflight) without training; return the plan."""
+    runtime = resolve_runtime(config.train)
     corpus = load_corpus(config.data, config.seed)
     model, _ = build_model(config, corpus)
     full, weights = estimate_checkpoint_bytes(model)
@@ -279,6 +317,7 @@ def dry_run(config: Config) -> str:
     lines = [
         f"data: {corpus.source}@{corpus.revision}, splits { {k: len(v) for k, v in corpus.splits.items()} }",
         f"encoder: {config.model.encoder} ({sum(p.numel() for p in model.parameters()):,} parameters)",
+        f"device: {runtime.device} ({runtime.name}), precision {runtime.precision}",
         f"study: {config.hpo.n_trials} trial(s) x {config.train.epochs} epoch(s), "
         f"optimizing {config.train.optimization_metric}",
         f"search space: {json.dumps(config.hpo.search_space)}",

@@ -1,9 +1,10 @@
 """A tracker that never makes training wait: every call is journaled, a background thread replays it.
 
-Each call appends its record to the fsynced journal (``journal.py``) and returns; a sender thread
-delivers records in order, metrics batched per run, and confirms them in the journal once the tracker
-has them. When the tracker is unreachable or errors, the sender retries with backoff 1, 2, 4, 8, 16 s
-(then every 16 s); records pile up in the journal on disk, a WARNING is logged when they pass
+Each call appends its record to the journal (``journal.py``) with one ``write()`` and returns; a sender
+thread fsyncs the journal in groups (at most ``sync_interval_s`` after a write), delivers records in
+order, metrics batched per run, and confirms them in the journal once the tracker has them. When the
+tracker is unreachable or errors, the sender retries with backoff 1, 2, 4, 8, 16 s (then every 16 s);
+records pile up in the journal on disk, a WARNING is logged when they pass
 ``warn_bytes``, and nothing is dropped. After a failure, and for records adopted from a process that
 died, metrics are first checked against the tracker and skipped if it already holds the same
 (run_id, metric, step, timestamp). A run started while the tracker is down gets a local id
@@ -32,7 +33,7 @@ from typing import Any
 from redsm5_hpo.atomic_files import write_json_atomic
 from redsm5_hpo.tracking.auth import TokenProvider
 from redsm5_hpo.tracking.base import flatten_params
-from redsm5_hpo.tracking.journal import Entry, Journal, Pending
+from redsm5_hpo.tracking.journal import METRIC_KINDS, Entry, Journal, Pending, expand_metrics
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
 from redsm5_hpo.tracking.sanitize import mask_secrets
 
@@ -65,6 +66,8 @@ class BufferSettings:
     backoff_s: tuple[float, ...] = BACKOFF_S
     linger_s: float = 1.0
     """Records wait this long for company before a request goes out (fewer requests, less contention)."""
+    sync_interval_s: float = 0.1
+    """Group commit: written records are fsynced at most this long after their write (0: in the call)."""
 
 
 def backoff_delay(failures: int, schedule: tuple[float, ...] = BACKOFF_S) -> float:
@@ -96,17 +99,19 @@ def unseen_metrics(entries: list[Entry], held: set[tuple[str, int, int]]) -> lis
 
 
 def take_batch(queue: Iterable[Pending], limit: int = MAX_METRICS_PER_BATCH) -> list[Pending]:
-    """The next record, or the run of consecutive metric records of one run that follows it."""
+    """The next record, or the run of consecutive metric records of one run that follows it (up to about
+    ``limit`` metrics)."""
     batch: list[Pending] = []
+    count = 0
     for item in queue:
-        if not batch:
-            batch.append(item)
-            if item.entry["kind"] != "metric":
-                break
-            continue
-        if item.entry["kind"] != "metric" or item.entry["run_id"] != batch[0].entry["run_id"] or len(batch) >= limit:
+        entry = item.entry
+        is_metric = entry["kind"] in METRIC_KINDS
+        if batch and (not is_metric or entry["run_id"] != batch[0].entry["run_id"] or count >= limit):
             break
         batch.append(item)
+        if not is_metric:
+            break
+        count += len(entry["values"]) if entry["kind"] == "metrics" else 1
     return batch
 
 
@@ -148,7 +153,7 @@ class JournalingTracker:
         self.settings = settings
         self.token_provider = token_provider
         self.describe = describe
-        self.journal = Journal(journal_dir)
+        self.journal = Journal(journal_dir, settings.sync_interval_s)
         self.run_ids = RunIdMap(Path(journal_dir) / RUN_IDS_FILE)
         self.rejected_path = Path(journal_dir) / REJECTED_FILE
         self._inner: MLflowTracker | None = None
@@ -163,6 +168,8 @@ class JournalingTracker:
         self._closed = False
         self._check_tracker = False
         """Set after a failure or an adoption: a sent batch may have arrived, so look before resending."""
+        self._retry_at = 0.0
+        """After a failure, no batch goes out before this time (monotonic): the backoff."""
         self.outage_since: float | None = None
         self._failures = 0
         self._warn_at = settings.warn_bytes
@@ -202,11 +209,10 @@ class JournalingTracker:
         self._append([{"kind": "params", "run_id": run_id, "params": flat}])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """One journal line for the whole call: the loop's cost is one small encode and one ``write()``."""
+        values = {k: float(v) for k, v in metrics.items()}
         now = int(time.time() * 1000)
-        self._append(
-            {"kind": "metric", "run_id": run_id, "metric": k, "step": step, "value": float(v), "timestamp": now}
-            for k, v in metrics.items()
-        )
+        self._append([{"kind": "metrics", "run_id": run_id, "step": step, "timestamp": now, "values": values}])
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._append([{"kind": "tags", "run_id": run_id, "tags": {k: mask_secrets(str(v)) for k, v in tags.items()}}])
@@ -236,9 +242,10 @@ class JournalingTracker:
                     mask_secrets(str(e).splitlines()[0] if str(e) else type(e).__name__),
                 )
         with self._cond:
-            metrics = [p.entry for p in self._queue if p.entry["kind"] == "metric"]
-        same_run = {r for r in {e["run_id"] for e in metrics} if self.run_ids.resolve(r) == real}  # once per id
-        pending = {(e["metric"], int(e["step"])) for e in metrics if e["run_id"] in same_run}
+            lines = [p.entry for p in self._queue if p.entry["kind"] in METRIC_KINDS]
+        same_run = {r for r in {e["run_id"] for e in lines} if self.run_ids.resolve(r) == real}  # once per id
+        metrics = [m for e in lines if e["run_id"] in same_run for m in expand_metrics(e)]
+        pending = {(e["metric"], int(e["step"])) for e in metrics}
         return held | pending
 
     def metric_points(self, run_id: str) -> list[tuple[str, int, int]]:
@@ -308,15 +315,17 @@ class JournalingTracker:
         return self._inner
 
     def _append(self, entries: Iterable[Entry]) -> None:
+        now = time.monotonic()
         with self._cond:
             if self._closed:
                 raise RuntimeError("tracker is closed")
-            items = self.journal.append(entries)
+            was_synced = self.journal.unsynced_since is None
+            items = self.journal.append(entries, now)
             if not self._queue:
-                self._oldest_at = time.monotonic()
+                self._oldest_at = now
             self._queue.extend(items)
-            if len(self._queue) >= MAX_METRICS_PER_BATCH:
-                self._cond.notify_all()
+            if len(self._queue) >= MAX_METRICS_PER_BATCH or (was_synced and self.journal.unsynced_since is not None):
+                self._cond.notify_all()  # a full batch to send, or a group commit to schedule
             pending_bytes = self.journal.pending_bytes
         if pending_bytes > self._warn_at:
             log.warning(
@@ -330,38 +339,50 @@ class JournalingTracker:
     def _sender(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and not self._flushing:
-                    # linger: one request per linger_s instead of one per call keeps this thread (and the GIL)
-                    # out of the training loop's way
-                    wait = self._oldest_at + self.settings.linger_s - time.monotonic() if self._queue else 0.5
-                    if self._queue and (wait <= 0 or len(self._queue) >= MAX_METRICS_PER_BATCH):
-                        break
-                    self._cond.wait(wait)
-                if not self._queue and (self._stopping or self._flushing):
-                    if self._stopping:
-                        return
-                    self._cond.wait(0.2)
-                    continue
-                if time.monotonic() >= self._deadline:
-                    return
-                batch = take_batch(self._queue)
+                sync, send = self._wait_for_work()
+                fds = self.journal.take_unsynced() if sync else []
+                batch = take_batch(self._queue) if send else []
+                done = not batch and self._stopping and (not self._queue or time.monotonic() >= self._deadline)
+            Journal.sync_unsynced(fds)  # outside the lock: the loop's appends never wait for the disk
+            if done:
+                return  # closing: everything sent, or the flush timeout passed (the rest stays journaled)
+            if not batch:
+                continue
             try:
                 self._deliver([p.entry for p in batch])
             except Exception as e:
                 if is_permanent(e):
                     self._reject(batch, e)
                     continue
-                else:
-                    self._note_failure(e)
-                    self._check_tracker = True
-                    self._held_cache.clear()
-                    with self._cond:
-                        self._cond.wait_for(
-                            lambda: self._stopping and time.monotonic() >= self._deadline,
-                            backoff_delay(self._failures, self.settings.backoff_s),
-                        )
-                    continue
+                self._note_failure(e)
+                self._check_tracker = True
+                self._held_cache.clear()
+                with self._cond:
+                    self._retry_at = time.monotonic() + backoff_delay(self._failures, self.settings.backoff_s)
+                continue
             self._confirm(batch)
+
+    def _wait_for_work(self) -> tuple[bool, bool]:
+        """Under the lock: wait until the journal's group commit is due and/or a batch should go out
+        (records lingered ``linger_s``, a full batch, a flush or close; never before a retry is due), or
+        until a close has nothing more to do. Returns (sync, send)."""
+        while True:
+            now = time.monotonic()
+            sync_in = self.journal.sync_due(now)
+            sync = sync_in is not None and sync_in <= 0
+            if self._stopping and (not self._queue or now >= self._deadline):
+                return sync, False
+            urgent = self._stopping or self._flushing or len(self._queue) >= MAX_METRICS_PER_BATCH
+            ready_at = max(self._retry_at, now if urgent else self._oldest_at + self.settings.linger_s)
+            send = bool(self._queue) and now >= ready_at
+            if sync or send:
+                return sync, send
+            timeout = ready_at - now if self._queue else 0.5
+            if sync_in is not None:
+                timeout = min(timeout, sync_in)
+            if self._stopping:
+                timeout = min(timeout, self._deadline - now)
+            self._cond.wait(max(timeout, 0.001))
 
     def _confirm(self, batch: list[Pending]) -> None:
         with self._cond:
@@ -401,7 +422,8 @@ class JournalingTracker:
         run_id = self.run_ids.resolve(first["run_id"])
         if run_id.startswith(LOCAL_PREFIX):
             raise _Rejected(f"run {first['run_id']} was never created in the tracker")
-        if kind == "metric":
+        if kind in METRIC_KINDS:
+            entries = [m for e in entries for m in expand_metrics(e)]
             if self._check_tracker:
                 fresh = unseen_metrics(entries, self._held(tracker, run_id, {e["metric"] for e in entries}))
                 self.skipped_duplicates += len(entries) - len(fresh)

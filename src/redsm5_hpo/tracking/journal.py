@@ -1,12 +1,19 @@
-"""The tracking journal: append-only, fsynced JSON lines, kept until the tracker confirms each line.
+"""The tracking journal: append-only JSON lines, kept until the tracker confirms each line.
 
 One segment file per process (``<uuid>.jsonl`` under the journal directory), held with an ``flock`` for
 as long as the process lives. Beside it, ``<uuid>.ack`` holds how many of its lines the tracker has
 confirmed. A segment whose owner died is unlocked: the next process to open the journal adopts it and
 replays its unconfirmed lines. A segment is deleted only once every line in it is confirmed.
 
-A line is one operation: ``{"kind": "metric", "run_id", "metric", "step", "value", "timestamp"}`` or
-``create_run`` / ``params`` / ``tags`` / ``artifact`` / ``status`` with their fields.
+Durability is a group commit: ``append`` returns once its lines are ``write()``n, which a killed process
+cannot lose (they are in the kernel); ``sync_unsynced`` fsyncs what was written since the last sync and is
+called by the tracker's sender thread at most ``sync_interval_s`` after a write, so a power or kernel
+failure loses at most that window. With ``sync_interval_s=0`` every append fsyncs before it returns.
+
+A line is one operation: ``{"kind": "metrics", "run_id", "step", "timestamp", "values": {metric: value}}``
+(one log call: each metric is a record (run_id, metric, step, value, timestamp)), or ``create_run`` /
+``params`` / ``tags`` / ``artifact`` / ``status`` with their fields. Lines of earlier versions,
+``{"kind": "metric", "run_id", "metric", "step", "value", "timestamp"}``, replay as well.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from redsm5_hpo.atomic_files import fsync_path
 
@@ -39,45 +46,72 @@ class Segment:
     """Written by this process (False: adopted from a dead one)."""
     sizes: list[int] = field(default_factory=list)
     """Byte size of each unconfirmed line, oldest first."""
+    bytes_written: int = 0
+    """Size of the file: every complete line in it (appends are the only writes)."""
 
     @property
     def ack_path(self) -> Path:
         return self.path.with_suffix(".ack")
 
-    @property
-    def pending_bytes(self) -> int:
-        return sum(self.sizes)
 
-
-@dataclass(frozen=True)
-class Pending:
+class Pending(NamedTuple):
     segment: Segment
-    index: int
+    position: int
+    """0-based line number in its segment."""
     entry: Entry
 
 
-class Journal:
-    """The segments of one journal directory that this process owns or has adopted."""
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
+"""One C-accelerated encoder for every line (ASCII only: characters are bytes)."""
 
-    def __init__(self, directory: Path):
+
+def expand_metrics(entry: Entry) -> list[Entry]:
+    """The single-metric records ``{run_id, metric, step, value, timestamp}`` of a metric line: a
+    ``metrics`` line (one per log call) holds several, a ``metric`` line (earlier versions) one."""
+    if entry["kind"] == "metric":
+        return [entry]
+    run_id, step, timestamp = entry["run_id"], entry["step"], entry["timestamp"]
+    return [
+        {"kind": "metric", "run_id": run_id, "metric": k, "step": step, "value": v, "timestamp": timestamp}
+        for k, v in entry["values"].items()
+    ]
+
+
+METRIC_KINDS = ("metrics", "metric")
+
+
+class Journal:
+    """The segments of one journal directory that this process owns or has adopted. Not thread-safe: the
+    tracker calls it under its lock (``sync_unsynced`` excepted, see there)."""
+
+    def __init__(self, directory: Path, sync_interval_s: float = 0.1):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.sync_interval_s = sync_interval_s
         self.active = self._open_segment(self.directory / f"{uuid.uuid4().hex}.jsonl", owned=True)
         self.segments: list[Segment] = [self.active]
+        self.unsynced_since: float | None = None
+        """When (monotonic) the oldest line not yet fsynced was written; None when all are."""
+        self._pending_bytes = 0
 
-    def append(self, entries: Iterable[Entry]) -> list[Pending]:
-        """Write ``entries`` as one fsynced append; return them as pending items."""
+    def append(self, entries: Iterable[Entry], now: float = 0.0) -> list[Pending]:
+        """Write ``entries`` as one append (fsynced at once only with ``sync_interval_s=0``); return them as
+        pending items. ``now``: the caller's monotonic clock, for the group commit's deadline."""
         segment = self.active
         entries = list(entries)
-        lines = [json.dumps(e, separators=(",", ":"), allow_nan=True) + "\n" for e in entries]
+        lines = [_encode(e) + "\n" for e in entries]  # ASCII: characters are bytes
         data = "".join(lines).encode()
         if segment.fd >= 0:
-            size = os.fstat(segment.fd).st_size
             try:
-                os.write(segment.fd, data)
-                os.fsync(segment.fd)
+                written = os.write(segment.fd, data)
+                if written != len(data):
+                    raise OSError(28, "short write (No space left on device?)")
+                if self.sync_interval_s == 0:
+                    os.fsync(segment.fd)
+                elif self.unsynced_since is None:
+                    self.unsynced_since = now
             except OSError as e:  # e.g. a full disk: never fail the caller, never leave half a line
-                os.ftruncate(segment.fd, size)
+                os.ftruncate(segment.fd, segment.bytes_written)
                 log.error(
                     "tracking journal: cannot write %s (%s); records are held in memory until the tracker "
                     "confirms them, and are lost if this process dies first",
@@ -88,8 +122,43 @@ class Journal:
                 self.segments.append(segment)
         items = [Pending(segment, segment.lines + i, e) for i, e in enumerate(entries)]
         segment.lines += len(lines)
-        segment.sizes.extend(len(x.encode()) for x in lines)
+        sizes = [len(x) for x in lines]
+        segment.sizes.extend(sizes)
+        segment.bytes_written += len(data) if segment.fd >= 0 else 0
+        self._pending_bytes += sum(sizes)
         return items
+
+    def sync_due(self, now: float) -> float | None:
+        """Seconds until written lines must be fsynced (<= 0: now); None when nothing waits."""
+        if self.unsynced_since is None:
+            return None
+        return self.unsynced_since + self.sync_interval_s - now
+
+    def take_unsynced(self) -> list[int]:
+        """Duplicates of the descriptors of segments written since the last sync, for ``sync_unsynced``; the
+        journal counts them as synced from now on. Cheap: call it under the tracker's lock."""
+        if self.unsynced_since is None:
+            return []
+        self.unsynced_since = None
+        fds = []
+        for segment in self.segments:
+            if segment.fd >= 0 and segment.owned:
+                try:
+                    fds.append(os.dup(segment.fd))
+                except OSError as e:  # closed under us: nothing left to make durable there
+                    log.debug("tracking journal: %s not synced (%s)", segment.path.name, e.strerror)
+        return fds
+
+    @staticmethod
+    def sync_unsynced(fds: list[int]) -> None:
+        """fsync (then close) what ``take_unsynced`` returned, outside any lock: appends go on meanwhile."""
+        for fd in fds:
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                log.warning("tracking journal: fsync failed (%s); the lines stay written, not yet durable", e.strerror)
+            finally:
+                os.close(fd)
 
     def adopt_orphans(self) -> list[Pending]:
         """Segments of processes that died (unlocked), with their unconfirmed lines in file order."""
@@ -107,6 +176,8 @@ class Journal:
             segment.acked = _read_ack(segment.ack_path)
             unconfirmed = entries[segment.acked :]
             segment.sizes = [len(json.dumps(e)) + 1 for e in unconfirmed]
+            self._pending_bytes += sum(segment.sizes)
+            os.fsync(segment.fd)  # its owner may have died before its group commit
             self.segments.append(segment)
             adopted.extend(Pending(segment, segment.acked + i, e) for i, e in enumerate(unconfirmed))
             if unconfirmed:
@@ -121,12 +192,13 @@ class Journal:
         last: dict[Path, tuple[Segment, int]] = {}
         for item in items:
             previous = last.get(item.segment.path)
-            if previous is None or item.index > previous[1]:
-                last[item.segment.path] = (item.segment, item.index)
+            if previous is None or item.position > previous[1]:
+                last[item.segment.path] = (item.segment, item.position)
         for segment, index in last.values():
             done = index + 1 - segment.acked
             if done <= 0:
                 continue
+            self._pending_bytes -= sum(segment.sizes[:done])
             del segment.sizes[:done]
             segment.acked = index + 1
             if segment.fd < 0:
@@ -138,7 +210,7 @@ class Journal:
     def rotate_if_confirmed(self, min_bytes: int) -> None:
         """Start a new active segment when every line of the current one (at least ``min_bytes``) is confirmed."""
         segment = self.active
-        size = os.fstat(segment.fd).st_size if segment.fd >= 0 else min_bytes
+        size = segment.bytes_written if segment.fd >= 0 else min_bytes
         if segment.acked == segment.lines and size >= max(min_bytes, 1):
             self.active = self._open_segment(self.directory / f"{uuid.uuid4().hex}.jsonl", owned=True)
             self.segments.append(self.active)
@@ -146,7 +218,8 @@ class Journal:
 
     @property
     def pending_bytes(self) -> int:
-        return sum(s.pending_bytes for s in self.segments)
+        """Bytes of unconfirmed lines (kept as a running total: the tracker reads it at every call)."""
+        return self._pending_bytes
 
     @property
     def pending_count(self) -> int:
@@ -161,6 +234,7 @@ class Journal:
             else:
                 left += segment.lines - segment.acked
                 if segment.fd >= 0:
+                    os.fsync(segment.fd)  # what is left waits for the next process: make it durable
                     os.close(segment.fd)
         self.segments.clear()
         return left

@@ -8,6 +8,7 @@ from typing import Any, cast
 import torch
 
 from redsm5_hpo.config.schema import TrainConfig
+from redsm5_hpo.devices import Runtime
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 
@@ -23,7 +24,16 @@ class FGM:
         assert isinstance(embeddings, torch.nn.Embedding)
         self.weight = embeddings.weight
 
-    def attack(self, model: CriteriaEvidenceModel, batch: Mapping[str, torch.Tensor], accumulation: int) -> None:
+    def attack(
+        self,
+        model: CriteriaEvidenceModel,
+        batch: Mapping[str, torch.Tensor],
+        accumulation: int,
+        runtime: Runtime,
+        scaler: torch.amp.GradScaler,
+    ) -> None:
+        """The perturbed pass, under the same autocast and loss scale as the clean one (a scaled gradient
+        points the same way, so the perturbation does not depend on the scale)."""
         grad = self.weight.grad
         if grad is None:
             return
@@ -35,8 +45,11 @@ class FGM:
         with torch.no_grad():
             self.weight[rows] += self.cfg.fgm_epsilon * grad[rows] / norm
         try:
-            loss = total_loss(model, model(batch), batch, self.cfg.evidence_loss_weight, self.cfg.criteria_loss_weight)
-            (loss / accumulation).backward()
+            with runtime.autocast():
+                loss = total_loss(
+                    model, model(batch), batch, self.cfg.evidence_loss_weight, self.cfg.criteria_loss_weight
+                )
+            scaler.scale(loss / accumulation).backward()
         finally:
             with torch.no_grad():
                 self.weight[rows] = saved  # exact restore, not a subtraction

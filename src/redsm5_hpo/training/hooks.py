@@ -48,8 +48,14 @@ class MetricsLoggingHook:
 
 class CheckpointHook:
     """Saves every ``checkpoint_interval_epochs`` (and at the last epoch) through the manager, which
-    checks disk space first and applies retention right after. Runs after metric logging, so a full disk
-    never costs a metric."""
+    checks disk space first, snapshots the state and writes it in the background, then applies retention.
+    Runs after metric logging, so a full disk never costs a metric. After each optimizer step it raises
+    the error of a background write that failed, so a full disk stops the trial at once.
+
+    With ``final_weights_only`` (the trial keeps only its best checkpoints once it ends) the last epoch is
+    saved as weights only, and only when it is the best so far: its optimizer state would be deleted
+    seconds later, and a checkpoint that is not the best could not be kept at all. A process that dies
+    before the trial ends resumes from the previous epoch's checkpoint."""
 
     def __init__(
         self,
@@ -58,21 +64,32 @@ class CheckpointHook:
         meta: dict[str, Any],
         seed: int,
         before_save: Callable[[int], None] | None = None,
+        final_weights_only: bool = False,
     ):
         self.manager = manager
         self.before_save = before_save
         """Called with the epoch before each save (the Hugging Face token gate pauses here)."""
         self.cfg = cfg
         self.meta = meta
-        """Static manifest fields: architecture signature, head configuration, trial id."""
+        """Static manifest fields: architecture signature, head configuration, trial id, runtime."""
         self.seed = seed
+        self.final_weights_only = final_weights_only
+
+    def on_step_end(self, state: LoopState) -> None:
+        self.manager.raise_if_failed()
 
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
-        if result.epoch % self.cfg.checkpoint_interval_epochs and result.epoch != self.cfg.epochs:
+        last = result.epoch == self.cfg.epochs
+        if result.epoch % self.cfg.checkpoint_interval_epochs and not last:
+            return
+        weights_only = last and self.final_weights_only
+        if weights_only and not result.is_best:
             return
         if self.before_save:
             self.before_save(result.epoch)
-        training_state = {**resume_state(state), "data_order": {"seed": self.seed, "next_epoch": result.epoch + 1}}
+        training_state = None
+        if not weights_only:
+            training_state = {**resume_state(state), "data_order": {"seed": self.seed, "next_epoch": result.epoch + 1}}
         meta = {
             **self.meta,
             "epoch": result.epoch,

@@ -1,22 +1,28 @@
-"""The epoch loop: train with gradient accumulation, validate, tell the hooks.
+"""The epoch loop: train with gradient accumulation and mixed precision, validate, tell the hooks.
 
-Checkpointing and tracking are hooks: the loop only trains, validates and reports.
+Checkpointing and tracking are hooks: the loop only trains, validates and reports. Batches go to the
+device right after collation; the loss comes back to the CPU every ``LOSS_SYNC_STEPS`` steps (a GPU is
+not stalled at every step to read it), where a non-finite value stops the trial before any checkpoint of
+the diverged weights is written.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from redsm5_hpo.config.schema import TrainConfig
+from redsm5_hpo.data.batching import EpochBatchSampler, seed_worker
 from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.devices import Runtime
 from redsm5_hpo.evaluation.metrics import metric_keys
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.faults import fault_point
@@ -24,9 +30,12 @@ from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.adversarial import FGM
 from redsm5_hpo.training.optim import apply_learning_rates, build_optimizer, linear_warmup_decay
-from redsm5_hpo.training.seeding import capture_rng_state, epoch_generator, restore_rng_state
+from redsm5_hpo.training.seeding import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
+
+LOSS_SYNC_STEPS = 16
+"""Batches between two reads of the training loss (progress bar, non-finite check)."""
 
 
 @dataclass
@@ -34,6 +43,8 @@ class LoopState:
     model: CriteriaEvidenceModel
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    """fp16 loss scaling; a pass-through in fp32 and bf16."""
     epoch: int = 0
     """Epochs completed."""
     global_step: int = 0
@@ -48,18 +59,40 @@ class EpochResult:
     epoch: int
     global_step: int
     metrics: dict[str, float]
-    """``train_loss``, ``lr_*`` and every ``val_*`` metric of this epoch."""
+    """``train_loss``, ``train_padding_share``, ``lr_*`` and every ``val_*`` metric of this epoch."""
     objective: float
     is_best: bool
     """At least as good as every earlier epoch (ties are co-best)."""
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the trial stops with reason ``non_finite_loss``."""
+
+    def __init__(self, epoch: int, batch: int, global_step: int, value: float, precision: str):
+        self.reason = (
+            f"non_finite_loss: the training loss was {value} at epoch {epoch}, batch {batch} (after optimizer step "
+            f"{global_step})"
+        )
+        fix = (
+            "the model diverged. Roll the trial back to a checkpoint from before it with lower learning rates "
+            "(redsm5-hpo rollback --trial ID --epoch N --set train.lr_encoder=... --set train.lr_head=..., then "
+            "redsm5-hpo resume)"
+        )
+        if precision != "fp32":
+            fix += f", or train in fp32 instead of {precision} (train.precision=fp32)"
+        super().__init__(f"{self.reason}; {fix}")
+        self.epoch, self.batch, self.global_step = epoch, batch, global_step
+
+
 def epoch_metric_names() -> list[str]:
     """Every metric ``fit`` logs at each epoch (step = epoch): what ``verify`` expects per epoch."""
-    return ["train_loss", "lr_encoder", "lr_head", *metric_keys("val")]
+    return ["train_loss", "train_padding_share", "lr_encoder", "lr_head", *metric_keys("val")]
 
 
 class TrainingHook(Protocol):
+    """Told each epoch's result. A hook may also define ``on_step_end(state)``, called after every
+    optimizer step (the checkpoint hook raises a failed background write there)."""
+
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None: ...
 
 
@@ -79,24 +112,29 @@ def fit(
     hooks: Sequence[TrainingHook] = (),
     progress: bool = True,
     resume_from: dict[str, Any] | None = None,
+    *,
+    runtime: Runtime,
 ) -> FitResult:
-    """Train for ``cfg.epochs`` epochs, validating after each one. ``resume_from`` is a checkpoint's
-    training state (the model already holds its weights): the run continues after that epoch exactly as
-    an uninterrupted run would."""
-    batches = len(train_set) // cfg.batch_size + bool(len(train_set) % cfg.batch_size)
-    batches = min(batches, cfg.max_steps_per_epoch or batches)
+    """Train for ``cfg.epochs`` epochs on ``runtime``'s device (the model is already there), validating
+    after each one. ``resume_from`` is a checkpoint's training state (the model already holds its weights):
+    the run continues after that epoch exactly as an uninterrupted run would on the same device."""
+    loader = train_loader(train_set, cfg, seed, runtime)
+    batches = min(len(loader), cfg.max_steps_per_epoch or len(loader))
     optimizer = build_optimizer(model, cfg)
     total_steps = math.ceil(batches / cfg.grad_accum_steps) * cfg.epochs
-    state = LoopState(model, optimizer, linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio))
+    scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
+    state = LoopState(model, optimizer, scheduler, runtime.grad_scaler())
     if resume_from is not None:
         _restore(state, resume_from)
         apply_learning_rates(state.optimizer, state.scheduler, cfg)
-    log.info("training from epoch %d of %d", state.epoch + 1, cfg.epochs)
+    log.info("training from epoch %d of %d on %s (%s)", state.epoch + 1, cfg.epochs, runtime.name, runtime.precision)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        train_loss = _train_epoch(state, train_set, cfg, seed, epoch, batches, progress)
+        cast(EpochBatchSampler, loader.batch_sampler).set_epoch(epoch)
+        loss, padding = _train_epoch(state, loader, cfg, runtime, epoch, batches, progress, hooks)
         lrs = state.scheduler.get_last_lr()
-        metrics = {"train_loss": train_loss, "lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
-        metrics |= score(predict(model, val_set, cfg), val_set, "val")
+        metrics = {"train_loss": loss, "train_padding_share": padding}
+        metrics |= {"lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
+        metrics |= score(predict(model, val_set, cfg, runtime), val_set, "val")
         objective = metrics[cfg.optimization_metric]
         is_best = objective >= state.best_value
         if objective > state.best_value:
@@ -110,11 +148,30 @@ def fit(
     return FitResult(state.history, state.best_epoch, state.best_value)
 
 
+def train_loader(dataset: MultiLabelDataset, cfg: TrainConfig, seed: int, runtime: Runtime) -> DataLoader[Any]:
+    """Seeded batches (``data.batching``), prepared by ``cfg.num_workers`` persistent worker processes
+    seeded from the run seed, page-locked for a CUDA device. The DataLoader's own generator is private,
+    so creating it draws nothing from the global RNGs the model's dropout uses."""
+    workers = cfg.num_workers
+    return DataLoader(
+        dataset,
+        batch_sampler=EpochBatchSampler(dataset.lengths, cfg.batch_size, seed, cfg.group_by_length),
+        collate_fn=dataset.collate,
+        num_workers=workers,
+        pin_memory=runtime.pin_memory,
+        persistent_workers=workers > 0,
+        worker_init_fn=functools.partial(seed_worker, seed) if workers else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
 def resume_state(state: LoopState) -> dict[str, Any]:
-    """Everything ``fit(resume_from=...)`` needs, as tensors and plain values (``weights_only``-loadable)."""
+    """Everything ``fit(resume_from=...)`` needs, as tensors and plain values (``weights_only``-loadable).
+    The tensors are the live ones: ``checkpoints.snapshot`` copies them before training goes on."""
     return {
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
+        "grad_scaler": state.scaler.state_dict(),
         "rng": capture_rng_state(),
         "epoch": state.epoch,
         "global_step": state.global_step,
@@ -125,8 +182,10 @@ def resume_state(state: LoopState) -> dict[str, Any]:
 
 
 def _restore(state: LoopState, saved: dict[str, Any]) -> None:
-    state.optimizer.load_state_dict(saved["optimizer"])
+    state.optimizer.load_state_dict(saved["optimizer"])  # moves the moments to the parameters' device
     state.scheduler.load_state_dict(saved["scheduler"])
+    if state.scaler.is_enabled() and saved.get("grad_scaler"):
+        state.scaler.load_state_dict(saved["grad_scaler"])
     state.epoch = int(saved["epoch"])
     state.global_step = int(saved["global_step"])
     state.best_value = float(saved["best_value"])
@@ -136,40 +195,88 @@ def _restore(state: LoopState, saved: dict[str, Any]) -> None:
 
 
 def _train_epoch(
-    state: LoopState, dataset: MultiLabelDataset, cfg: TrainConfig, seed: int, epoch: int, batches: int, progress: bool
-) -> float:
-    model = state.model
+    state: LoopState,
+    loader: DataLoader[Any],
+    cfg: TrainConfig,
+    runtime: Runtime,
+    epoch: int,
+    batches: int,
+    progress: bool,
+    hooks: Sequence[TrainingHook],
+) -> tuple[float, float]:
+    """One epoch; returns (mean training loss per example, share of token slots that were padding)."""
+    model, scaler = state.model, state.scaler
     model.train()
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        generator=epoch_generator(seed, epoch),
-        collate_fn=dataset.collate,
-    )
     fgm = FGM(model, cfg) if cfg.fgm_epsilon > 0 else None
-    total, seen = 0.0, 0
+    step_hooks = [h for h in hooks if hasattr(h, "on_step_end")]
+    tracker = _LossTracker(epoch, runtime.precision)
+    tokens = slots = 0
     # disable=None: bars only on a terminal, so redirected logs stay readable
     bar = tqdm(
         total=batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None if progress else True
     )
-    for index, batch in enumerate(loader):
+    for index, cpu_batch in enumerate(loader):
         if index >= batches:
             break
-        loss = total_loss(model, model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
-        (loss / cfg.grad_accum_steps).backward()
+        tokens += int(cpu_batch["attention_mask"].sum())
+        slots += cpu_batch["attention_mask"].numel()
+        batch = runtime.to_device(cpu_batch)
+        with runtime.autocast():
+            loss = total_loss(model, model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
+        scaler.scale(loss / cfg.grad_accum_steps).backward()
         if fgm is not None:
-            fgm.attack(model, batch, cfg.grad_accum_steps)
+            fgm.attack(model, batch, cfg.grad_accum_steps, runtime, scaler)
+        tracker.add(loss, len(cpu_batch["labels"]), state.global_step)
         if (index + 1) % cfg.grad_accum_steps == 0 or index + 1 == batches:
+            scaler.unscale_(state.optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            state.optimizer.step()
-            state.scheduler.step()
+            scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+            scaler.step(state.optimizer)  # fp16: skipped when the gradients overflowed
+            scaler.update()
+            if not scaler.is_enabled() or scaler.get_scale() >= scale:
+                state.scheduler.step()  # the schedule follows the steps actually taken, as the Trainer's
             state.optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
-        total += loss.item() * len(batch["labels"])
-        seen += len(batch["labels"])
+            for hook in step_hooks:
+                cast(Any, hook).on_step_end(state)
         bar.update(1)
         fault_point("mid_epoch")
-        bar.set_postfix(loss=f"{total / seen:.4f}")
+        if (index + 1) % LOSS_SYNC_STEPS == 0:
+            bar.set_postfix(loss=f"{tracker.sync():.4f}")
+    mean = tracker.sync()
     bar.close()
-    return total / max(seen, 1)
+    return mean, (1 - tokens / slots if slots else 0.0)
+
+
+class _LossTracker:
+    """Keeps the batch losses on the device and reads them back only at ``sync``, where a NaN or infinite
+    one raises ``NonFiniteLossError`` naming its batch. The mean is accumulated in float64 on the CPU."""
+
+    def __init__(self, epoch: int, precision: str):
+        self.epoch = epoch
+        self.precision = precision
+        self.window: list[torch.Tensor] = []
+        self.sizes: list[int] = []
+        self.steps: list[int] = []
+        """Optimizer steps taken before each batch of the window."""
+        self.batches = 0
+        self.total = 0.0
+        self.examples = 0
+
+    def add(self, loss: torch.Tensor, examples: int, global_step: int) -> None:
+        self.window.append(loss.detach().float())
+        self.sizes.append(examples)
+        self.steps.append(global_step)
+
+    def sync(self) -> float:
+        if self.window:
+            values = torch.stack(self.window).tolist()  # one device-to-host copy per window
+            for offset, (value, size) in enumerate(zip(values, self.sizes, strict=True)):
+                if not math.isfinite(value):
+                    batch = self.batches + offset + 1
+                    raise NonFiniteLossError(self.epoch, batch, self.steps[offset], value, self.precision)
+                self.total += value * size
+                self.examples += size
+            self.batches += len(values)
+            self.window, self.sizes, self.steps = [], [], []
+        return self.total / max(self.examples, 1)

@@ -27,7 +27,7 @@ def layer_scale(name: str, num_layers: int, decay: float) -> float:
 
 
 def build_optimizer(model: CriteriaEvidenceModel, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW or SGD over groups of encoder/head x decay/no-decay (no weight decay on biases and norms) x
+    """AdamW (fused) or SGD over groups of encoder/head x decay/no-decay (no weight decay on biases and norms) x
     layer-wise LR scale (one scale unless ``layer_lr_decay`` < 1)."""
     head_ids = {id(p) for p in model.head_parameters()}
     num_layers = int(getattr(model.encoder_config, "num_hidden_layers", 0))
@@ -50,7 +50,8 @@ def build_optimizer(model: CriteriaEvidenceModel, cfg: TrainConfig) -> torch.opt
     ]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr_head, momentum=cfg.momentum)
-    return torch.optim.AdamW(param_groups)
+    # fused: one kernel per step for all parameters (CPU and CUDA), as the Hugging Face Trainer's default
+    return torch.optim.AdamW(param_groups, fused=True)
 
 
 def linear_warmup_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:

@@ -18,11 +18,6 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The sampler's generator for one epoch: data order is a pure function of (seed, epoch)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
 def capture_rng_state() -> dict[str, Any]:
     """Every RNG's state as tensors and plain values, so it loads with ``torch.load(weights_only=True)``."""
     numpy_state: Any = np.random.get_state()
@@ -44,7 +39,8 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of ``capture_rng_state``."""
+    """Inverse of ``capture_rng_state``. CUDA states are restored for the devices this machine has (a
+    checkpoint written on a GPU resumes on a CPU, without CUDA states to restore)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
@@ -53,4 +49,5 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)

@@ -1,0 +1,43 @@
+"""Run the CLI in a real subprocess (so a fault point can SIGKILL it) and read what a study left behind."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import CONFIG_DIR
+
+
+def cli(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("REDSM5_FAULT", None)
+    if fault:
+        env["REDSM5_FAULT"] = fault
+    quiet = ["--no-progress"] if args[0] in ("tune", "resume") else []
+    command = [sys.executable, "-m", "redsm5_hpo", *args, f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR)]
+    command += quiet
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def outcome(root: Path) -> tuple[dict, str]:
+    (report_path,) = root.glob("study_*/study_report.json")
+    report = json.loads(report_path.read_text())
+    (weights,) = [Path(p) / "model.safetensors" for p in report["checkpoint_references"]]
+    return report, hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def metric_counts(root: Path) -> dict[str, Counter]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
+    counts = {}
+    for run in runs:
+        for key in run.data.metrics:
+            counts[f"{run.info.run_name}/{key}"] = Counter(
+                m.step for m in client.get_metric_history(run.info.run_id, key)
+            )
+    return counts
