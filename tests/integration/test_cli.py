@@ -36,6 +36,8 @@ def test_study_report_has_every_required_field(study) -> None:
     assert set(metric_keys("test")) - {"test_loss"} <= set(report["test_metrics"])
     assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
     assert report["dataset"]["revision"].startswith("sha256:") and report["dataset"]["source"] == "sample"
+    quality = report["dataset"]["quality"]
+    assert quality["aligned"] == quality["evidence_sentences"] > 0 and quality["skipped"] == {}
     assert report["config"]["model"]["encoder"] == "tiny-random"
     for reference in report["checkpoint_references"]:
         assert (Path(reference) / "manifest.json").is_file()

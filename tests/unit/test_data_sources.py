@@ -1,4 +1,5 @@
 import csv
+import logging
 import shutil
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_sample_matches_the_release_schema_and_mission_mix(sample_corpus) -> Non
     stats = sample_corpus.stats
     assert stats.posts >= 300 and stats.special_case_rows > 0 and stats.negated_rows > 0
     assert 0.15 < stats.symptom_free_posts / stats.posts < 0.35
-    assert stats.unlocated_evidence == 0
+    assert stats.unlocated_evidence == 0 and stats.skipped == {}
     assert all(count > 20 for count in stats.label_counts.values())
     multi = sum(1 for posts in sample_corpus.splits.values() for p in posts if sum(p.labels) > 1)
     assert multi > 30
@@ -137,3 +138,86 @@ def test_sample_generator_is_deterministic(tmp_path: Path) -> None:
     module.write_sample(tmp_path, 360, 5)
     for name in ("redsm5_posts.csv", "redsm5_annotations.csv"):
         assert (tmp_path / name).read_bytes() == (SAMPLE_DIR / name).read_bytes()
+
+
+def damage(directory: Path, file: str, change) -> None:
+    path = directory / file
+    path.write_bytes(change(path.read_bytes()))
+
+
+def first_row(data: bytes) -> bytes:
+    return data.splitlines(keepends=True)[1]
+
+
+POSTS, ANNOTATIONS = "redsm5_posts.csv", "redsm5_annotations.csv"
+REFUSED = {
+    "empty posts file": (POSTS, lambda d: b"", ["is empty"]),
+    "annotations with a header only": (ANNOTATIONS, lambda d: d.splitlines(keepends=True)[0], ["header but no rows"]),
+    "bytes that are not UTF-8": (POSTS, lambda d: d.replace(b"My cat", b"My \xff cat", 1), ["not UTF-8", "line 2"]),
+    "an unterminated quote": (POSTS, lambda d: d.replace(b'not hungry."\n', b"not hungry.\n", 1), ["line 3", "quote"]),
+    "one post_id with two texts": (POSTS, lambda d: d + first_row(d).replace(b"My cat", b"Our dog"), ["s_0000"]),
+}
+KEPT = {
+    "a status that is not 0 or 1": (
+        ANNOTATIONS,
+        lambda d: d.replace(b",DEPRESSED_MOOD,1,", b",DEPRESSED_MOOD,yes,", 1),
+        "skipped 1 annotation row(s) whose status is not 0 or 1: s_0000_1",
+    ),
+    "an empty post text": (
+        POSTS,
+        lambda d: d.replace(first_row(d), b"s_0000,\n", 1),
+        "skipped 1 post(s) without text: s_0000",
+    ),
+    "a post row repeated": (POSTS, lambda d: d + first_row(d), "skipped 1 repeated post row(s) with the same text"),
+    "ids with spaces": (POSTS, lambda d: d.replace(b"s_0000,", b" s_0000 ,", 1), "1 id(s) had whitespace"),
+    "a byte-order mark and Windows line endings": (POSTS, lambda d: b"\xef\xbb\xbf" + d.replace(b"\n", b"\r\n"), None),
+    "an extra column": (ANNOTATIONS, lambda d: b"\n".join(x + b",x" if x else x for x in d.split(b"\n")), None),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_damaged_release_file_is_one_error_naming_source_revision_file_and_fix(tmp_path: Path, case) -> None:
+    file, change, needles = REFUSED[case]
+    directory = copy_sample(tmp_path)
+    damage(directory, file, change)
+    with pytest.raises(DataError) as error:
+        load_corpus(DataConfig(source=str(directory)), seed=13)
+    message = str(error.value)
+    assert str(directory) in message
+    for needle in needles:
+        assert needle in message
+    if "post_id" not in case:  # read before parsing: the revision and the file are named
+        assert "sha256:" in message and file in message
+
+
+@pytest.mark.parametrize("case", list(KEPT))
+def test_a_release_with_odd_rows_trains_and_says_what_it_skipped(tmp_path: Path, case, caplog) -> None:
+    file, change, warning = KEPT[case]
+    directory = copy_sample(tmp_path)
+    damage(directory, file, change)
+    with caplog.at_level(logging.WARNING, logger="redsm5_hpo"):
+        corpus = load_corpus(DataConfig(source=str(directory)), seed=13)
+    assert sum(map(len, corpus.splits.values())) >= 359
+    if warning:
+        assert warning in caplog.text
+    else:
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "I cry myself to sleep" not in caplog.text  # ids and counts, never post text
+
+
+def test_the_cli_exits_2_without_a_traceback_on_a_damaged_file(tmp_path: Path, capsys) -> None:
+    from redsm5_hpo.cli.main import EXIT_USER_ERROR, main
+    from tests.conftest import CONFIG_DIR
+
+    directory = copy_sample(tmp_path)
+    damage(directory, POSTS, lambda d: d.replace(b"My cat", b"My \xff cat", 1))
+    code = main(["train", "--dry-run", "model=tiny", f"data.source={directory}", "--config-dir", str(CONFIG_DIR)])
+    captured = capsys.readouterr()
+    assert code == EXIT_USER_ERROR and "is not UTF-8 text: line 2" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_the_sample_aligns_every_evidence_sentence(sample_corpus) -> None:
+    quality = sample_corpus.stats.quality()
+    assert quality["aligned"] == quality["evidence_sentences"] > 400 and quality["unaligned_sentence_ids"] == []
+    assert quality["aligned_by"]["exact"] > 0 and quality["aligned_by"]["normalized"] > 0

@@ -48,6 +48,9 @@ class DataConfig:
     """Share of posts in the test split when we split ourselves."""
     max_length: int = 160
     """Tokens per post; evidence past it is lost (and the loss is measured)."""
+    fuzzy_threshold: float = 80.0
+    """Evidence alignment: the last resort, a fuzzy match of the annotated sentence in its post, counts at
+    this rapidfuzz ``ratio`` score (0-100) and above, over runs of one to three post sentences."""
     input_format: str = "multilabel"
     """``multilabel`` (one example per post, nine outputs) or ``pair`` (criterion description + post, one
     output, nine examples per post; predictions are mapped back per post)."""

@@ -64,6 +64,8 @@ def validate(config: Config) -> list[str]:
         )
     if d.max_length < 16:
         problems.append(f"data.max_length: must be >= 16 tokens, got {d.max_length}")
+    if not 0 < d.fuzzy_threshold <= 100:
+        problems.append(f"data.fuzzy_threshold: a rapidfuzz score in (0, 100], got {d.fuzzy_threshold}")
     if set(d.split_names) != {"train", "validation", "test"}:
         problems.append(
             f"data.split_names: needs exactly the keys train, validation, test, got {sorted(d.split_names)}"

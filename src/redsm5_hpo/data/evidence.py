@@ -1,7 +1,6 @@
-"""Evidence sentences as character spans of their post, and spans as token labels.
+"""Evidence as character spans of its post: sentences, spans as token labels and characters.
 
-Locating is robust to the differences seen between release text and annotated sentences:
-runs of whitespace, curly vs straight quotes, and letter case.
+Finding an annotated sentence in its post is ``alignment.py``'s job.
 """
 
 from __future__ import annotations
@@ -10,38 +9,7 @@ import re
 from collections.abc import Sequence
 
 SENTENCE = re.compile(r'[^\s][^\n]*?(?:[.!?]+["\')\]]*(?=\s|$)|(?=\n)|$)')
-QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00b4": "'", "`": "'"})
 Span = tuple[int, int]
-
-
-def _normalize(text: str) -> tuple[str, list[int]]:
-    """Collapse whitespace runs, unify quotes, lower-case; keep each output char's source index."""
-    chars: list[str] = []
-    index: list[int] = []
-    for i, ch in enumerate(text.translate(QUOTES).lower()):
-        if ch.isspace():
-            if chars and chars[-1] == " ":
-                continue
-            ch = " "
-        chars.append(ch)
-        index.append(i)
-    return "".join(chars), index
-
-
-def locate_sentence(text: str, sentence: str) -> Span | None:
-    """Character span ``(start, end)`` of ``sentence`` in ``text``, or None if absent."""
-    start = text.find(sentence)
-    if start >= 0:
-        return start, start + len(sentence)
-    norm_text, index = _normalize(text)
-    norm_sentence, _ = _normalize(sentence.strip())
-    if not norm_sentence:
-        return None
-    found = norm_text.find(norm_sentence)
-    if found < 0:
-        return None
-    last = found + len(norm_sentence) - 1
-    return index[found], index[last] + 1
 
 
 def token_labels(offsets: Sequence[Span], spans: Sequence[Span]) -> list[int]:

@@ -23,7 +23,9 @@ class Corpus:
 def load_corpus(cfg: DataConfig, seed: int) -> Corpus:
     """Load the configured source and split it (or keep its own splits)."""
     release = load_release(cfg)
-    posts, stats = build_posts(release.posts, release.annotations, release.source, cfg.split_column)
+    posts, stats = build_posts(
+        release.posts, release.annotations, release.source, cfg.split_column, cfg.fuzzy_threshold
+    )
     predefined = any(p.split is not None for p in posts)
     if predefined:
         splits = _predefined(posts, cfg, release.source, release.revision)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from redsm5_hpo.config.schema import DataConfig
+from redsm5_hpo.data.csv_checks import csv_problem
 from redsm5_hpo.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,15 @@ def load_release(cfg: DataConfig) -> Release:
         directory = SAMPLE_DIR if cfg.source == "sample" else Path(cfg.source).expanduser()
         files = _local_files(directory, cfg)
         revision = "sha256:" + _content_hash(files.values())
-        posts, annotations = (
-            _load("csv", cfg.source, revision, data_files=str(files[t])) for t in ("posts", "annotations")
-        )
+        for table, path in files.items():
+            problem = csv_problem(path.read_bytes())
+            if problem:
+                raise DataError(f"data source {cfg.source!r} (revision {revision}), {table} file {path}: {problem}")
+        posts, annotations = (_load("csv", cfg, revision, data_files=str(files[t])) for t in ("posts", "annotations"))
     else:
         revision = resolve_hub_revision(cfg.source, cfg.revision)
         posts, annotations = (
-            _load(cfg.source, cfg.source, revision, data_files=name, revision=cfg.revision)
+            _load(cfg.source, cfg, revision, data_files=name, revision=cfg.revision)
             for name in (cfg.posts_file, cfg.annotations_file)
         )
     _require_columns(cfg.source, revision, "posts", cfg.posts_file, POST_COLUMNS, posts.column_names)
@@ -95,11 +98,24 @@ def resolve_hub_revision(repo_id: str, revision: str) -> str:
     return str(info.sha or revision)
 
 
-def _load(path: str, source: str, recorded_revision: str, **kwargs: Any) -> Any:
+def _load(path: str, cfg: DataConfig, recorded_revision: str, **kwargs: Any) -> Any:
+    """One CSV table through ``datasets``, every column read as text (empty fields as ""): ids keep their
+    leading zeros and a bad ``status`` is a value to report, not a parser failure."""
     import datasets
+    from datasets.exceptions import DatasetGenerationError
 
+    source = cfg.source
+    columns = (*POST_COLUMNS, *ANNOTATION_COLUMNS, cfg.split_column)
+    as_text = {"converters": dict.fromkeys(columns, str), "keep_default_na": False, "na_filter": False}
     try:
-        return datasets.load_dataset(path, split="train", **kwargs)
+        return datasets.load_dataset(path, split="train", **kwargs, **as_text)
+    except DatasetGenerationError as e:  # the parser failed: say on what, not where in datasets
+        cause = _root_cause(e)
+        raise DataError(
+            f"cannot read {kwargs.get('data_files')} of data source {source!r} (revision {recorded_revision}): "
+            f"{type(cause).__name__}: {cause}. The file must be UTF-8 CSV with the release's header; fix or "
+            "re-export it."
+        ) from e
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as e:
         raise DataError(
             f"cannot load data source {source!r} (revision {recorded_revision}): {e}. "
@@ -107,6 +123,12 @@ def _load(path: str, source: str, recorded_revision: str, **kwargs: Any) -> Any:
             "once with network access (the datasets cache is reused offline). For local data pass a directory "
             "with the two release CSVs: data.source=/path/to/redsm5."
         ) from e
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return error
 
 
 def _require_columns(

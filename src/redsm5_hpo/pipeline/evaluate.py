@@ -66,6 +66,7 @@ def evaluate_best_trial(
             "source": corpus.source,
             "revision": corpus.revision,
             "splits": {k: len(v) for k, v in corpus.splits.items()},
+            "quality": corpus.stats.quality(),
         },
         "checkpoint_references": [e["checkpoint"] for e in evaluations],
         "runtime": {"training": trial_report.get("runtime"), "evaluation": runtime.describe()},
