@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from redsm5_hpo.data.errors import DataError
 from redsm5_hpo.labels import KNOWN_ANNOTATION_LABELS
@@ -37,6 +37,7 @@ class Cleaned:
 
 
 def clean_release(posts: Iterable[dict[str, Any]], annotations: Iterable[dict[str, Any]], source: str) -> Cleaned:
+    """The posts and annotation rows to build the corpus from; ``DataError`` for what cannot be repaired."""
     cleaned = Cleaned([], [])
     kept_posts = _clean_posts(posts, source, cleaned)
     for number, row in enumerate(annotations, start=1):
@@ -44,7 +45,7 @@ def clean_release(posts: Iterable[dict[str, Any]], annotations: Iterable[dict[st
         row["sentence_id"] = _strip_id(row.get("sentence_id"), cleaned)
         row["DSM5_symptom"] = str(row.get("DSM5_symptom") or "").strip().upper()
         label = row["sentence_id"] or f"{row['post_id']} annotation row {number}"
-        if row["post_id"] in kept_posts["skipped"]:
+        if row["post_id"] in kept_posts.skipped:
             _skip(cleaned, "annotation row(s) of a skipped post", label)
             continue
         status = _status(row.get("status"))
@@ -52,11 +53,18 @@ def clean_release(posts: Iterable[dict[str, Any]], annotations: Iterable[dict[st
             _skip(cleaned, "annotation row(s) whose status is not 0 or 1", label)
             continue
         cleaned.annotations.append({**row, "status": status})
-    _check_labels_and_posts(cleaned, kept_posts["ids"], source)
+    _check_labels_and_posts(cleaned, kept_posts.ids, source)
     return cleaned
 
 
-def _clean_posts(rows: Iterable[dict[str, Any]], source: str, cleaned: Cleaned) -> dict[str, set[str]]:
+class _PostIds(NamedTuple):
+    ids: set[str]
+    """Posts kept."""
+    skipped: set[str]
+    """Posts skipped for want of text (their annotation rows go too)."""
+
+
+def _clean_posts(rows: Iterable[dict[str, Any]], source: str, cleaned: Cleaned) -> _PostIds:
     texts: dict[str, str] = {}
     skipped: set[str] = set()
     conflicting: set[str] = set()
@@ -85,7 +93,7 @@ def _clean_posts(rows: Iterable[dict[str, Any]], source: str, cleaned: Cleaned) 
             "annotations could refer to either. Give each post its own post_id in the posts file (and in the "
             "annotations that belong to it), or remove the extra rows."
         )
-    return {"ids": set(texts), "skipped": skipped - set(texts)}
+    return _PostIds(set(texts), skipped - set(texts))
 
 
 def _check_labels_and_posts(cleaned: Cleaned, post_ids: set[str], source: str) -> None:
