@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,10 @@ def load_release(cfg: DataConfig) -> Release:
     if cfg.source == "sample" or Path(cfg.source).expanduser().is_dir():
         directory = SAMPLE_DIR if cfg.source == "sample" else Path(cfg.source).expanduser()
         files = _local_files(directory, cfg)
-        revision = "sha256:" + _content_hash(files.values())
+        contents = {table: path.read_bytes() for table, path in files.items()}  # read once: hashed, checked
+        revision = "sha256:" + _content_hash(contents.values())
         for table, path in files.items():
-            problem = csv_problem(path.read_bytes())
+            problem = csv_problem(contents[table])
             if problem:
                 raise DataError(f"data source {cfg.source!r} (revision {revision}), {table} file {path}: {problem}")
         posts, annotations = (_load("csv", cfg, revision, data_files=str(files[t])) for t in ("posts", "annotations"))
@@ -74,10 +76,10 @@ def _local_files(directory: Path, cfg: DataConfig) -> dict[str, Path]:
     return files
 
 
-def _content_hash(paths: Any) -> str:
+def _content_hash(contents: Iterable[bytes]) -> str:
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).read_bytes())
+    for data in contents:
+        digest.update(data)
     return digest.hexdigest()
 
 
