@@ -22,4 +22,4 @@ def posts_with_first_sentence_as_evidence(texts: list[str]) -> list[Post]:
 def tokenized(encoder: Any, texts: list[str], max_length: int = 64) -> dict[str, torch.Tensor]:
     """One collated batch of ``texts``; the first sentence of each is its gold evidence."""
     dataset = MultiLabelDataset(posts_with_first_sentence_as_evidence(texts), encoder.tokenizer, max_length)
-    return dataset.collate(dataset.examples)
+    return dataset.collate([dataset[i] for i in range(len(dataset))])

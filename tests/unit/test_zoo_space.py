@@ -31,7 +31,7 @@ def test_every_drawn_trial_validates_builds_and_takes_a_training_step(sample_cor
             raise AssertionError(f"a conditional dimension was drawn outside its condition: {values}")
         model, tokenizer = build_model(config, sample_corpus)
         dataset = make_dataset(posts, tokenizer, config.data.max_length, config.data.input_format)
-        batch = dataset.collate(dataset.examples[:4])
+        batch = dataset.collate([dataset[i] for i in range(4)])
         model.train()
         loss = total_loss(model, model(batch), batch, config.train.evidence_loss_weight)
         loss.backward()

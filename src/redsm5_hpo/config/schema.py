@@ -18,6 +18,8 @@ EVIDENCE_POOLINGS = ("mean", "max", "attention")
 COUPLING_COMBINES = ("concat", "sum", "weighted_sum", "mean", "weighted_mean")
 ACTIVATIONS = ("gelu", "silu", "relu", "leaky_relu", "mish", "tanh")
 INPUT_FORMATS = ("multilabel", "pair")
+LONG_POSTS = ("windows", "truncate")
+WINDOW_POOLINGS = ("max", "mean", "attention")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
 """What ``train.device`` accepts (a full match)."""
@@ -47,13 +49,28 @@ class DataConfig:
     test_fraction: float = 0.15
     """Share of posts in the test split when we split ourselves."""
     max_length: int = 160
-    """Tokens per post; evidence past it is lost (and the loss is measured)."""
+    """Tokens per model input (one window of a post, or the whole post with ``long_posts=truncate``)."""
+    long_posts: str = "windows"
+    """A post longer than ``max_length`` tokens: ``windows`` (overlapping windows of ``max_length`` tokens,
+    pooled per post for the criteria, evidence merged back into the post) or ``truncate`` (the rest is
+    lost; the share of evidence lost is logged as ``*_evidence_truncation_loss``)."""
+    window_stride: int | None = None
+    """``long_posts=windows``: tokens each window repeats from the end of the one before, so a sentence
+    cut at one window's edge is whole in the next; at most ``max_length / 2``. None = ``max_length / 4``."""
+    max_windows: int | None = None
+    """``long_posts=windows``: windows kept per post (the first ones, in text order); None = all. Bounds
+    the memory of one post; evidence past the last kept window counts as truncated."""
     fuzzy_threshold: float = 80.0
     """Evidence alignment: the last resort, a fuzzy match of the annotated sentence in its post, counts at
     this rapidfuzz ``ratio`` score (0-100) and above, over runs of one to three post sentences."""
     input_format: str = "multilabel"
     """``multilabel`` (one example per post, nine outputs) or ``pair`` (criterion description + post, one
     output, nine examples per post; predictions are mapped back per post)."""
+
+    @property
+    def stride(self) -> int:
+        """``window_stride``, or its default for ``max_length``."""
+        return self.max_length // 4 if self.window_stride is None else self.window_stride
 
 
 @dataclass
@@ -103,6 +120,9 @@ class ModelConfig:
     coupling_combine: str = "concat"
     """Evidence-informed coupling: how post and evidence vectors combine (``concat``, ``sum``,
     ``weighted_sum``, ``mean``, ``weighted_mean``)."""
+    window_pooling: str = "max"
+    """``data.long_posts=windows``: how a post's window vectors become the one vector the criteria head
+    reads: ``max``, ``mean`` or ``attention`` (learned weights over the windows)."""
     gradient_checkpointing: bool = False
     """Recompute the encoder's activations in the backward pass instead of keeping them: less memory for
     large encoders and long inputs, about a third more compute per step."""
@@ -115,7 +135,8 @@ class TrainConfig:
     epochs: int = 5
     """Training epochs per trial."""
     batch_size: int = 8
-    """Posts per forward pass."""
+    """Inputs per forward pass: posts (pairs in the pair format), counted in windows when posts are
+    split into windows; a post with more windows than this is a batch of its own."""
     eval_batch_size: int | None = None
     """Posts per forward pass in validation, test and prediction (no gradients, so it can be larger);
     None = ``batch_size``."""

@@ -16,8 +16,10 @@ from redsm5_hpo.config.schema import (
     EVIDENCE_HEADS,
     EVIDENCE_POOLINGS,
     INPUT_FORMATS,
+    LONG_POSTS,
     POOLINGS,
     PRECISIONS,
+    WINDOW_POOLINGS,
     Config,
 )
 from redsm5_hpo.config.search_space import flatten_space, parents, suggestion_order
@@ -33,6 +35,8 @@ PRUNERS = ("none", "median", "hyperband")
 PARAM_TYPES = ("float", "int", "categorical")
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.input_format": INPUT_FORMATS,
+    "data.long_posts": LONG_POSTS,
+    "model.window_pooling": WINDOW_POOLINGS,
     "model.pooling": POOLINGS,
     "model.criteria_head": CRITERIA_HEADS,
     "model.evidence_head": EVIDENCE_HEADS,
@@ -64,6 +68,13 @@ def validate(config: Config) -> list[str]:
         )
     if d.max_length < 16:
         problems.append(f"data.max_length: must be >= 16 tokens, got {d.max_length}")
+    if d.window_stride is not None and not 0 <= d.window_stride <= d.max_length // 2:
+        problems.append(
+            f"data.window_stride: overlapping tokens between windows, from 0 to data.max_length / 2 "
+            f"({d.max_length // 2}), got {d.window_stride}; lower it or leave it null (a quarter of max_length)"
+        )
+    if d.max_windows is not None and d.max_windows < 1:
+        problems.append(f"data.max_windows: null (every window) or >= 1, got {d.max_windows}")
     if not 0 < d.fuzzy_threshold <= 100:
         problems.append(f"data.fuzzy_threshold: a rapidfuzz score in (0, 100], got {d.fuzzy_threshold}")
     if set(d.split_names) != {"train", "validation", "test"}:

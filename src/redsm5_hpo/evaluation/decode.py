@@ -4,6 +4,10 @@ Every evidence head proposes (first token, last token, score) candidates; the pr
 best-first set of non-overlapping candidates. Greedy selection in score order means that applying a
 threshold afterwards gives exactly the selection made among the candidates above that threshold, so the
 decode runs once and threshold calibration only filters.
+
+A post read in overlapping windows is decoded per window, then merged in the post's characters by the
+same greedy rule: where two windows propose overlapping spans (the same sentence seen twice), the
+higher score wins, so the threshold property holds for the merged post too.
 """
 
 from __future__ import annotations
@@ -41,3 +45,14 @@ def greedy_spans(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray) -> li
 def to_char_spans(spans: Sequence[ScoredSpan], offsets: Sequence[Span]) -> list[tuple[int, int, float]]:
     """Token spans -> (start char, end char, score) in the post text."""
     return [(offsets[first][0], offsets[last][1], score) for first, last, score in spans]
+
+
+def merge_windows(windows: Sequence[Sequence[tuple[int, int, float]]]) -> list[tuple[int, int, float]]:
+    """Each window's decoded (start char, end char, score) spans -> the post's: best first, a span kept
+    unless it overlaps a better one already kept."""
+    candidates = sorted((span for window in windows for span in window), key=lambda span: -span[2])
+    chosen: list[tuple[int, int, float]] = []
+    for start, end, score in candidates:
+        if all(end <= s or start >= e for s, e, _ in chosen):
+            chosen.append((start, end, score))
+    return chosen

@@ -14,7 +14,7 @@ from redsm5_hpo.data.batching import length_sorted_batches
 from redsm5_hpo.data.evidence import evidence_chars
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.devices import Runtime
-from redsm5_hpo.evaluation.decode import greedy_spans, to_char_spans
+from redsm5_hpo.evaluation.decode import greedy_spans, merge_windows, to_char_spans
 from redsm5_hpo.evaluation.metrics import criteria_metrics, evidence_metrics
 from redsm5_hpo.evaluation.thresholds import as_vector, best_threshold, calibrate_criteria
 from redsm5_hpo.faults import fault_point
@@ -39,13 +39,13 @@ class Predictions:
 def predict(
     model: CriteriaEvidenceModel, dataset: MultiLabelDataset, cfg: TrainConfig, runtime: Runtime
 ) -> Predictions:
-    """Forward every example of ``dataset`` on ``runtime``'s device (no dropout) in batches of
-    ``eval_batch_size`` sorted by length, decode its evidence and map the outputs back to one row per post,
-    in the dataset's order. Each batch's outputs come back to the CPU once; the loss stays on the device
-    until the end."""
+    """Forward every unit of ``dataset`` on ``runtime``'s device (no dropout) in batches of
+    ``eval_batch_size`` sorted by length, decode its evidence (each window's, merged in the post's
+    characters) and map the outputs back to one row per post, in the dataset's order. Each batch's outputs
+    come back to the CPU once; the loss stays on the device until the end."""
     was_training = model.training
     model.eval()
-    batches = length_sorted_batches(dataset.lengths, cfg.eval_batch_size or cfg.batch_size)
+    batches = length_sorted_batches(dataset.lengths, cfg.eval_batch_size or cfg.batch_size, dataset.window_counts)
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, pin_memory=runtime.pin_memory)
     probs: list[np.ndarray] = [np.empty(0)] * len(dataset)
     spans: list[list[tuple[int, int, float]]] = [[] for _ in range(len(dataset))]
@@ -57,10 +57,11 @@ def predict(
             loss = total_loss(model, output, batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
         loss_sum += loss.float() * len(indices)
         batch_probs = torch.sigmoid(output.criteria_logits.float()).cpu().numpy()
-        candidates = model.evidence_head.candidates(output.evidence_logits.float(), batch)
-        for row, (index, (starts, ends, scores)) in enumerate(zip(indices, candidates, strict=True)):
+        candidates = iter(model.evidence_head.candidates(output.evidence_logits.float(), batch))
+        for row, index in enumerate(indices):
             probs[index] = batch_probs[row]
-            spans[index] = to_char_spans(greedy_spans(starts, ends, scores), dataset.examples[index].offsets)
+            per_window = [to_char_spans(greedy_spans(*next(candidates)), window.offsets) for window in dataset[index]]
+            spans[index] = per_window[0] if len(per_window) == 1 else merge_windows(per_window)
         fault_point("mid_validation")
     model.train(was_training)
     post_probs, post_spans = dataset.to_posts(np.stack(probs) if probs else np.empty((0, 9)), spans)

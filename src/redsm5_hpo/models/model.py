@@ -15,14 +15,15 @@ from redsm5_hpo.models.coupling import EvidenceCoupling
 from redsm5_hpo.models.evidence_heads import evidence_head
 from redsm5_hpo.models.heads import Pooler, criteria_head
 from redsm5_hpo.models.losses import CriteriaLoss
+from redsm5_hpo.models.windows import WindowPooling
 
 
 @dataclass
 class ModelOutput:
     criteria_logits: torch.Tensor
-    """(B, 9): one logit per criterion, in ``SYMPTOMS`` order; (B, 1) in the pair format."""
+    """(B, 9): one logit per criterion and unit, in ``SYMPTOMS`` order; (B, 1) in the pair format."""
     evidence_logits: torch.Tensor
-    """The evidence head's output: (B, T) token logits, (B, T, 2) start/end, (B, T, T) span scores,
+    """The evidence head's output per window (W rows): (W, T) token logits, (B, T, 2) start/end, (B, T, T) span scores,
     (B, T, 3) BIO emissions or (B, S) sentence logits."""
 
 
@@ -59,8 +60,12 @@ class CriteriaEvidenceModel(nn.Module):
             cfg.evidence_head, hidden_size, cfg.dropout, cfg.evidence_hidden, cfg.max_span_tokens, cfg.activation
         )
         self.criteria_loss = criteria_loss or CriteriaLoss()
+        # last: a learned window pooling must not shift the initial weights of the heads above
+        self.window_pooling = WindowPooling(cfg.window_pooling, criteria_input)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> ModelOutput:
+        """Every window is encoded and pooled on its own (and coupled with its evidence); a unit's window
+        vectors are then pooled into the one vector its criteria logits come from."""
         attention_mask = batch["attention_mask"]
         out = self.encoder(
             input_ids=batch["input_ids"], attention_mask=attention_mask, output_hidden_states=self.pooler.needs_layers
@@ -69,12 +74,17 @@ class CriteriaEvidenceModel(nn.Module):
         pooled = self.pooler(hidden, attention_mask, out.hidden_states or ())  # (B, H)
         if self.coupling is None:
             # criteria head first: dropout draws in the order earlier versions used, so a seed replays
-            criteria = self.criteria_head(pooled)
+            criteria = self.criteria_head(self._per_unit(pooled, batch))
             return ModelOutput(criteria, self.evidence_head(hidden, batch))
         evidence = self.evidence_head(hidden, batch)
         weights = self.evidence_head.token_scores(evidence, batch)
         pooled = self.coupling(pooled, hidden, weights, batch["content_mask"].to(hidden.dtype))
-        return ModelOutput(self.criteria_head(pooled), evidence)
+        return ModelOutput(self.criteria_head(self._per_unit(pooled, batch)), evidence)
+
+    def _per_unit(self, windows: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if "window_unit" not in batch:
+            return windows
+        return self.window_pooling(windows, batch["window_unit"], batch["labels"].shape[0])
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Everything but the encoder: trained at the head learning rate."""
@@ -99,6 +109,8 @@ class CriteriaEvidenceModel(nn.Module):
             signature += f"+coupled({m.evidence_pooling},{m.coupling_combine})"
         if self.pairs:
             signature += "+pairs"
+        if self.window_pooling.scorer is not None:
+            signature += "+window_attention"
         if self.criteria_loss.learns_gamma:
             signature += "+learned_gamma"
         return signature

@@ -16,7 +16,7 @@ from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config, TrainConfig
 from redsm5_hpo.data.augment import augment_posts
-from redsm5_hpo.data.formats import MultiLabelDataset, make_dataset
+from redsm5_hpo.data.formats import MultiLabelDataset, Windowing, make_dataset
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime
 from redsm5_hpo.hpo.study import RESUME_FIRST, create_study
@@ -106,13 +106,17 @@ def build_model(
 
 def split_datasets(config: Config, corpus: Corpus, tokenizer: Any, *splits: str) -> list[MultiLabelDataset]:
     """The model inputs of ``splits`` in ``config.data.input_format``; the train split gets its
-    configured augmentation, no other split ever does."""
+    configured augmentation, no other split ever does. Long posts are read as ``config.data.long_posts``
+    says."""
+    d = config.data
+    windows = Windowing(d.stride, d.max_windows) if d.long_posts == "windows" else None
     return [
         make_dataset(
             augment_posts(corpus.splits[s], config.augment, config.seed) if s == "train" else corpus.splits[s],
             tokenizer,
-            config.data.max_length,
-            config.data.input_format,
+            d.max_length,
+            d.input_format,
+            windows,
         )
         for s in splits
     ]

@@ -119,9 +119,10 @@ def fit(
     after each one. ``resume_from`` is a checkpoint's training state (the model already holds its weights):
     the run continues after that epoch exactly as an uninterrupted run would on the same device."""
     loader = train_loader(train_set, cfg, seed, runtime)
-    batches = min(len(loader), cfg.max_steps_per_epoch or len(loader))
+    sampler = cast(EpochBatchSampler, loader.batch_sampler)
+    batches = {e: min(sampler.count(e), cfg.max_steps_per_epoch or sampler.count(e)) for e in range(1, cfg.epochs + 1)}
     optimizer = build_optimizer(model, cfg)
-    total_steps = math.ceil(batches / cfg.grad_accum_steps) * cfg.epochs
+    total_steps = sum(math.ceil(n / cfg.grad_accum_steps) for n in batches.values())
     scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
     state = LoopState(model, optimizer, scheduler, runtime.grad_scaler())
     if resume_from is not None:
@@ -129,8 +130,8 @@ def fit(
         apply_learning_rates(state.optimizer, state.scheduler, cfg)
     log.info("training from epoch %d of %d on %s (%s)", state.epoch + 1, cfg.epochs, runtime.name, runtime.precision)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        cast(EpochBatchSampler, loader.batch_sampler).set_epoch(epoch)
-        loss, padding = _train_epoch(state, loader, cfg, runtime, epoch, batches, progress, hooks)
+        sampler.set_epoch(epoch)
+        loss, padding = _train_epoch(state, loader, cfg, runtime, epoch, batches[epoch], progress, hooks)
         lrs = state.scheduler.get_last_lr()
         metrics = {"train_loss": loss, "train_padding_share": padding}
         metrics |= {"lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
@@ -155,7 +156,9 @@ def train_loader(dataset: MultiLabelDataset, cfg: TrainConfig, seed: int, runtim
     workers = cfg.num_workers
     return DataLoader(
         dataset,
-        batch_sampler=EpochBatchSampler(dataset.lengths, cfg.batch_size, seed, cfg.group_by_length),
+        batch_sampler=EpochBatchSampler(
+            dataset.lengths, cfg.batch_size, seed, cfg.group_by_length, dataset.window_counts
+        ),
         collate_fn=dataset.collate,
         num_workers=workers,
         pin_memory=runtime.pin_memory,
@@ -204,7 +207,7 @@ def _train_epoch(
     progress: bool,
     hooks: Sequence[TrainingHook],
 ) -> tuple[float, float]:
-    """One epoch; returns (mean training loss per example, share of token slots that were padding)."""
+    """One epoch; returns (mean training loss per unit, share of token slots that were padding)."""
     model, scaler = state.model, state.scaler
     model.train()
     fgm = FGM(model, cfg) if cfg.fgm_epsilon > 0 else None
