@@ -156,7 +156,9 @@ def _bare_epochs(config: Config) -> list[tuple[float, float]]:
     for epoch in range(config.train.epochs):
         started = time.perf_counter()
         model.train()
-        batches = epoch_batches(train_set.lengths, config.train.batch_size, config.seed, epoch + 1)
+        batches = epoch_batches(
+            train_set.lengths, config.train.batch_size, config.seed, epoch + 1, windows=train_set.window_counts
+        )
         loader = DataLoader(train_set, batch_sampler=batches, collate_fn=train_set.collate)
         for batch in loader:
             loss = total_loss(model, model(batch), batch, config.train.evidence_loss_weight)
@@ -265,7 +267,9 @@ def b6_overhead(workdir: Path, base: list[str], epochs: int = 2, repetitions: in
     ratios: dict[str, list[float]] = {"bare": [], "hf": []}
     for rep in range(repetitions):
         root = workdir / f"b6_{rep}"
-        config = load_config([*base, f"experiments_dir={root}", f"train.epochs={epochs}"], REPO / "configs")
+        # one input per post: the Trainer batches posts, not windows, so all three read the same batches
+        overrides = [*base, "data.long_posts=truncate", f"experiments_dir={root}", f"train.epochs={epochs}"]
+        config = load_config(overrides, REPO / "configs")
         measured = {}
         for loop in ("ours", "bare", "hf") if rep % 2 == 0 else ("hf", "bare", "ours"):
             if loop == "ours":

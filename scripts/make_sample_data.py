@@ -9,9 +9,16 @@ The sample follows the official release schema exactly:
 - ``redsm5_annotations.csv``: post_id, sentence_id, sentence_text, DSM5_symptom, status,
   explanation
 
-It contains varied wording, filler sentences, several symptoms per post, explicit negations
-(status 0), SPECIAL_CASE rows, symptom-free posts (about a quarter) and a few posts whose text
-differs from the annotated sentence in whitespace or quote style (to exercise offset matching).
+and the release's shape, at its own size:
+- label frequencies: the published per-symptom post counts (``RELEASE_POSTS``, of
+  ``RELEASE_TOTAL`` posts, ``RELEASE_NO_SYMPTOM`` of them without any status-1 row) scaled to the
+  sample's number of posts, exactly; several symptoms per post, explicit negations (status 0);
+- lengths with a long tail: most posts are a few sentences, about 2% run to 400-800 words (over
+  512 tokens) and a few to over 2,000 words, with their evidence in the last part of the post,
+  past the first windows;
+- annotation rows that do not match the post verbatim (about 16%): spacing and curly quotes,
+  case, or the annotator's own wording (a contraction written out, a word changed); each row's
+  ``sentence_id`` is ``<post_id>_<k>``, k the sentence's 0-based index in its post.
 """
 
 from __future__ import annotations
@@ -143,9 +150,102 @@ FILLERS = [
     "I don't really know what I'm asking for here.",
 ]
 
+STORY_TIMES = [
+    "Last week",
+    "On Monday",
+    "Yesterday",
+    "A few days ago",
+    "This morning",
+    "Over the weekend",
+    "Back in college",
+    "Two years ago",
+    "Earlier today",
+    "Around midnight",
+]
+STORY_PEOPLE = [
+    "my brother",
+    "my manager",
+    "our neighbour",
+    "my best friend",
+    "my landlord",
+    "a coworker",
+    "my dad",
+    "my cousin",
+    "my therapist",
+    "a guy from class",
+]
+STORY_EVENTS = [
+    "called me about the rent",
+    "asked if I wanted to help with the move",
+    "told me a long story about his car",
+    "sent me photos from the trip",
+    "talked about the new project at work",
+    "invited me to a barbecue",
+    "complained about the traffic downtown",
+    "showed me a video about old trains",
+    "mentioned a concert in the park",
+    "asked me to water the plants",
+]
+"""Long posts tell a story around their symptoms: time + person + event, 1,000 combinations."""
+
 OPENERS = ["", "Honestly, ", "Lately ", "To be honest, ", "These days ", "Recently "]
-NO_SYMPTOM_SHARE = 0.25
+RELEASE_TOTAL = 1484
+RELEASE_NO_SYMPTOM = 392
+RELEASE_POSTS = {
+    "DEPRESSED_MOOD": 328,
+    "WORTHLESSNESS": 311,
+    "SUICIDAL_THOUGHTS": 165,
+    "ANHEDONIA": 124,
+    "FATIGUE": 124,
+    "SLEEP_ISSUES": 102,
+    "COGNITIVE_ISSUES": 59,
+    "APPETITE_CHANGE": 44,
+    "PSYCHOMOTOR": 35,
+    "SPECIAL_CASE": 92,
+}
+"""Posts with a status-1 row per label in the release (its dataset card)."""
+LONG_SHARE = 0.02
+"""Posts of 35-60 story sentences (400-800 words)."""
+VERY_LONG_POSTS = 2
+"""Posts of over 2,000 words."""
 EXPLANATION = {1: "Sentence describes the symptom.", 0: "Sentence explicitly denies the symptom."}
+ANNOTATOR_WORDING = [
+    ("I'm", "I am"),
+    ("can't", "cannot"),
+    ("don't", "do not"),
+    ("I've", "I have"),
+    ("feel", "am feeling"),
+    ("every", "each"),
+    ("really", "truly"),
+    ("anymore", "any longer"),
+]
+"""How an annotator's copy of a sentence differs from the post: the first of these rewrites that applies,
+else the final punctuation."""
+
+
+def scaled_counts(n_posts: int) -> tuple[dict[str, int], int]:
+    """The release's posts per label and posts without a status-1 row, scaled to ``n_posts``."""
+    scale = n_posts / RELEASE_TOTAL
+    return {label: round(count * scale) for label, count in RELEASE_POSTS.items()}, round(RELEASE_NO_SYMPTOM * scale)
+
+
+def assign_labels(n_posts: int, rng: random.Random) -> list[set[str]]:
+    """Per post, its status-1 labels: each label on exactly its scaled count of posts, and exactly the
+    scaled number of posts without any; every other post has at least one label."""
+    counts, none = scaled_counts(n_posts)
+    occurrences = [label for label, count in counts.items() for _ in range(count)]
+    rng.shuffle(occurrences)
+    order = list(range(n_posts))
+    rng.shuffle(order)
+    positive = order[: min(n_posts - none, len(occurrences))]
+    labels: list[set[str]] = [set() for _ in range(n_posts)]
+    for index, label in zip(positive, occurrences, strict=False):
+        labels[index].add(label)
+    rest = occurrences[len(positive) :]
+    for label in rest:
+        free = [i for i in positive if label not in labels[i]]
+        labels[rng.choice(free)].add(label)
+    return labels
 
 
 def _with_opener(sentence: str, rng: random.Random) -> str:
@@ -154,34 +254,62 @@ def _with_opener(sentence: str, rng: random.Random) -> str:
     return opener + (sentence if keep_case or not opener else sentence[0].lower() + sentence[1:])
 
 
-def _post(index: int, rng: random.Random) -> tuple[str, str, list[list[str]]]:
-    """One post: (post_id, text, annotation rows)."""
+def _story(rng: random.Random) -> str:
+    return f"{rng.choice(STORY_TIMES)} {rng.choice(STORY_PEOPLE)} {rng.choice(STORY_EVENTS)}."
+
+
+def _annotated(sentence: str, rng: random.Random) -> tuple[str, str]:
+    """(the sentence as the post has it, as the annotation row has it)."""
+    draw = rng.random()
+    if draw < 0.06:  # spacing and typographic quotes in the post
+        return sentence.replace(" ", "  ", 1).replace("'", "\u2019"), sentence
+    if draw < 0.10:  # the annotator's copy in lower case
+        return sentence, sentence.lower()
+    if draw < 0.16:  # the annotator's own wording
+        for written, rewritten in ANNOTATOR_WORDING:
+            if written in sentence:
+                return sentence, sentence.replace(written, rewritten, 1)
+        return sentence, sentence.rstrip(".!?") + "!"
+    return sentence, sentence
+
+
+def _post(index: int, labels: set[str], length: str, rng: random.Random) -> tuple[str, str, list[list[str]]]:
+    """One post with status-1 rows for ``labels``: (post_id, text, annotation rows). ``length``: ``short``,
+    ``long`` or ``very_long``; the symptoms of a long post are in its last 40%."""
     post_id = f"s_{index:04d}"
     symptoms = list(POSITIVE)
-    chosen = [] if rng.random() < NO_SYMPTOM_SHARE else rng.sample(symptoms, rng.choice([1, 1, 2, 2, 3]))
-    items: list[tuple[str, str | None, int | None]] = [(f, None, None) for f in rng.sample(FILLERS, rng.randint(1, 3))]
-    for symptom in chosen:
-        items.append((_with_opener(rng.choice(POSITIVE[symptom]), rng), symptom, 1))
+    fillers: list[tuple[str, str | None, int | None]] = [
+        (f, None, None) for f in rng.sample(FILLERS, rng.randint(1, 3))
+    ]
+    if length != "short":
+        sentences = rng.randint(35, 60) if length == "long" else rng.randint(185, 200)
+        fillers += [(_story(rng), None, None) for _ in range(sentences)]
+    annotated: list[tuple[str, str | None, int | None]] = []
+    for symptom in sorted(labels):
+        sentence = rng.choice(SPECIAL_CASES) if symptom == "SPECIAL_CASE" else rng.choice(POSITIVE[symptom])
+        annotated.append((_with_opener(sentence, rng), symptom, 1))
     if rng.random() < 0.35:
-        denied = rng.choice([s for s in symptoms if s not in chosen])
-        items.append((rng.choice(NEGATIONS[denied]), denied, 0))
-    if rng.random() < 0.12:
-        items.append((rng.choice(SPECIAL_CASES), "SPECIAL_CASE", 1))
-    rng.shuffle(items)
+        denied = rng.choice([s for s in symptoms if s not in labels])
+        annotated.append((rng.choice(NEGATIONS[denied]), denied, 0))
+    if length == "short":
+        items = fillers + annotated
+        rng.shuffle(items)
+    else:
+        items = list(fillers)
+        tail = int(len(items) * 0.6)
+        for item in annotated:
+            items.insert(rng.randint(tail, len(items)), item)
 
     rows: list[list[str]] = []
     rendered: list[str] = []
     for k, (sentence, symptom, status) in enumerate(items):
-        in_post = sentence
-        if symptom is not None and rng.random() < 0.08:
-            # the release text sometimes differs from the annotated sentence in spacing/quotes
-            in_post = sentence.replace(" ", "  ", 1).replace("'", "\u2019")
+        in_post, in_row = (sentence, sentence) if symptom is None else _annotated(sentence, rng)
         rendered.append(in_post)
         if symptom is not None and status is not None:
             explanation = (
                 "Clinically relevant, not a DSM-5 criterion." if symptom == "SPECIAL_CASE" else EXPLANATION[status]
             )
-            rows.append([post_id, f"{post_id}_{k}", sentence, symptom, str(status), explanation])
+            rows.append([post_id, f"{post_id}_{k}", in_row, symptom, str(status), explanation])
     return post_id, " ".join(rendered), rows
 
 
@@ -189,9 +317,13 @@ def write_sample(out_dir: Path, n_posts: int, seed: int) -> None:
     """Write the two release CSVs for ``n_posts`` synthetic posts."""
     rng = random.Random(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    labels = assign_labels(n_posts, rng)
+    positive = [i for i in range(n_posts) if labels[i] - {"SPECIAL_CASE"}]
+    long_posts = rng.sample(positive, max(1, round(n_posts * LONG_SHARE)) + VERY_LONG_POSTS)
+    lengths = dict.fromkeys(long_posts, "long") | dict.fromkeys(long_posts[:VERY_LONG_POSTS], "very_long")
     posts, annotations = [], []
     for i in range(n_posts):
-        post_id, text, rows = _post(i, rng)
+        post_id, text, rows = _post(i, labels[i], lengths.get(i, "short"), rng)
         posts.append([post_id, text])
         annotations.extend(rows)
     with open(out_dir / "redsm5_posts.csv", "w", newline="", encoding="utf-8") as f:
@@ -208,7 +340,8 @@ def write_tiny_vocab(path: Path) -> None:
     """A WordPiece vocab covering the sample's words plus every printable ASCII character."""
     words: set[str] = set()
     corpus = [s for group in (POSITIVE, NEGATIONS) for lst in group.values() for s in lst]
-    corpus += SPECIAL_CASES + FILLERS + OPENERS
+    corpus += SPECIAL_CASES + FILLERS + OPENERS + STORY_TIMES + STORY_PEOPLE + STORY_EVENTS
+    corpus += [rewritten for _, rewritten in ANNOTATOR_WORDING]
     for sentence in corpus:
         words.update(re.findall(r"\w+|[^\w\s]", sentence.lower()))
     chars = [chr(c) for c in range(33, 127)]

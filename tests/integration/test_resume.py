@@ -17,7 +17,8 @@ OVERRIDES = [
     "hpo.n_trials=2",
     "train.optimization_metric=val_criteria_macro_pr_auc",
 ]
-# 254 train posts / 16 = 16 batches an epoch; 53 validation posts / 16 = 4 batches a validation
+# 254 train posts in 300 windows, batches of 16 windows: 19, 20, 19, 20 batches in epochs 1-4 (every trial
+# has the same seed); 53 validation posts in 63 windows = 4 batches a validation
 KILL_POINTS = {
     "mid_epoch:5": "epoch 1, before the first checkpoint",
     "mid_epoch:20": "epoch 2",
@@ -25,7 +26,7 @@ KILL_POINTS = {
     "checkpoint_write:2": "writing the epoch 2 checkpoint",
     "checkpoint_commit:2": "background write of the epoch 2 checkpoint about to commit, epoch 3 training",
     "tracking_write:2": "epoch 2 metrics logged, its checkpoint not yet written",
-    "mid_epoch:40": "second trial, epoch 3",
+    "mid_epoch:100": "second trial, epoch 3",
 }
 
 
@@ -81,7 +82,7 @@ def test_second_process_on_a_running_study_exits_cleanly(tmp_path) -> None:
 def test_rollback_continues_from_an_earlier_checkpoint_in_a_new_run(tmp_path) -> None:
     root = tmp_path / "experiments"
     overrides = [*OVERRIDES, "hpo.n_trials=1", "train.epochs=4", "retention_policy.keep_last_n=4"]
-    assert cli(root, "tune", *overrides, fault="mid_epoch:56").returncode == -9  # killed in epoch 4
+    assert cli(root, "tune", *overrides, fault="mid_epoch:63").returncode == -9  # killed in epoch 4
     (trial_dir,) = root.glob("trial_*")
     trial_id = trial_dir.name.removeprefix("trial_")
     too_far = cli(root, "rollback", "--trial", trial_id, "--epoch", "9")

@@ -8,6 +8,7 @@ import pytest
 from redsm5_hpo.config.schema import DataConfig
 from redsm5_hpo.data.corpus import build_posts
 from redsm5_hpo.data.errors import DataError
+from redsm5_hpo.data.evidence import sentence_spans
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.data.sources import SAMPLE_DIR, load_release
 from redsm5_hpo.labels import SYMPTOMS
@@ -34,7 +35,7 @@ def test_sample_matches_the_release_schema_and_mission_mix(sample_corpus) -> Non
     assert stats.posts >= 300 and stats.special_case_rows > 0 and stats.negated_rows > 0
     assert 0.15 < stats.symptom_free_posts / stats.posts < 0.35
     assert stats.unlocated_evidence == 0 and stats.skipped == {}
-    assert all(count > 20 for count in stats.label_counts.values())
+    assert min(stats.label_counts.values()) >= 5  # the rarest (PSYCHOMOTOR) at the release's share
     multi = sum(1 for posts in sample_corpus.splits.values() for p in posts if sum(p.labels) > 1)
     assert multi > 30
     assert sample_corpus.revision.startswith("sha256:")
@@ -127,7 +128,7 @@ def test_unknown_label_and_orphan_annotations_are_rejected() -> None:
         )
 
 
-def test_sample_generator_is_deterministic(tmp_path: Path) -> None:
+def sample_generator():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -135,9 +136,53 @@ def test_sample_generator_is_deterministic(tmp_path: Path) -> None:
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.write_sample(tmp_path, 360, 5)
+    return module
+
+
+def test_sample_generator_is_deterministic(tmp_path: Path) -> None:
+    sample_generator().write_sample(tmp_path, 360, 5)
     for name in ("redsm5_posts.csv", "redsm5_annotations.csv"):
         assert (tmp_path / name).read_bytes() == (SAMPLE_DIR / name).read_bytes()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("n_posts", [360, 1484])
+def test_the_sample_has_the_release_label_frequencies(tmp_path: Path, n_posts: int) -> None:
+    generator = sample_generator()
+    generator.write_sample(tmp_path, n_posts, 5)
+    posts, rows = read_csv(tmp_path / "redsm5_posts.csv"), read_csv(tmp_path / "redsm5_annotations.csv")
+    with_label: dict[str, set[str]] = {}
+    for row in rows:
+        if row["status"] == "1":
+            with_label.setdefault(row["DSM5_symptom"], set()).add(row["post_id"])
+    counts, none = generator.scaled_counts(n_posts)
+    assert {label: len(ids) for label, ids in with_label.items()} == counts
+    assert len(posts) - len(set().union(*with_label.values())) == none
+    if n_posts == 1484:  # the release's own numbers
+        assert counts == generator.RELEASE_POSTS and none == 392
+
+
+def test_the_sample_has_a_long_tail_with_late_evidence_and_indexed_sentence_ids() -> None:
+    posts = {p["post_id"]: p["text"] for p in read_csv(SAMPLE_DIR / "redsm5_posts.csv")}
+    rows = read_csv(SAMPLE_DIR / "redsm5_annotations.csv")
+    words = {post_id: len(text.split()) for post_id, text in posts.items()}
+    assert sum(n > 400 for n in words.values()) >= 5 and sum(n > 2000 for n in words.values()) >= 2
+    for post_id in (p for p, n in words.items() if n > 2000):
+        starts = [posts[post_id].find(r["sentence_text"]) for r in rows if r["post_id"] == post_id]
+        assert starts and all(start > len(posts[post_id]) // 2 for start in starts if start >= 0)
+    differs = 0
+    for row in rows:
+        post_id, _, k = row["sentence_id"].rpartition("_")
+        assert post_id == row["post_id"]
+        first, last = sentence_spans(posts[post_id])[int(k)]  # the index names the row's sentence
+        differs += posts[post_id][first:last] != row["sentence_text"]
+        if row["sentence_text"] in posts[post_id]:
+            assert first <= posts[post_id].find(row["sentence_text"]) < last
+    assert 0.10 < differs / len(rows) < 0.25
 
 
 def damage(directory: Path, file: str, change) -> None:
@@ -150,18 +195,45 @@ def first_row(data: bytes) -> bytes:
 
 
 POSTS, ANNOTATIONS = "redsm5_posts.csv", "redsm5_annotations.csv"
+
+
+def not_utf8(data: bytes) -> bytes:
+    """A byte that is not UTF-8 in the first post's text (line 2)."""
+    return data.replace(first_row(data), first_row(data).replace(b",", b",\xff", 1), 1)
+
+
+def first_quoted_line(data: bytes) -> int:
+    return next(n for n, line in enumerate(data.splitlines(), 1) if line.endswith(b'"') and b',"' in line)
+
+
+def unterminated(data: bytes) -> bytes:
+    """The closing quote of the first quoted post removed."""
+    lines = data.splitlines(keepends=True)
+    n = first_quoted_line(data) - 1
+    lines[n] = lines[n].rstrip(b'"\n') + b"\n"
+    return b"".join(lines)
+
+
+SAMPLE_POSTS = (SAMPLE_DIR / POSTS).read_bytes()
+FIRST_MOOD_ROW = next(
+    line for line in (SAMPLE_DIR / ANNOTATIONS).read_bytes().splitlines() if b",DEPRESSED_MOOD,1," in line
+)
 REFUSED = {
     "empty posts file": (POSTS, lambda d: b"", ["is empty"]),
     "annotations with a header only": (ANNOTATIONS, lambda d: d.splitlines(keepends=True)[0], ["header but no rows"]),
-    "bytes that are not UTF-8": (POSTS, lambda d: d.replace(b"My cat", b"My \xff cat", 1), ["not UTF-8", "line 2"]),
-    "an unterminated quote": (POSTS, lambda d: d.replace(b'not hungry."\n', b"not hungry.\n", 1), ["line 3", "quote"]),
-    "one post_id with two texts": (POSTS, lambda d: d + first_row(d).replace(b"My cat", b"Our dog"), ["s_0000"]),
+    "bytes that are not UTF-8": (POSTS, not_utf8, ["not UTF-8", "line 2"]),
+    "an unterminated quote": (POSTS, unterminated, [f"line {first_quoted_line(SAMPLE_POSTS)}", "quote"]),
+    "one post_id with two texts": (
+        POSTS,
+        lambda d: d + first_row(d).replace(b",", b",Another text. ", 1),
+        [first_row(SAMPLE_POSTS).split(b",")[0].decode()],
+    ),
 }
 KEPT = {
     "a status that is not 0 or 1": (
         ANNOTATIONS,
         lambda d: d.replace(b",DEPRESSED_MOOD,1,", b",DEPRESSED_MOOD,yes,", 1),
-        "skipped 1 annotation row(s) whose status is not 0 or 1: s_0000_1",
+        f"skipped 1 annotation row(s) whose status is not 0 or 1: {FIRST_MOOD_ROW.split(b',')[1].decode()}",
     ),
     "an empty post text": (
         POSTS,
@@ -210,7 +282,7 @@ def test_the_cli_exits_2_without_a_traceback_on_a_damaged_file(tmp_path: Path, c
     from tests.conftest import CONFIG_DIR
 
     directory = copy_sample(tmp_path)
-    damage(directory, POSTS, lambda d: d.replace(b"My cat", b"My \xff cat", 1))
+    damage(directory, POSTS, not_utf8)
     code = main(["train", "--dry-run", "model=tiny", f"data.source={directory}", "--config-dir", str(CONFIG_DIR)])
     captured = capsys.readouterr()
     assert code == EXIT_USER_ERROR and "is not UTF-8 text: line 2" in captured.err
@@ -219,5 +291,5 @@ def test_the_cli_exits_2_without_a_traceback_on_a_damaged_file(tmp_path: Path, c
 
 def test_the_sample_aligns_every_evidence_sentence(sample_corpus) -> None:
     quality = sample_corpus.stats.quality()
-    assert quality["aligned"] == quality["evidence_sentences"] > 400 and quality["unaligned_sentence_ids"] == []
-    assert quality["aligned_by"]["exact"] > 0 and quality["aligned_by"]["normalized"] > 0
+    assert quality["aligned"] == quality["evidence_sentences"] > 300 and quality["unaligned_sentence_ids"] == []
+    assert all(quality["aligned_by"][method] > 10 for method in ("exact", "normalized", "sentence_index"))

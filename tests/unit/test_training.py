@@ -9,7 +9,7 @@ from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.retention import RetentionPolicy
 from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state, load_weights
 from redsm5_hpo.config.schema import ModelConfig, TrainConfig
-from redsm5_hpo.data.formats import MultiLabelDataset
+from redsm5_hpo.data.formats import MultiLabelDataset, Windowing
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
@@ -68,7 +68,7 @@ def test_same_seed_gives_identical_metrics(tiny_config, sample_corpus) -> None:
 
 def test_truncation_loss_is_measured(sample_corpus) -> None:
     tokenizer = load_encoder("tiny-random").tokenizer
-    full = MultiLabelDataset(sample_corpus.splits["train"], tokenizer, 512)
+    full = MultiLabelDataset(sample_corpus.splits["train"], tokenizer, 64, Windowing(16))
     cut = MultiLabelDataset(sample_corpus.splits["train"], tokenizer, 16)
     assert full.truncation_loss == 0.0
     assert 0.3 < cut.truncation_loss < 1.0

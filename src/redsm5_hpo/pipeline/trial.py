@@ -179,13 +179,15 @@ def _train_and_report(
     if not any((k, 0) in logged for k in truncation):
         tracker.log_metrics(run_id, truncation, step=0)
     log.info(
-        "trial %s: %d train / %d validation posts (%d / %d %s examples), encoder %s on %s in %s",
+        "trial %s: %d train / %d validation posts (%d / %d %s examples in %d / %d windows), encoder %s on %s in %s",
         trial_id,
         len(train_set.posts),
         len(val_set.posts),
         len(train_set),
         len(val_set),
         config.data.input_format,
+        len(train_set.examples),
+        len(val_set.examples),
         config.model.encoder,
         runtime.name,
         runtime.precision,
