@@ -138,8 +138,8 @@ class TrainConfig:
     """Inputs per forward pass: posts (pairs in the pair format), counted in windows when posts are
     split into windows; a post with more windows than this is a batch of its own."""
     eval_batch_size: int | None = None
-    """Posts per forward pass in validation, test and prediction (no gradients, so it can be larger);
-    None = ``batch_size``."""
+    """Inputs per forward pass in validation, test and prediction (no gradients, so it can be larger),
+    counted as ``batch_size`` counts them; None = ``batch_size``."""
     grad_accum_steps: int = 1
     """Forward passes per optimizer step."""
     lr_encoder: float = 1e-4
