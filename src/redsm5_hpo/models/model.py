@@ -23,8 +23,8 @@ class ModelOutput:
     criteria_logits: torch.Tensor
     """(B, 9): one logit per criterion and unit, in ``SYMPTOMS`` order; (B, 1) in the pair format."""
     evidence_logits: torch.Tensor
-    """The evidence head's output per window (W rows): (W, T) token logits, (B, T, 2) start/end, (B, T, T) span scores,
-    (B, T, 3) BIO emissions or (B, S) sentence logits."""
+    """The evidence head's output, one row per window: (W, T) token logits, (W, T, 2) start/end, (W, T, T)
+    span scores, (W, T, 3) BIO emissions or (W, S) sentence logits."""
 
 
 class CriteriaEvidenceModel(nn.Module):
@@ -71,7 +71,7 @@ class CriteriaEvidenceModel(nn.Module):
             input_ids=batch["input_ids"], attention_mask=attention_mask, output_hidden_states=self.pooler.needs_layers
         )
         hidden = out.last_hidden_state  # (B, T, H)
-        pooled = self.pooler(hidden, attention_mask, out.hidden_states or ())  # (B, H)
+        pooled = self.pooler(hidden, attention_mask, out.hidden_states or ())  # (W, H)
         if self.coupling is None:
             # criteria head first: dropout draws in the order earlier versions used, so a seed replays
             criteria = self.criteria_head(self._per_unit(pooled, batch))
