@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 
 from redsm5_hpo.config.schema import LogsConfig
 from redsm5_hpo.tracking.logs import RotatingJsonLinesHandler, json_log_file, setup_logging
@@ -50,6 +51,23 @@ def test_daily_rotation_when_the_date_changes(tmp_path) -> None:
         handler.close()
     assert (tmp_path / "events.jsonl.1").read_text().strip().endswith("before midnight")
     assert "after midnight" in (tmp_path / "events.jsonl").read_text()
+
+
+def test_a_log_left_from_an_earlier_day_rotates_at_the_first_record(tmp_path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"message": "yesterday"}\n')
+    yesterday = dt.datetime(2026, 11, 29, 12, tzinfo=dt.UTC).timestamp()
+    os.utime(path, (yesterday, yesterday))
+    handler = RotatingJsonLinesHandler(path, 10**9, 14, daily=True, today=lambda: dt.date(2026, 11, 30))
+    logger = logging.getLogger("redsm5_hpo.test.daily")
+    logger.addHandler(handler)
+    try:
+        logger.warning("today")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert "yesterday" in (tmp_path / "events.jsonl.1").read_text()
+    assert "yesterday" not in path.read_text() and "today" in path.read_text()
 
 
 def test_critical_is_on_stdout_whatever_the_level(capsys) -> None:

@@ -55,10 +55,12 @@ class RotatingJsonLinesHandler(logging.handlers.RotatingFileHandler):
         daily: bool = True,
         today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
     ):
+        # the date of what the file already holds, read before opening it creates an empty one
+        written_on = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date() if path.exists() else None
         super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
         self.daily = daily
         self.today = today
-        self.opened_on = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date() if path.exists() else today()
+        self.opened_on = written_on or today()
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
         if self.daily and self.today() != self.opened_on and os.path.getsize(self.baseFilename) > 0:
