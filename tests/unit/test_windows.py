@@ -214,6 +214,11 @@ def test_every_head_and_format_trains_and_decodes_on_windows(head: str, input_fo
     assert all(0 <= s < e <= text_length for s, e, _ in predictions.evidence_spans[0])
 
 
+def test_a_pair_window_without_room_for_the_stride_is_a_config_error(tokenizer) -> None:
+    with pytest.raises(ConfigError, match=r"data\.window_stride=32: in data\.input_format=pair"):
+        make_dataset([long_post(200)], tokenizer, 64, "pair", Windowing(32))  # its descriptions take ~40 tokens
+
+
 def test_window_settings_are_validated() -> None:
     with pytest.raises(ConfigError) as error:
         load_config(

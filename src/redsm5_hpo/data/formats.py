@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.data.corpus import Post
 from redsm5_hpo.data.evidence import (
     Span,
@@ -176,6 +177,8 @@ class PairDataset(MultiLabelDataset):
         self, posts: list[Post], tokenizer: Any, max_length: int, windows: Windowing | None
     ) -> Iterator[Encoded]:
         descriptions = [CRITERION_DESCRIPTIONS[s] for s in SYMPTOMS]
+        if windows is not None:
+            _check_pair_room(tokenizer, descriptions, max_length, windows.stride)
         pairs = [(post, c) for post in posts for c in range(len(SYMPTOMS))]
         options = _tokenizer_options(max_length, windows) | {"truncation": "only_second"}
         encoded = tokenizer([descriptions[c] for _, c in pairs], [post.text for post, _ in pairs], **options)
@@ -198,6 +201,21 @@ def make_dataset(
     ``MultiLabelDataset``."""
     dataset_class = PairDataset if input_format == "pair" else MultiLabelDataset
     return dataset_class(posts, tokenizer, max_length, windows)
+
+
+def _check_pair_room(tokenizer: Any, descriptions: list[str], max_length: int, stride: int) -> None:
+    """A window of a pair holds the longest description, the special tokens and more post tokens than the
+    stride repeats; otherwise the tokenizer cannot make windows (it panics), so say what to change."""
+    longest = max(len(tokenizer(d, add_special_tokens=False)["input_ids"]) for d in descriptions)
+    room = max_length - longest - tokenizer.num_special_tokens_to_add(pair=True)
+    if stride >= room:
+        raise ConfigError(
+            [
+                f"data.window_stride={stride}: in data.input_format=pair a window of data.max_length={max_length} "
+                f"tokens holds {room} post tokens after the longest criterion description ({longest} tokens); "
+                f"use a window_stride below {room} or a larger max_length"
+            ]
+        )
 
 
 def _tokenizer_options(max_length: int, windows: Windowing | None) -> dict[str, Any]:
