@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
-from redsm5_hpo.checkpoints.retention import Flags
+from redsm5_hpo.checkpoints.retention import Flags, RetentionPolicy, plan_retention
 from redsm5_hpo.checkpoints.store import (
     MANIFEST,
     TRAINING_STATE,
@@ -24,7 +24,7 @@ from redsm5_hpo.evaluation.reports import validate_report
 ARCH = "linear4x2"
 
 
-def save(store: CheckpointStore, model: torch.nn.Module, epoch: int, objective: float = 0.5):
+def save(store: CheckpointStore, model: torch.nn.Module, epoch: int, objective: float = 0.5, **extra):
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.ones(1, 4)).sum().backward()
     optimizer.step()
@@ -36,6 +36,7 @@ def save(store: CheckpointStore, model: torch.nn.Module, epoch: int, objective: 
         "metrics": {"val_x": objective},
         "head_config": {},
         "trial_id": "t",
+        **extra,
     }
     return store.save(model, {"optimizer": optimizer.state_dict(), "epoch": epoch}, meta)
 
@@ -155,3 +156,20 @@ def test_process_killed_mid_write_leaves_nothing_loadable_and_is_cleaned(tmp_pat
     assert store.list() == []
     store.remove_incomplete()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_minimized_objective_ranks_lowest_first_and_scores_negated(tmp_path) -> None:
+    store = CheckpointStore(tmp_path)
+    model = torch.nn.Linear(4, 2)
+    for epoch, loss in enumerate([0.9, 0.3, 0.6], start=1):
+        save(store, model, epoch, objective=loss, direction="minimize")
+    checkpoints = store.list()
+    for checkpoint in checkpoints:
+        validate_report(checkpoint.manifest, "checkpoint_manifest")
+    assert [c.epoch for c in best_first(checkpoints)] == [2, 3, 1]
+    assert [c.record.score for c in checkpoints] == [-0.9, -0.3, -0.6]
+    assert plan_retention([c.record for c in checkpoints], RetentionPolicy(keep_last_n=1, keep_best_k=1)).keep == {2, 3}
+    maximized = CheckpointStore(tmp_path / "max")
+    for epoch, value in enumerate([0.9, 0.3], start=1):
+        save(maximized, model, epoch, objective=value)  # no direction: an older manifest, maximized
+    assert [c.epoch for c in best_first(maximized.list())] == [1, 2]

@@ -153,3 +153,15 @@ def test_a_saved_cuda_config_still_loads_on_a_machine_without_cuda() -> None:
     """Whether the device exists is checked when a command runs, so a GPU study can be reported anywhere."""
     config = load_config(["train.device=cuda:1", "train.precision=bf16"], CONFIG_DIR)
     assert config_from_dict(dataclasses.asdict(config)).train.device == "cuda:1"
+
+
+def test_evaluation_and_split_protocol_choices_are_checked() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            ["evaluation.evidence_metric=token", "data.split_protocol=paper", "data.val_fraction=0.85"], CONFIG_DIR
+        )
+    problems = error.value.problems
+    assert any("evaluation.evidence_metric: one of char, sentence, span, got 'token'" in p for p in problems)
+    assert any("data.val_fraction: with data.split_protocol=paper" in p for p in problems)
+    config = load_config(["evaluation.evidence_metric=span", "data.split_protocol=paper"], CONFIG_DIR)
+    assert (config.evaluation.evidence_metric, config.data.split_protocol) == ("span", "paper")

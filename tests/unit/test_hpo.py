@@ -1,6 +1,8 @@
 import optuna
+import pytest
 
 from redsm5_hpo.config.loading import apply_overrides
+from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.space import suggest
 from redsm5_hpo.hpo.study import create_study, run_trials
 
@@ -47,3 +49,15 @@ def test_sampler_is_seeded(tiny_config, tmp_path) -> None:
         run_trials(study, tiny_config, lambda spec, trial: 0.1)
         params.append([t.params for t in study.trials])
     assert len(params[0]) == tiny_config.hpo.n_trials and params[0] == params[1]
+
+
+def test_a_loss_objective_makes_a_minimizing_study_and_a_resume_must_agree(tiny_config, tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    loss = apply_overrides(tiny_config, {"train.optimization_metric": "val_loss", "hpo.n_trials": 3})
+    study = create_study(loss, "s", storage)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    values = iter([0.7, 0.2, 0.5])
+    run_trials(study, loss, lambda spec, trial: next(values))
+    assert study.best_value == 0.2
+    with pytest.raises(StudyError, match=r"created to minimize its objective, but train\.optimization_metric="):
+        create_study(tiny_config, "s", storage)  # val_criteria_macro_f1 is maximized

@@ -40,3 +40,8 @@ def test_audit_of_a_complete_series_is_ok_and_checks_partial_runs_for_duplicates
     assert audit(expected, {"r1": [("best", 1, 5)]}).ok
     result = audit(expected, {"r1": [("best", 1, 5)], "r2": [("m", 3, 1), ("m", 3, 2)]}, [("r2", "killed")])
     assert result.duplicated == [("killed", "m", 3, 2)]
+
+
+def test_best_so_far_follows_the_objectives_direction() -> None:
+    assert study_progress(3, 4, [1.0, 1.0], [0.5, 0.2], "minimize").best_so_far == 0.2
+    assert study_progress(3, 4, [1.0, 1.0], [0.5, 0.2]).best_so_far == 0.5

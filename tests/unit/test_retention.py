@@ -78,7 +78,7 @@ def test_retention_invariants(objectives, policy, finished, must_beat) -> None:
     recs = records(objectives)
     plan = plan_retention(recs, policy, trial_finished=finished, must_beat=must_beat)
     best = max(objectives)
-    co_best = {r.epoch for r in recs if r.objective == best and (must_beat is None or best > must_beat)}
+    co_best = {r.epoch for r in recs if r.score == best and (must_beat is None or best > must_beat)}
     assert co_best <= plan.keep  # every co-best survives, whatever the cap
     if not finished:
         assert len(recs) in plan.keep and len(recs) not in plan.make_lean  # the newest stays resumable

@@ -3,7 +3,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redsm5_hpo.data.splits import SPLITS, split_post_ids, stratum
+from redsm5_hpo.data.splits import SPLITS, paper_split_post_ids, split_post_ids, stratum
 
 label_rows = st.lists(st.lists(st.integers(0, 1), min_size=3, max_size=3), min_size=1, max_size=80)
 
@@ -49,3 +49,37 @@ def test_sample_corpus_splits_are_disjoint(sample_corpus) -> None:
         not ids["train"] & ids["validation"] and not ids["train"] & ids["test"] and not ids["validation"] & ids["test"]
     )
     assert sum(map(len, ids.values())) == sample_corpus.stats.posts
+
+
+def test_the_paper_split_is_scikit_learns_80_20_with_seed_42_and_validation_comes_from_the_80() -> None:
+    from sklearn.model_selection import train_test_split
+
+    ids = [f"post_{i:03d}" for i in range(97)][::-1]  # file order, not sorted order
+    splits = paper_split_post_ids(ids, 0.1)
+    reference_train, reference_test = train_test_split(ids, test_size=0.2, random_state=42)
+    assert splits["test"] == sorted(reference_test) and len(splits["test"]) == 20
+    assert sorted(splits["train"] + splits["validation"]) == sorted(reference_train)
+    assert len(splits["validation"]) == round(97 * 0.1)
+    assert paper_split_post_ids(ids, 0.3)["test"] == splits["test"]  # the validation share never moves test
+    assert paper_split_post_ids(sorted(ids), 0.1)["test"] != splits["test"]  # the order of the file matters
+
+
+def test_split_protocol_paper_on_the_sample_reproduces_the_published_test_split() -> None:
+    import csv
+    import dataclasses
+
+    from sklearn.model_selection import train_test_split
+
+    from redsm5_hpo.config.schema import DataConfig
+    from redsm5_hpo.data.loading import load_corpus
+    from redsm5_hpo.data.sources import SAMPLE_DIR
+
+    with open(SAMPLE_DIR / "redsm5_posts.csv", newline="", encoding="utf-8") as f:
+        file_order = [row["post_id"] for row in csv.DictReader(f)]
+    _, reference_test = train_test_split(file_order, test_size=0.2, random_state=42)
+    paper = dataclasses.replace(DataConfig(), split_protocol="paper")
+    corpora = [load_corpus(paper, seed) for seed in (1, 2)]
+    for corpus in corpora:
+        assert [p.post_id for p in corpus.splits["test"]] == sorted(reference_test)
+        assert {k: len(v) for k, v in corpus.splits.items()} == {"train": 234, "validation": 54, "test": 72}
+    assert corpora[0].splits == corpora[1].splits  # the protocol fixes the seed

@@ -32,13 +32,15 @@ def test_disk_pressure_releases_a_diverged_trial_too() -> None:
     assert select_release(trials, keep_diverged=False) == ({1}, {0})
 
 
-def make_trial(study, tmp_path, value, objectives):
+def make_trial(study, tmp_path, value, objectives, direction="maximize"):
     trial = study.ask()
     trial_dir = tmp_path / f"trial_{trial.number}"
     store = CheckpointStore(trial_dir / "checkpoints")
     for epoch, objective in enumerate(objectives, start=1):
-        store.save(torch.nn.Linear(2, 2), {"epoch": epoch}, {"epoch": epoch, "objective": objective})
-    refs = [str(c.path) for c in store.list() if c.manifest["objective"] == max(objectives)]
+        meta = {"epoch": epoch, "objective": objective, "direction": direction}
+        store.save(torch.nn.Linear(2, 2), {"epoch": epoch}, meta)
+    best = max(objectives) if direction == "maximize" else min(objectives)
+    refs = [str(c.path) for c in store.list() if c.manifest["objective"] == best]
     (trial_dir / "evaluation_report.json").write_text(json.dumps(_report(refs)))
     trial.set_user_attr("trial_dir", str(trial_dir))
     if value is not None:
@@ -95,3 +97,16 @@ def test_release_can_be_disabled_and_escalation_changes_later_policy(tmp_path) -
     assert (coordinator.policy().keep_last_n, coordinator.policy().keep_best_k) == (3, 2)
     coordinator.escalate()
     assert (coordinator.policy().keep_last_n, coordinator.policy().keep_best_k) == (0, 1)
+
+
+def test_a_minimizing_study_keeps_its_lowest_trial_and_only_its_lowest_checkpoint(tmp_path) -> None:
+    study = optuna.create_study(direction="minimize")
+    worse = make_trial(study, tmp_path, 0.8, [0.9, 0.8], "minimize")
+    better = make_trial(study, tmp_path, 0.3, [0.6, 0.3, 0.4], "minimize")
+    coordinator = StudyCheckpoints(study, RetentionConfig())
+    assert coordinator.best_score() == -0.3  # turned so higher is better, as checkpoint scores are
+    coordinator.release_finished()
+    assert not (worse / "checkpoints").exists()
+    coordinator.keep_only_study_best()
+    (survivor,) = CheckpointStore(better / "checkpoints").list()
+    assert survivor.manifest["objective"] == 0.3

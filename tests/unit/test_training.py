@@ -56,6 +56,19 @@ def test_fit_calls_hooks_each_epoch_and_counts_accumulated_steps(tiny_config, sa
     assert result.best_value == max(r.objective for r in recorder.results)
 
 
+def test_a_loss_objective_picks_the_epoch_with_the_lowest_loss(tiny_config, sample_corpus) -> None:
+    train = dataclasses.replace(tiny_config.train, epochs=4, optimization_metric="val_loss", lr_head=3e-2)
+    model, train_set, val_set = build(dataclasses.replace(tiny_config, train=train), sample_corpus)
+    recorder = Recorder()
+    result = fit(model, train_set, val_set, train, tiny_config.seed, [recorder], progress=False, runtime=CPU)
+    losses = [r.metrics["val_loss"] for r in recorder.results]
+    assert [r.objective for r in recorder.results] == losses
+    assert result.best_value == min(losses)
+    assert result.best_epoch == 1 + losses.index(min(losses))
+    assert [r.is_best for r in recorder.results] == [loss <= min(losses[: i + 1]) for i, loss in enumerate(losses)]
+    assert max(losses) > min(losses)  # else every direction would agree
+
+
 def test_same_seed_gives_identical_metrics(tiny_config, sample_corpus) -> None:
     runs = []
     for _ in range(2):

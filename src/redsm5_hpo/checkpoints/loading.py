@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def best_first(checkpoints: Sequence[StoredCheckpoint]) -> list[StoredCheckpoint]:
-    """Highest objective first; among ties, the newest."""
-    return sorted(checkpoints, key=lambda c: (-float(c.manifest["objective"]), -c.epoch))
+    """Best objective first (in its direction); among ties, the newest."""
+    return sorted(checkpoints, key=lambda c: (-c.score, -c.epoch))
 
 
 def newest_resumable_first(checkpoints: Sequence[StoredCheckpoint]) -> list[StoredCheckpoint]:

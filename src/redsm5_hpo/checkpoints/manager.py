@@ -51,8 +51,9 @@ class StudyCheckpointsProtocol(Protocol):
 
     def reclaimable_bytes(self) -> int: ...
 
-    def best_value(self) -> float | None:
-        """The best objective among finished trials, if any."""
+    def best_score(self) -> float | None:
+        """The best objective among finished trials turned so that higher is better (as
+        ``CheckpointRecord.score``), if any."""
         ...
 
 
@@ -179,7 +180,7 @@ class CheckpointManager:
         return self.apply(trial_finished=release_resume_points)
 
     def _study_best(self) -> float | None:
-        return self.study.best_value() if self.study else None
+        return self.study.best_score() if self.study else None
 
     def _ensure_space(self, needed: int) -> None:
         usage = disk_usage(self.root)

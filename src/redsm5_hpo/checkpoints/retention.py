@@ -16,8 +16,9 @@ from redsm5_hpo.config.schema import RetentionConfig
 @dataclass(frozen=True)
 class CheckpointRecord:
     epoch: int
-    objective: float
-    """The optimization metric at this checkpoint (higher is better)."""
+    score: float
+    """The optimization metric at this checkpoint, turned so that higher is better (a minimized metric is
+    negated)."""
     size_bytes: int = 0
     """Bytes on disk now."""
     weights_bytes: int = 0
@@ -62,9 +63,9 @@ def plan_retention(
     must_beat: float | None = None,
 ) -> RetentionPlan:
     """Decide the fate of every checkpoint of one trial. Once the trial has finished nothing will resume
-    from it, so only its best and co-best checkpoints are kept. ``must_beat`` is the study's best value so
-    far: a checkpoint that does not beat it can never be the study's best, so it is kept only as a resume
-    point."""
+    from it, so only its best and co-best checkpoints are kept. ``must_beat`` is the study's best score so
+    far (higher is better, as ``CheckpointRecord.score``): a checkpoint that does not beat it can never be
+    the study's best, so it is kept only as a resume point."""
     if not records:
         return RetentionPlan(frozenset(), frozenset(), frozenset(), {})
     by_epoch = sorted(records, key=lambda r: r.epoch)
@@ -72,12 +73,12 @@ def plan_retention(
     resume_point = {resumable[-1].epoch} if resumable and not trial_finished else set()
     last_n = {r.epoch for r in resumable[-policy.keep_last_n :]} if policy.keep_last_n and not trial_finished else set()
     last_n |= resume_point
-    best = max(r.objective for r in records)
-    co_best = {r.epoch for r in records if r.objective == best}
-    ranked = sorted(records, key=lambda r: (-r.objective, -r.epoch))
+    best = max(r.score for r in records)
+    co_best = {r.epoch for r in records if r.score == best}
+    ranked = sorted(records, key=lambda r: (-r.score, -r.epoch))
     best_k = {r.epoch for r in ranked[: policy.keep_best_k]}
     if must_beat is not None:
-        best_k = {e for e in best_k if _record(records, e).objective > must_beat}
+        best_k = {e for e in best_k if _record(records, e).score > must_beat}
         co_best = {e for e in co_best if best > must_beat}
     keep = last_n | best_k | co_best
     lean = {e for e in keep - last_n if policy.lean_best}
@@ -109,7 +110,7 @@ def _apply_size_cap(
 
     total = sum(size(r) for r in by_epoch if r.epoch in keep)
     droppable = [r for r in by_epoch if r.epoch in keep - protected and r.epoch not in lean]
-    droppable += sorted((r for r in by_epoch if r.epoch in (keep & lean) - protected), key=lambda r: r.objective)
+    droppable += sorted((r for r in by_epoch if r.epoch in (keep & lean) - protected), key=lambda r: r.score)
     kept = set(keep)
     for record in droppable:
         if total <= cap:

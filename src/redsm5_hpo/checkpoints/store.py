@@ -64,9 +64,14 @@ class StoredCheckpoint:
     @property
     def record(self) -> CheckpointRecord:
         bytes_ = self.manifest["bytes"]
-        return CheckpointRecord(
-            self.epoch, float(self.manifest["objective"]), self.size_bytes, int(bytes_[WEIGHTS]), self.resumable
-        )
+        return CheckpointRecord(self.epoch, self.score, self.size_bytes, int(bytes_[WEIGHTS]), self.resumable)
+
+    @property
+    def score(self) -> float:
+        """The objective turned so that higher is better: negated when it is minimized (a loss). A manifest
+        without a direction was maximized."""
+        objective = float(self.manifest["objective"])
+        return -objective if self.manifest.get("direction") == "minimize" else objective
 
 
 class CheckpointStore:

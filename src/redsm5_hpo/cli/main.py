@@ -139,6 +139,7 @@ OVERRIDES_HELP = (
 
 def _cmd_tune(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import dry_run, run_study  # heavy imports only when a command runs
+    from redsm5_hpo.pipeline.report import paper_summary
 
     if args.dry_run:
         print(dry_run(config))
@@ -156,6 +157,7 @@ def _cmd_tune(config: Config, args: argparse.Namespace) -> int:
         f"test macro-F1: {metrics['test_criteria_macro_f1']:.4f}  micro-F1: {metrics['test_criteria_micro_f1']:.4f}  "
         f"evidence F1: {metrics['test_evidence_f1']:.4f}"
     )
+    print(paper_summary(result.report))
     print(f"baselines (test macro-F1): {json.dumps(result.report['baselines'])}")
     print(f"study report: {result.report_path}")
     return 0

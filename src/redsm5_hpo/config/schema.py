@@ -26,6 +26,9 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
 AUGMENT_METHODS = ("synonym", "insert", "swap", "delete", "char_noise")
 CRITERIA_LOSSES = ("bce", "weighted_bce", "focal", "adaptive_focal", "hybrid")
 TINY_ENCODER = "tiny-random"
+EVIDENCE_LEVELS = ("char", "sentence", "span")
+"""What ``evaluation.evidence_metric`` accepts: evidence scored by characters, sentences or spans."""
+SPLIT_PROTOCOLS = ("stratified", "paper")
 
 
 @dataclass
@@ -48,6 +51,11 @@ class DataConfig:
     """Share of posts in the validation split when we split ourselves."""
     test_fraction: float = 0.15
     """Share of posts in the test split when we split ourselves."""
+    split_protocol: str = "stratified"
+    """How we split a source without its own splits: ``stratified`` (by each post's rarest label, from
+    ``seed``, with ``val_fraction`` and ``test_fraction``) or ``paper`` (the published baselines' split:
+    scikit-learn's ``train_test_split`` of the posts in file order, 20% test with ``random_state=42``;
+    validation is ``val_fraction`` of all posts, carved from the training part the same way)."""
     max_length: int = 160
     """Tokens per model input (one window of a post, or the whole post with ``long_posts=truncate``)."""
     long_posts: str = "windows"
@@ -180,7 +188,8 @@ class TrainConfig:
     """FGM adversarial training: perturb the word embeddings by epsilon along the normalized gradient and
     add the loss there (one more forward/backward per batch); 0 = off."""
     optimization_metric: str = "val_criteria_macro_f1"
-    """Validation metric that selects the best checkpoint and the best trial (maximized)."""
+    """Validation metric that selects the best checkpoint and the best trial: a ``*_loss`` is minimized,
+    every other metric maximized (best checkpoint, co-best, pruning, best trial)."""
     checkpoint_interval_epochs: int = 1
     """Save a checkpoint every N epochs (N >= 1)."""
     save_checkpoints: bool = True
@@ -318,6 +327,15 @@ class HpoConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    evidence_metric: str = "char"
+    """Which evidence level is ``evidence_{precision,recall,f1}``, the one objectives and threshold
+    calibration use: ``char`` (non-space characters), ``sentence`` (a sentence counts when at least half of
+    its characters are evidence) or ``span`` (runs of evidence matched one to one at IoU >= 0.5). Every
+    level is logged and reported as ``evidence_<level>_*`` whichever is chosen."""
+
+
+@dataclass
 class Config:
     experiments_dir: str = "experiments"
     """Root of all outputs: trial and study directories, the MLflow database."""
@@ -327,6 +345,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     retention_policy: RetentionConfig = field(default_factory=RetentionConfig)
     disk_guard: DiskGuardConfig = field(default_factory=DiskGuardConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

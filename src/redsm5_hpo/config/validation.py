@@ -14,11 +14,13 @@ from redsm5_hpo.config.schema import (
     CRITERIA_LOSSES,
     DEVICE_PATTERN,
     EVIDENCE_HEADS,
+    EVIDENCE_LEVELS,
     EVIDENCE_POOLINGS,
     INPUT_FORMATS,
     LONG_POSTS,
     POOLINGS,
     PRECISIONS,
+    SPLIT_PROTOCOLS,
     WINDOW_POOLINGS,
     Config,
 )
@@ -36,6 +38,8 @@ PARAM_TYPES = ("float", "int", "categorical")
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.input_format": INPUT_FORMATS,
     "data.long_posts": LONG_POSTS,
+    "data.split_protocol": SPLIT_PROTOCOLS,
+    "evaluation.evidence_metric": EVIDENCE_LEVELS,
     "model.window_pooling": WINDOW_POOLINGS,
     "model.pooling": POOLINGS,
     "model.criteria_head": CRITERIA_HEADS,
@@ -65,6 +69,11 @@ def validate(config: Config) -> list[str]:
         problems.append(
             "data.val_fraction/test_fraction: each in (0, 1) with a sum below 1, "
             f"got {d.val_fraction} and {d.test_fraction}"
+        )
+    if d.split_protocol == "paper" and not 0 < d.val_fraction < 0.8:
+        problems.append(
+            f"data.val_fraction: with data.split_protocol=paper validation comes from the 80% training part, so it "
+            f"must be below 0.8, got {d.val_fraction}"
         )
     if d.max_length < 16:
         problems.append(f"data.max_length: must be >= 16 tokens, got {d.max_length}")

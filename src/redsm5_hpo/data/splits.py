@@ -7,6 +7,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 SPLITS = ("train", "validation", "test")
+PAPER_TEST_SIZE = 0.2
+PAPER_RANDOM_STATE = 42
 
 
 def stratum(labels: Sequence[int], label_frequency: Sequence[int]) -> int:
@@ -34,3 +36,17 @@ def split_post_ids(
         result["validation"] += members[n_test : n_test + n_val]
         result["train"] += members[n_test + n_val :]
     return {name: sorted(ids) for name, ids in result.items()}
+
+
+def paper_split_post_ids(post_ids: Sequence[str], val_fraction: float) -> dict[str, list[str]]:
+    """The published baselines' split: scikit-learn's ``train_test_split`` of the posts in source order,
+    ``test_size=0.2``, ``random_state=42``, unstratified. Our validation split (they had none) is
+    ``val_fraction`` of all posts, carved from their training part by the same call and seed, so their
+    test split is untouched."""
+    from sklearn.model_selection import train_test_split
+
+    ids = list(post_ids)
+    train, test = train_test_split(ids, test_size=PAPER_TEST_SIZE, random_state=PAPER_RANDOM_STATE)
+    n_val = max(1, round(len(ids) * val_fraction))
+    train, validation = train_test_split(train, test_size=n_val, random_state=PAPER_RANDOM_STATE)
+    return {"train": sorted(train), "validation": sorted(validation), "test": sorted(test)}

@@ -15,7 +15,8 @@ from redsm5_hpo.data.evidence import evidence_chars
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.devices import Runtime
 from redsm5_hpo.evaluation.decode import greedy_spans, merge_windows, to_char_spans
-from redsm5_hpo.evaluation.metrics import criteria_metrics, evidence_metrics
+from redsm5_hpo.evaluation.evidence_scoring import GoldEvidence, evidence_scores, prepare_gold, select_level
+from redsm5_hpo.evaluation.metrics import criteria_metrics
 from redsm5_hpo.evaluation.thresholds import as_vector, best_threshold, calibrate_criteria
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
@@ -80,28 +81,36 @@ def predicted_evidence_chars(
     ]
 
 
+def gold_evidence(dataset: MultiLabelDataset) -> list[GoldEvidence]:
+    return [prepare_gold(p.text, p.evidence) for p in dataset.posts]
+
+
 def score(
     predictions: Predictions,
     dataset: MultiLabelDataset,
     split: str,
     thresholds: Sequence[float] | float = 0.5,
     evidence_threshold: float = 0.5,
+    evidence_level: str = "char",
 ) -> dict[str, float]:
-    """All metrics of ``metric_keys(split)`` for these predictions."""
+    """All metrics of ``metric_keys(split)`` for these predictions; ``evidence_{precision,recall,f1}``
+    are those of ``evidence_level``."""
     metrics = criteria_metrics(predictions.labels, predictions.probs, thresholds)
-    gold = [evidence_chars(p.text, p.evidence) for p in dataset.posts]
-    metrics |= evidence_metrics(predicted_evidence_chars(dataset, predictions.evidence_spans, evidence_threshold), gold)
+    predicted = predicted_evidence_chars(dataset, predictions.evidence_spans, evidence_threshold)
+    evidence = evidence_scores(gold_evidence(dataset), predicted)
+    metrics |= evidence | select_level(evidence, evidence_level)
     metrics["loss"] = predictions.loss
     return {f"{split}_{k}": float(v) for k, v in metrics.items()}
 
 
-def calibrate(predictions: Predictions, dataset: MultiLabelDataset) -> dict[str, object]:
-    """Validation-calibrated thresholds: ``{"criteria": {SYMPTOM: t}, "evidence": t}``."""
-    gold = [evidence_chars(p.text, p.evidence) for p in dataset.posts]
+def calibrate(predictions: Predictions, dataset: MultiLabelDataset, evidence_level: str = "char") -> dict[str, object]:
+    """Validation-calibrated thresholds: ``{"criteria": {SYMPTOM: t}, "evidence": t}``; the evidence
+    threshold maximizes the F1 of ``evidence_level``."""
+    gold = gold_evidence(dataset)
 
     def evidence_f1(t: float) -> float:
         predicted = predicted_evidence_chars(dataset, predictions.evidence_spans, t)
-        return evidence_metrics(predicted, gold)["evidence_f1"]
+        return evidence_scores(gold, predicted)[f"evidence_{evidence_level}_f1"]
 
     return {
         "criteria": calibrate_criteria(predictions.labels, predictions.probs),
@@ -110,10 +119,14 @@ def calibrate(predictions: Predictions, dataset: MultiLabelDataset) -> dict[str,
 
 
 def score_calibrated(
-    predictions: Predictions, dataset: MultiLabelDataset, split: str, thresholds: dict[str, object]
+    predictions: Predictions,
+    dataset: MultiLabelDataset,
+    split: str,
+    thresholds: dict[str, object],
+    evidence_level: str = "char",
 ) -> dict[str, float]:
     """``score`` at the thresholds ``calibrate`` returned."""
     criteria = thresholds["criteria"]
     evidence = thresholds["evidence"]
     assert isinstance(criteria, dict) and isinstance(evidence, float)
-    return score(predictions, dataset, split, as_vector(criteria), evidence)
+    return score(predictions, dataset, split, as_vector(criteria), evidence, evidence_level)

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from redsm5_hpo.evaluation.metrics import Direction, best_of
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -47,12 +49,19 @@ class Progress:
         )
 
 
-def study_progress(trial: int, total: int, durations_s: Sequence[float], values: Sequence[float | None]) -> Progress:
-    """``durations_s`` of the finished trials (this study, any process), ``values`` their objective values."""
+def study_progress(
+    trial: int,
+    total: int,
+    durations_s: Sequence[float],
+    values: Sequence[float | None],
+    direction: Direction = "maximize",
+) -> Progress:
+    """``durations_s`` of the finished trials (this study, any process), ``values`` their objective values,
+    the best of which in ``direction`` is the best so far."""
     finished = len(durations_s)
     scored = [v for v in values if v is not None and not math.isnan(v)]
     eta = sum(durations_s) / finished * max(total - finished, 0) if finished else None
-    return Progress(trial, total, finished, max(scored) if scored else None, eta)
+    return Progress(trial, total, finished, best_of(scored, direction), eta)
 
 
 def format_duration(seconds: float | None) -> str:

@@ -22,8 +22,12 @@ from redsm5_hpo.checkpoints.loading import best_first
 from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, policy_from_config
 from redsm5_hpo.checkpoints.store import CheckpointStore
 from redsm5_hpo.config.schema import RetentionConfig
+from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.evaluation.reports import write_report
-from redsm5_hpo.hpo.study import REQUEUED_ATTR  # their directories belong to the trials that continue them
+from redsm5_hpo.hpo.study import (  # re-queued: their directories belong to the trials that continue them
+    REQUEUED_ATTR,
+    study_direction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class TrialSummary:
     number: int
     finished: bool
     value: float | None
-    """The objective of a completed trial; None otherwise."""
+    """The objective of a completed trial turned so that higher is better (``oriented``); None otherwise."""
     resumable: bool = False
     """Failed for a reason the user can fix and resume from (a full disk): its checkpoints stay."""
     diverged: bool = False
@@ -119,7 +123,8 @@ class StudyCheckpoints:
             _mark_released(dirs[number])
         return freed
 
-    def best_value(self) -> float | None:
+    def best_score(self) -> float | None:
+        """The best finished trial's objective, turned so that higher is better (as checkpoint scores)."""
         values = [t.value for t in self._summaries() if t.value is not None]
         return max(values) if values else None
 
@@ -132,11 +137,14 @@ class StudyCheckpoints:
 
     def _summaries(self) -> list[TrialSummary]:
         requeued = set(self.study.user_attrs.get(REQUEUED_ATTR, []))
+        direction = study_direction(self.study)
         return [
             TrialSummary(
                 t.number,
                 t.state in FINISHED and t.number not in requeued,
-                t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+                oriented(t.value, direction)
+                if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+                else None,
                 bool(t.user_attrs.get(RESUMABLE_ATTR)),
                 bool(t.user_attrs.get(DIVERGED_ATTR)),
             )

@@ -21,6 +21,8 @@ import optuna
 
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.evaluation.metrics import Direction, metric_direction
+from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.space import suggest
 
 log = logging.getLogger(__name__)
@@ -99,16 +101,30 @@ def make_pruner(config: Config) -> optuna.pruners.BasePruner:
 
 
 def create_study(config: Config, study_name: str, storage: str) -> optuna.Study:
-    """A maximizing study with a TPE sampler seeded from ``config.seed`` and the configured pruner."""
+    """A study in the optimization metric's direction (a loss is minimized, any other metric maximized)
+    with a TPE sampler seeded from ``config.seed`` and the configured pruner. An existing study of the same
+    name must go the same way."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
+    metric = config.train.optimization_metric
+    direction = metric_direction(metric)
+    study = optuna.create_study(
         study_name=study_name,
         storage=storage,
         sampler=ResumableTPESampler(seed=config.seed),
         pruner=make_pruner(config),
-        direction="maximize",
+        direction=direction,
         load_if_exists=True,
     )
+    if study_direction(study) != direction:
+        raise StudyError(
+            f"study {study_name} was created to {study_direction(study)} its objective, but "
+            f"train.optimization_metric={metric} is {direction}d; resume it with the metric it was started with"
+        )
+    return study
+
+
+def study_direction(study: optuna.Study) -> Direction:
+    return "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
 
 
 def run_trials(

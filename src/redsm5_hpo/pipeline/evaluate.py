@@ -19,10 +19,10 @@ from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime, resolve_runtime
-from redsm5_hpo.evaluation.metrics import constant_baselines
+from redsm5_hpo.evaluation.metrics import best_of, constant_baselines, paper_metrics
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import REQUEUED_ATTR
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, study_direction
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
@@ -58,6 +58,10 @@ def evaluate_best_trial(
         "optimization_metric": config.train.optimization_metric,
         "best_validation_value": float(best.value or 0.0),
         "test_metrics": evaluations[0]["test_metrics"],
+        "paper_metrics": {
+            **evaluations[0]["paper_metrics"],
+            "split_protocol": "predefined" if corpus.predefined_splits else trial_config.data.split_protocol,
+        },
         "checkpoint_evaluations": evaluations,
         "baselines": constant_baselines(np.array(y["train"]), np.array(y["test"])),
         "config": dataclasses.asdict(trial_config),
@@ -78,6 +82,16 @@ def evaluate_best_trial(
     }
 
 
+PAPER_SCALARS = ("micro_f1", "macro_f1", "weighted_f1", "exact_match_accuracy")
+
+
+def study_run_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """What the study's MLflow run records at step 0: the test metrics and the paper-protocol scalars
+    (``test_paper_*``)."""
+    paper = report.get("paper_metrics") or {}
+    return {**report["test_metrics"], **{f"test_paper_{k}": float(paper[k]) for k in PAPER_SCALARS if k in paper}}
+
+
 def trial_counts(summary: dict[str, Any], requested: int) -> dict[str, int]:
     """Requested, and completed / pruned / failed among the trials that count (from ``study_summary``)."""
     states = [h["state"] for h in summary["best_value_history"]]
@@ -95,9 +109,10 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
     requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
     finished = [t for t in study.trials if t.state.is_finished() and t.number not in requeued]
     history, best = [], None
+    direction = study_direction(study)
     for t in finished:
         if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
-            best = t.value if best is None else max(best, t.value)
+            best = best_of([t.value] if best is None else [best, t.value], direction)
         history.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value, "best_so_far": best})
     return {
         "best_value_history": history,
@@ -141,10 +156,17 @@ def evaluate_checkpoints(
         (dataset,) = split_datasets(config, corpus, tokenizer, split)
         predictions = predict(model, dataset, config.train, runtime)
         prefix = "test" if split == "test" else "val"
-        at_half = score(predictions, dataset, prefix)
-        metrics = score_calibrated(predictions, dataset, prefix, thresholds) if thresholds else at_half
+        level = config.evaluation.evidence_metric
+        at_half = score(predictions, dataset, prefix, evidence_level=level)
+        metrics = score_calibrated(predictions, dataset, prefix, thresholds, level) if thresholds else at_half
         evaluations.append(
-            {"checkpoint": str(loaded.path), "epoch": loaded.epoch, "test_metrics": metrics, "metrics_at_0_5": at_half}
+            {
+                "checkpoint": str(loaded.path),
+                "epoch": loaded.epoch,
+                "test_metrics": metrics,
+                "metrics_at_0_5": at_half,
+                "paper_metrics": paper_metrics(predictions.labels, predictions.probs),
+            }
         )
     if not evaluations:
         raise StudyError(f"no checkpoint left in {trial_dir / 'checkpoints'} to evaluate")

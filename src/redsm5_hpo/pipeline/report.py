@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from redsm5_hpo.data.loading import load_corpus
-from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, trial_counts
 from redsm5_hpo.pipeline.parts import STUDY_REPORT, open_saved_study
@@ -32,10 +34,29 @@ def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
         raise StudyError(f"{path} does not exist yet; run `redsm5-hpo evaluate --study {study_dir.name}` first")
     _, config, study = open_saved_study(study_dir)
     report = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        validate_report(report, "study_report")
+    except jsonschema.ValidationError as e:
+        raise StudyError(
+            f"{path} was written by an earlier version and lacks what reports hold now ({e.message}); rewrite it "
+            f"with `redsm5-hpo evaluate --study {study_dir.name}`"
+        ) from None
     report["summary"] = study_summary(study)
     report["trials"] = trial_counts(report["summary"], config.hpo.n_trials)
     write_report(path, report, "study_report")
     return report, write_plots(study, study_dir, config)
+
+
+def paper_summary(report: dict[str, Any]) -> str:
+    """One line: the test split scored as the published baselines are (``paper_metrics``)."""
+    paper = report.get("paper_metrics")
+    if not paper:
+        return "paper protocol: not in this report (written by an earlier version)"
+    return (
+        f"paper protocol (10 classes, threshold 0.5, {paper['posts']} test posts): micro-F1 {paper['micro_f1']:.3f}, "
+        f"macro-F1 {paper['macro_f1']:.3f}, weighted-F1 {paper['weighted_f1']:.3f}, "
+        f"exact match {paper['exact_match_accuracy']:.3f}"
+    )
 
 
 def describe(report: dict[str, Any], plots: list[Path]) -> str:
@@ -48,6 +69,7 @@ def describe(report: dict[str, Any], plots: list[Path]) -> str:
         f"{report['optimization_metric']} = {report['best_validation_value']:.4f}",
         f"test macro-F1 {metrics['test_criteria_macro_f1']:.4f}, micro-F1 {metrics['test_criteria_micro_f1']:.4f}, "
         f"evidence F1 {metrics['test_evidence_f1']:.4f} (calibrated thresholds)",
+        paper_summary(report),
         "best value after each trial: "
         + ", ".join(
             f"{h['trial']}:{'-' if h['best_so_far'] is None else format(h['best_so_far'], '.4f')}"

@@ -27,6 +27,7 @@ from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import resolve_runtime
+from redsm5_hpo.evaluation.metrics import best_of
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
@@ -43,9 +44,10 @@ from redsm5_hpo.hpo.study import (
     failure_reason,
     is_stale,
     run_trials,
+    study_direction,
 )
 from redsm5_hpo.hub_token import TokenGate, check_from_config
-from redsm5_hpo.pipeline.evaluate import evaluate_best_trial
+from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_run_metrics
 from redsm5_hpo.pipeline.parts import (
     LIFECYCLE_ATTR,
     RESUME_OF_ATTR,
@@ -222,7 +224,8 @@ def run_study(
         def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             study_checkpoints.release_finished()
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            best = max((t.value for t in done if t.value is not None), default=float("nan"))
+            best = best_of((t.value for t in done if t.value is not None), study_direction(study))
+            best = float("nan") if best is None else best
             tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": len(done)}, step=trial.number + 1)
             _report_progress(tracker, study_run, _progress(study, config.hpo.n_trials, starting=False))
 
@@ -242,7 +245,7 @@ def run_study(
             return StudyResult(study_id, study_dir, study_dir / STUDY_REPORT, None)
         report = evaluate_best_trial(study, study_id, config, corpus, device)
         path = write_report(study_dir / STUDY_REPORT, report, "study_report")
-        tracker.log_metrics(study_run, report["test_metrics"], step=0)
+        tracker.log_metrics(study_run, study_run_metrics(report), step=0)
         for artifact in [path, *write_plots(study, study_dir, config)]:
             tracker.log_artifact(study_run, artifact)
         tracker.end_run(study_run)
@@ -256,7 +259,7 @@ def _progress(study: optuna.Study, total: int, starting: bool) -> Progress:
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in requeued]
     durations = [t.duration.total_seconds() for t in finished if t.duration is not None]
     values = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
-    return study_progress(len(finished) + int(starting), total, durations, values)
+    return study_progress(len(finished) + int(starting), total, durations, values, study_direction(study))
 
 
 def _report_progress(tracker: Tracker, study_run: str, progress: Progress) -> None:

@@ -170,6 +170,7 @@ def _train_and_report(
     same_run: bool,
 ) -> TrialResult:
     tracker = context.tracker
+    level = config.evaluation.evidence_metric
     logged = tracker.logged_metric_steps(run_id) if same_run else set()
     if not same_run:
         tracker.log_params(run_id, dataclasses.asdict(config))
@@ -229,19 +230,28 @@ def _train_and_report(
     try:
         _enter(context, run_id, "running")
         fitted = fit(
-            model, train_set, val_set, config.train, config.seed, hooks, context.progress, resume_from, runtime=runtime
+            model,
+            train_set,
+            val_set,
+            config.train,
+            config.seed,
+            hooks,
+            context.progress,
+            resume_from,
+            runtime=runtime,
+            evidence_level=level,
         )
         _enter(context, run_id, "finishing")
         kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
     finally:
         if manager:
             manager.close()  # a trial stopped for another reason still commits the write in flight
-    best = [c for c in kept if c.record.objective == fitted.best_value]
+    best = [c for c in kept if float(c.manifest["objective"]) == fitted.best_value]
     if best:  # calibrate the model the study would evaluate: the best checkpoint, not the last epoch
         load_first_valid(best, model, model.architecture_signature())
     val_predictions = predict(model, val_set, config.train, runtime)
-    thresholds = calibrate(val_predictions, val_set)
-    calibrated = score_calibrated(val_predictions, val_set, "val", thresholds)
+    thresholds = calibrate(val_predictions, val_set, level)
+    calibrated = score_calibrated(val_predictions, val_set, "val", thresholds, level)
     log.info(
         "trial %s: thresholds calibrated on validation; %s %.4f at 0.5 -> %.4f",
         trial_id,

@@ -11,6 +11,7 @@ import yaml
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.study import REQUEUED_ATTR
+from redsm5_hpo.pipeline.evaluate import study_run_metrics
 from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_REPORT, open_saved_study, open_tracker
 from redsm5_hpo.pipeline.trial import CHECKPOINT_METRICS, TRUNCATION_METRICS
 from redsm5_hpo.tracking.audit import AuditResult, ExpectedRun, audit
@@ -73,7 +74,7 @@ def expected_runs(
         expected.append(ExpectedRun(str(run_id), label, frozenset(points)))
     report = study_dir / STUDY_REPORT
     if report.is_file():
-        study_points |= {(m, 0) for m in json.loads(report.read_text(encoding="utf-8"))["test_metrics"]}
+        study_points |= {(m, 0) for m in study_run_metrics(json.loads(report.read_text(encoding="utf-8")))}
     expected.append(ExpectedRun(str(saved["mlflow_run_id"]), "study", frozenset(study_points)))
     return expected, partial
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.config.schema import TrainConfig
+from redsm5_hpo.evaluation.metrics import metric_direction
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.training.loop import EpochResult, LoopState, resume_state
@@ -95,6 +96,7 @@ class CheckpointHook:
             "epoch": result.epoch,
             "step": result.global_step,
             "objective": result.objective,
+            "direction": metric_direction(self.cfg.optimization_metric),
             "metrics": result.metrics,
         }
         self.manager.save(state.model, training_state, meta)
@@ -104,7 +106,7 @@ class TrialPruned(Exception):
     """The pruner stopped the trial after ``epoch`` (its checkpoint was not written)."""
 
     def __init__(self, epoch: int, value: float):
-        super().__init__(f"pruned after epoch {epoch} ({value:.4f}): below what the pruner lets continue")
+        super().__init__(f"pruned after epoch {epoch} ({value:.4f}): worse than what the pruner lets continue")
         self.epoch = epoch
         self.value = value
 

@@ -23,7 +23,7 @@ from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.data.batching import EpochBatchSampler, seed_worker
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.devices import Runtime
-from redsm5_hpo.evaluation.metrics import metric_keys
+from redsm5_hpo.evaluation.metrics import metric_direction, metric_keys, oriented, worst_value
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.models.losses import total_loss
@@ -50,6 +50,7 @@ class LoopState:
     global_step: int = 0
     """Optimizer steps taken."""
     best_value: float = -math.inf
+    """The best objective so far (the worst possible value before the first epoch)."""
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -62,7 +63,7 @@ class EpochResult:
     """``train_loss``, ``train_padding_share``, ``lr_*`` and every ``val_*`` metric of this epoch."""
     objective: float
     is_best: bool
-    """At least as good as every earlier epoch (ties are co-best)."""
+    """At least as good as every earlier epoch in the objective's direction (ties are co-best)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -114,17 +115,21 @@ def fit(
     resume_from: dict[str, Any] | None = None,
     *,
     runtime: Runtime,
+    evidence_level: str = "char",
 ) -> FitResult:
     """Train for ``cfg.epochs`` epochs on ``runtime``'s device (the model is already there), validating
-    after each one. ``resume_from`` is a checkpoint's training state (the model already holds its weights):
-    the run continues after that epoch exactly as an uninterrupted run would on the same device."""
+    after each one (``evidence_level`` is the level of ``val_evidence_f1``); the best epoch is the best in
+    the objective's direction (``metric_direction``). ``resume_from`` is a checkpoint's training state (the
+    model already holds its weights): the run continues after that epoch exactly as an uninterrupted run
+    would on the same device."""
     loader = train_loader(train_set, cfg, seed, runtime)
     sampler = cast(EpochBatchSampler, loader.batch_sampler)
     batches = {e: min(sampler.count(e), cfg.max_steps_per_epoch or sampler.count(e)) for e in range(1, cfg.epochs + 1)}
     optimizer = build_optimizer(model, cfg)
     total_steps = sum(math.ceil(n / cfg.grad_accum_steps) for n in batches.values())
     scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
-    state = LoopState(model, optimizer, scheduler, runtime.grad_scaler())
+    direction = metric_direction(cfg.optimization_metric)
+    state = LoopState(model, optimizer, scheduler, runtime.grad_scaler(), best_value=worst_value(direction))
     if resume_from is not None:
         _restore(state, resume_from)
         apply_learning_rates(state.optimizer, state.scheduler, cfg)
@@ -135,12 +140,12 @@ def fit(
         lrs = state.scheduler.get_last_lr()
         metrics = {"train_loss": loss, "train_padding_share": padding}
         metrics |= {"lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
-        metrics |= score(predict(model, val_set, cfg, runtime), val_set, "val")
+        metrics |= score(predict(model, val_set, cfg, runtime), val_set, "val", evidence_level=evidence_level)
         objective = metrics[cfg.optimization_metric]
-        is_best = objective >= state.best_value
-        if objective > state.best_value:
+        is_best = oriented(objective, direction) >= oriented(state.best_value, direction)
+        if oriented(objective, direction) > oriented(state.best_value, direction):
             state.best_epoch = epoch
-        state.best_value = max(state.best_value, objective)
+            state.best_value = objective
         state.epoch = epoch
         state.history.append(metrics)
         result = EpochResult(epoch, state.global_step, metrics, objective, is_best)
