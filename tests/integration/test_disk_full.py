@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from redsm5_hpo.checkpoints.store import CheckpointStore
-from redsm5_hpo.cli.main import EXIT_DISK_FULL, main
+from redsm5_hpo.cli.main import EXIT_DISK_FULL, EXIT_USER_ERROR, main
 from redsm5_hpo.evaluation.metrics import metric_keys
 from tests.conftest import CONFIG_DIR, tiny_overrides
 
@@ -125,6 +125,18 @@ def test_disk_filling_mid_run_stops_with_the_report_and_every_metric_logged(tmpf
     (trial_dir,) = root.glob("trial_*")
     assert not list((trial_dir / "checkpoints").glob(".tmp-*"))
     assert CheckpointStore(trial_dir / "checkpoints").list()  # the last good checkpoint is intact
+
+    # the user frees some space and follows the report's advice on the stopped study
+    (tmpfs / "ballast2").unlink()
+    options = [f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR), "--no-progress"]
+    assert main(["resume", "model.dropout=0.5", *options]) == EXIT_USER_ERROR
+    assert "resume: model.dropout would change what the study's trials compute" in capsys.readouterr().err
+    assert main(["resume", "retention_policy=aggressive", "train.checkpoint_interval_epochs=2", *options]) == 0
+    (study_file,) = root.glob("study_*/study.json")
+    saved = json.loads(study_file.read_text())["config"]
+    assert saved["retention_policy"]["keep_last_n"] == 0 and saved["train"]["checkpoint_interval_epochs"] == 2
+    (report,) = root.glob("study_*/study_report.json")
+    assert json.loads(report.read_text())["trials"]["completed"] == 1
 
 
 def test_disk_full_during_the_write_removes_the_partial_checkpoint(tmpfs) -> None:

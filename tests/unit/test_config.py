@@ -165,3 +165,23 @@ def test_evaluation_and_split_protocol_choices_are_checked() -> None:
     assert any("data.val_fraction: with data.split_protocol=paper" in p for p in problems)
     config = load_config(["evaluation.evidence_metric=span", "data.split_protocol=paper"], CONFIG_DIR)
     assert (config.evaluation.evidence_metric, config.data.split_protocol) == ("span", "paper")
+
+
+def test_a_resume_takes_overrides_that_do_not_change_what_trials_compute() -> None:
+    from redsm5_hpo.config.resume import override_keys, resume_config
+
+    saved = load_config(["model=tiny", "train.lr_head=0.003"], CONFIG_DIR)
+    args = ["retention_policy=aggressive", "train.device=cpu", "+disk_guard.reserve_mb=8", "experiments_dir=/x"]
+    requested = load_config([*args[:2], "disk_guard.reserve_mb=8", "experiments_dir=/x"], CONFIG_DIR)
+    assert override_keys(args) == ["retention_policy", "train.device", "disk_guard.reserve_mb", "experiments_dir"]
+    resumed, changed = resume_config(saved, requested, override_keys(args))
+    assert resumed.retention_policy == requested.retention_policy and resumed.retention_policy.keep_last_n == 0
+    assert (resumed.train.device, resumed.disk_guard.reserve_mb) == ("cpu", 8)
+    assert resumed.experiments_dir == saved.experiments_dir  # a locator: it finds the study, changes nothing
+    assert (resumed.model, resumed.train.lr_head) == (saved.model, 0.003)  # what trials compute is kept
+    assert changed["retention_policy.keep_last_n"] == 0 and "experiments_dir" not in changed
+    with pytest.raises(ConfigError) as error:
+        resume_config(saved, requested, ["model.dropout", "train.lr_head", "tracking.uri", "data"])
+    refused = [p for p in error.value.problems if p.startswith("resume: ")]
+    assert [p.split()[1] for p in refused] == ["data", "model.dropout", "train.lr_head"]
+    assert "resume accepts overrides of: retention_policy" in error.value.problems[-1]

@@ -1,12 +1,15 @@
+import copy
 import json
 
 import optuna
 import pytest
 import torch
 
+from redsm5_hpo.checkpoints.retention import CheckpointRecord, RetentionPolicy, plan_retention
 from redsm5_hpo.checkpoints.store import CheckpointStore
 from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.hpo.retention import StudyCheckpoints, TrialSummary, select_release
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, RESUME_FIRST, SLOT_ATTR, best_trial, logical_position
 
 
 @pytest.mark.parametrize(
@@ -104,9 +107,51 @@ def test_a_minimizing_study_keeps_its_lowest_trial_and_only_its_lowest_checkpoin
     worse = make_trial(study, tmp_path, 0.8, [0.9, 0.8], "minimize")
     better = make_trial(study, tmp_path, 0.3, [0.6, 0.3, 0.4], "minimize")
     coordinator = StudyCheckpoints(study, RetentionConfig())
-    assert coordinator.best_score() == -0.3  # turned so higher is better, as checkpoint scores are
+    assert coordinator.must_beat(None) == (-0.3, False)  # turned so higher is better, as checkpoint scores are
     coordinator.release_finished()
     assert not (worse / "checkpoints").exists()
     coordinator.keep_only_study_best()
     (survivor,) = CheckpointStore(better / "checkpoints").list()
     assert survivor.manifest["objective"] == 0.3
+
+
+def test_ties_go_to_the_earliest_logical_position_not_the_lowest_number() -> None:
+    # slot 0 was interrupted and continues as trial 3; it ties with slot 1 (trial 1): slot 0 stays the best
+    trials = [
+        TrialSummary(1, True, 0.0, position=1),
+        TrialSummary(2, True, 0.0, position=2),
+        TrialSummary(3, True, 0.0, position=0),
+    ]
+    assert select_release(trials) == ({1, 2}, {3})
+
+
+def test_best_trial_and_release_follow_a_continuation_to_its_slot(tmp_path) -> None:
+    study = optuna.create_study(direction="maximize")
+    for slot in range(3):
+        study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
+    first = study.ask()  # slot 0, interrupted: failed and continued below as trial 3
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    study.set_user_attr(REQUEUED_ATTR, [first.number])
+    study.enqueue_trial({}, user_attrs={RESUME_FIRST: first.number, SLOT_ATTR: 0})
+    coordinator = StudyCheckpoints(study, RetentionConfig())
+    for _ in range(3):
+        trial = study.ask()
+        study.tell(trial, 0.0)  # every trial ties; slots 1 and 2 finish before slot 0's continuation
+        if trial.number == 2:  # while slot 0 still runs, its checkpoints that tie the best may become the best
+            assert coordinator.must_beat(0) == (0.0, True) and coordinator.must_beat(2) == (0.0, False)
+    trials = study.get_trials()
+    assert [logical_position(t, trials) for t in trials] == [0, 1, 2, 0]
+    assert study.best_trial.number == 1  # Optuna's rule: the lowest number among ties
+    assert best_trial(study).number == 3  # ours: the trial an uninterrupted run would have made the best
+    rolled_back = copy.deepcopy(trials[3])  # a rollback's continuation carries no slot: its origin's counts
+    rolled_back.user_attrs = {RESUME_FIRST: 0}
+    assert logical_position(rolled_back, trials) == 0
+    assert coordinator.must_beat(1) == (0.0, False)
+    assert select_release(coordinator._summaries())[1] == {3}
+
+
+def test_a_running_trial_keeps_a_checkpoint_that_ties_the_study_best_only_if_it_comes_first() -> None:
+    records = [CheckpointRecord(1, 0.5, 10, 4), CheckpointRecord(2, 0.5, 10, 4)]
+    policy = RetentionPolicy(keep_last_n=0, keep_best_k=1)
+    assert plan_retention(records, policy, trial_finished=True, must_beat=0.5).keep == set()
+    assert plan_retention(records, policy, trial_finished=True, must_beat=0.5, tie_wins=True).keep == {1, 2}

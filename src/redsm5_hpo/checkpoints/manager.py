@@ -51,9 +51,10 @@ class StudyCheckpointsProtocol(Protocol):
 
     def reclaimable_bytes(self) -> int: ...
 
-    def best_score(self) -> float | None:
+    def must_beat(self, position: int | None) -> tuple[float, bool] | None:
         """The best objective among finished trials turned so that higher is better (as
-        ``CheckpointRecord.score``), if any."""
+        ``CheckpointRecord.score``), and whether a trial at logical ``position`` wins a tie with the trial
+        holding it; None before any trial finished."""
         ...
 
 
@@ -66,6 +67,7 @@ class CheckpointManager:
         monitor: DiskMonitor | None = None,
         reserve_bytes: int = 0,
         study: StudyCheckpointsProtocol | None = None,
+        position: int | None = None,
     ):
         self.store = store
         self.policy = policy
@@ -74,6 +76,8 @@ class CheckpointManager:
         self.monitor = monitor
         self.reserve_bytes = reserve_bytes
         self.study = study
+        self.position = position
+        """The trial's logical position in the study (its queue slot): it breaks ties with other trials."""
         self.full_bytes = 0
         self.bytes_written = 0
         """Every byte this manager ever saved: what keep-all would hold."""
@@ -130,7 +134,9 @@ class CheckpointManager:
         except Exception as e:
             log.error("the last checkpoint write failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
-    def _write(self, snapshot: Snapshot, meta: dict[str, Any], must_beat: float | None) -> StoredCheckpoint:
+    def _write(
+        self, snapshot: Snapshot, meta: dict[str, Any], must_beat: tuple[float, bool] | None
+    ) -> StoredCheckpoint:
         """In the writer thread: write and commit, then apply retention."""
         if self.monitor:
             self.monitor.in_flight_bytes = snapshot.nbytes
@@ -157,10 +163,17 @@ class CheckpointManager:
         """Delete, slim and flag checkpoints as ``policy`` (default: the trial's) decides; return what is kept."""
         return self._apply(policy or self.policy, trial_finished, self._study_best())
 
-    def _apply(self, policy: RetentionPolicy, trial_finished: bool, must_beat: float | None) -> list[StoredCheckpoint]:
-        """``must_beat``: the best value among the study's finished trials, if any."""
+    def _apply(
+        self, policy: RetentionPolicy, trial_finished: bool, must_beat: tuple[float, bool] | None
+    ) -> list[StoredCheckpoint]:
+        """``must_beat``: the best score among the study's finished trials and whether this trial wins a
+        tie with it, if any trial finished."""
         checkpoints = self.store.list()
-        plan = plan_retention([c.record for c in checkpoints], policy, trial_finished, must_beat)
+        records = [c.record for c in checkpoints]
+        if must_beat is None:
+            plan = plan_retention(records, policy, trial_finished)
+        else:
+            plan = plan_retention(records, policy, trial_finished, must_beat[0], tie_wins=must_beat[1])
         kept = []
         for checkpoint in checkpoints:
             if checkpoint.epoch in plan.delete:
@@ -179,8 +192,8 @@ class CheckpointManager:
         self.writer.wait()
         return self.apply(trial_finished=release_resume_points)
 
-    def _study_best(self) -> float | None:
-        return self.study.best_score() if self.study else None
+    def _study_best(self) -> tuple[float, bool] | None:
+        return self.study.must_beat(self.position) if self.study else None
 
     def _ensure_space(self, needed: int) -> None:
         usage = disk_usage(self.root)

@@ -61,11 +61,13 @@ def plan_retention(
     policy: RetentionPolicy,
     trial_finished: bool = False,
     must_beat: float | None = None,
+    tie_wins: bool = False,
 ) -> RetentionPlan:
     """Decide the fate of every checkpoint of one trial. Once the trial has finished nothing will resume
     from it, so only its best and co-best checkpoints are kept. ``must_beat`` is the study's best score so
     far (higher is better, as ``CheckpointRecord.score``): a checkpoint that does not beat it can never be
-    the study's best, so it is kept only as a resume point."""
+    the study's best, so it is kept only as a resume point. ``tie_wins``: this trial comes before the one
+    holding that best (in logical position), so a checkpoint that ties it would be the study's best."""
     if not records:
         return RetentionPlan(frozenset(), frozenset(), frozenset(), {})
     by_epoch = sorted(records, key=lambda r: r.epoch)
@@ -78,8 +80,12 @@ def plan_retention(
     ranked = sorted(records, key=lambda r: (-r.score, -r.epoch))
     best_k = {r.epoch for r in ranked[: policy.keep_best_k]}
     if must_beat is not None:
-        best_k = {e for e in best_k if _record(records, e).score > must_beat}
-        co_best = {e for e in co_best if best > must_beat}
+
+        def beats(score: float) -> bool:
+            return score > must_beat or (tie_wins and score == must_beat)
+
+        best_k = {e for e in best_k if beats(_record(records, e).score)}
+        co_best = co_best if beats(best) else set()
     keep = last_n | best_k | co_best
     lean = {e for e in keep - last_n if policy.lean_best}
     keep = _apply_size_cap(by_epoch, keep, lean, protected=resume_point | co_best, cap=policy.max_total_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
+from redsm5_hpo.interrupts import StopRequested, graceful_stop
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.tracking.logs import setup_logging
 from redsm5_hpo.tracking.sanitize import mask_secrets
@@ -27,6 +29,8 @@ USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyE
 EXIT_USER_ERROR = 2
 EXIT_DISK_FULL = 3
 EXIT_ALREADY_RUNNING = 4
+STOPPABLE = ("tune", "resume", "train")
+"""Commands that stop at the next batch on SIGTERM / SIGINT and exit 143 / 130 (``interrupts``)."""
 
 TUNE_HELP = """Run an HPO study: sequential trials, then one test evaluation of the best trial.
 
@@ -57,11 +61,16 @@ with code 4 and a message. `tune hpo.study_name=study_<id>` does the same.
 
 The study keeps its saved configuration; --device moves it to another device (e.g. a study started
 on a GPU machine, resumed on a CPU one). Resuming on the device and precision that wrote the checkpoint
-is exact; elsewhere training continues and a warning says that exactness is not promised.
+is exact; elsewhere training continues and a warning says that exactness is not promised. Overrides
+that do not change what a trial computes are accepted and saved with the study (retention_policy,
+disk_guard, tracking, logs, hub, train.device, train.checkpoint_interval_epochs, hpo heartbeats); any
+other is refused with the list. SIGTERM or SIGINT stops a study at the next batch, resumable (exit 143 /
+130).
 
 example:
   redsm5-hpo resume                       # the newest study under experiments/
   redsm5-hpo resume --study 3f2a... experiments_dir=/data/exp
+  redsm5-hpo resume retention_policy=aggressive    # after a disk-full stop, keep less
   redsm5-hpo resume --device cpu
 """
 
@@ -179,7 +188,9 @@ def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import find_study_dir, run_study
 
     study_dir = find_study_dir(config, args.study)
-    result = run_study(config, progress=not args.no_progress, resume_dir=study_dir, device=args.device)
+    result = run_study(
+        config, progress=not args.no_progress, resume_dir=study_dir, device=args.device, overrides=args.overrides
+    )
     if result.report is None:
         print(f"worker done; another worker writes {result.report_path} when the last trial ends")
         return 0
@@ -336,7 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.overrides, args.config_dir)
         setup_logging(config.logs.stdout_level)
-        return command(config, args)
+        with graceful_stop() if args.command in STOPPABLE else contextlib.nullcontext():
+            return command(config, args)
+    except StopRequested as e:  # the study logged how to resume; the run's checkpoints are on disk
+        after = "the study is resumable: `redsm5-hpo resume`" if args.command != "train" else "checkpoints kept"
+        print(f"{e}; {after}", file=sys.stderr)
+        return e.exit_code
     except USER_ERRORS as e:
         log.critical("%s", e)
         print(f"error: {mask_secrets(str(e))}", file=sys.stderr)

@@ -26,6 +26,7 @@ from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.study import (  # re-queued: their directories belong to the trials that continue them
     REQUEUED_ATTR,
+    logical_position,
     study_direction,
 )
 
@@ -49,16 +50,23 @@ class TrialSummary:
     """Failed for a reason the user can fix and resume from (a full disk): its checkpoints stay."""
     diverged: bool = False
     """Failed with a non-finite loss: its resume point stays while it is the newest finished trial."""
+    position: int | None = None
+    """Its logical position (``hpo.study.logical_position``), which breaks ties; None = its number."""
+
+    @property
+    def rank(self) -> int:
+        return self.number if self.position is None else self.position
 
 
 def select_release(trials: Sequence[TrialSummary], keep_diverged: bool = True) -> tuple[set[int], set[int]]:
     """(trials whose checkpoints all go, the study's best trial). Among trials tied for the best value the
-    first one is the best, as for Optuna, so ties cannot make the kept set grow with the study. A diverged
+    one with the earliest logical position is the best (``hpo.study.best_trial``'s rule, whatever numbers
+    interruptions gave the trials), so ties cannot make the kept set grow with the study. A diverged
     trial keeps its last resume point (for a rollback) until another trial finishes, so at most one such
     trial holds disk at a time; ``keep_diverged=False`` (disk pressure) releases it too."""
     finished = [t for t in trials if t.finished]
     completed = [t for t in finished if t.value is not None]
-    best = {max(completed, key=lambda t: (t.value, -t.number)).number} if completed else set()
+    best = {max(completed, key=lambda t: (t.value, -t.rank)).number} if completed else set()
     newest = max((t.number for t in finished), default=None)
     kept = {t.number for t in finished if t.resumable or (keep_diverged and t.diverged and t.number == newest)}
     return {t.number for t in finished} - kept - best, best
@@ -123,10 +131,16 @@ class StudyCheckpoints:
             _mark_released(dirs[number])
         return freed
 
-    def best_score(self) -> float | None:
-        """The best finished trial's objective, turned so that higher is better (as checkpoint scores)."""
-        values = [t.value for t in self._summaries() if t.value is not None]
-        return max(values) if values else None
+    def must_beat(self, position: int | None) -> tuple[float, bool] | None:
+        """The best finished trial's objective turned so that higher is better (as checkpoint scores), and
+        whether a running trial at logical ``position`` would win a tie with it (it comes first); None
+        before any trial completed."""
+        completed = [t for t in self._summaries() if t.finished and t.value is not None]
+        if not completed:
+            return None
+        best = max(completed, key=lambda t: (t.value, -t.rank))
+        assert best.value is not None
+        return best.value, position is not None and position < best.rank
 
     def reclaimable_bytes(self) -> int:
         """What ``keep_only_study_best`` could free right now."""
@@ -138,6 +152,7 @@ class StudyCheckpoints:
     def _summaries(self) -> list[TrialSummary]:
         requeued = set(self.study.user_attrs.get(REQUEUED_ATTR, []))
         direction = study_direction(self.study)
+        trials = self.study.get_trials(deepcopy=False)
         return [
             TrialSummary(
                 t.number,
@@ -147,8 +162,9 @@ class StudyCheckpoints:
                 else None,
                 bool(t.user_attrs.get(RESUMABLE_ATTR)),
                 bool(t.user_attrs.get(DIVERGED_ATTR)),
+                logical_position(t, trials),
             )
-            for t in self.study.get_trials(deepcopy=False)
+            for t in trials
         ]
 
     def _trial_dirs(self) -> dict[int, Path]:

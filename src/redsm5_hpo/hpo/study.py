@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +21,10 @@ import optuna
 
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.evaluation.metrics import Direction, metric_direction
+from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.space import suggest
+from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,30 @@ def study_direction(study: optuna.Study) -> Direction:
     return "minimize" if study.direction == optuna.study.StudyDirection.MINIMIZE else "maximize"
 
 
+def logical_position(trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+    """Where an uninterrupted run puts ``trial``: the queue slot it holds (the continuation of an interrupted
+    or rolled-back trial stands in for the trial it continues, along a chain of continuations), else its
+    number. ``trials`` is the study's trials in number order."""
+    seen: set[int] = set()
+    while SLOT_ATTR not in trial.user_attrs and RESUME_FIRST in trial.user_attrs and trial.number not in seen:
+        seen.add(trial.number)
+        trial = trials[int(trial.user_attrs[RESUME_FIRST])]
+    return int(trial.user_attrs.get(SLOT_ATTR, trial.number))
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The study's best completed trial in its direction; among tied trials, the one with the earliest
+    logical position. An interrupted trial continues under a new Optuna number, so Optuna's own
+    ``best_trial`` (the lowest number among ties) could name another trial after a resume than an
+    uninterrupted run does; release, the disk guard and the test evaluation all use this one rule."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    direction = study_direction(study)
+    return max(complete, key=lambda t: (oriented(float(t.value or 0.0), direction), -logical_position(t, trials)))
+
+
 def run_trials(
     study: optuna.Study,
     config: Config,
@@ -137,15 +162,24 @@ def run_trials(
 ) -> int:
     """Run queued trial slots one at a time until none is left (other workers may take some) or ``stop()``
     says so after a trial; a failing trial is recorded and the study goes on. A new study gets its
-    ``hpo.n_trials`` slots first. Returns how many trials this process ran."""
+    ``hpo.n_trials`` slots first. Returns how many trials this process ran. After a SIGTERM / SIGINT
+    (``interrupts``) the running trial is told FAIL (its ``train_trial`` marked it resumable) and
+    ``StopRequested`` propagates; no new trial starts."""
     total = config.hpo.n_trials
     enqueue_slots(study, total)
     ran = 0
-    while not stop() and (trial := pop_slot(study)) is not None:
+    while not stop():
+        raise_if_requested()  # before a slot is claimed: no trial is left RUNNING for nothing
+        if (trial := pop_slot(study)) is None:
+            break
         ran += 1
         study.sampler.before_trial(study, study._storage.get_trial(trial._trial_id))
-        with heartbeat(study, trial._trial_id, heartbeat_s):
-            state, value = _run_one(trial, config, train_trial, total)
+        try:
+            with heartbeat(study, trial._trial_id, heartbeat_s):
+                state, value = _run_one(trial, config, train_trial, total)
+        except StopRequested:  # the trial is interrupted, not failed: train_trial marked it resumable
+            study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            raise
         frozen = study.tell(trial, value, state=state, skip_if_finished=True)
         if on_trial_end:
             on_trial_end(study, frozen)

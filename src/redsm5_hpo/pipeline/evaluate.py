@@ -22,7 +22,7 @@ from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.metrics import best_of, constant_baselines, paper_metrics
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import REQUEUED_ATTR, study_direction
+from redsm5_hpo.hpo.study import REQUEUED_ATTR, best_trial, study_direction
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
@@ -42,7 +42,8 @@ def evaluate_best_trial(
             f"no trial of study {study_id} completed, so there is nothing to evaluate on test; failures: {reasons}. "
             "Fix the cause above (see the trial logs under experiments/trial_*/logs/) and run the study again."
         )
-    best = study.best_trial
+    best = best_trial(study)
+    assert best is not None  # a completed trial exists (checked above)
     trial_dir = Path(best.user_attrs["trial_dir"])
     trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
     trial_report = json.loads((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from redsm5_hpo.checkpoints.disk import (
 )
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.resume import override_keys, resume_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import resolve_runtime
@@ -38,6 +40,7 @@ from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpo
 from redsm5_hpo.hpo.study import (
     REQUEUED_ATTR,
     TrialSpec,
+    best_trial,
     create_study,
     default_storage,
     enqueue_slots,
@@ -47,6 +50,7 @@ from redsm5_hpo.hpo.study import (
     study_direction,
 )
 from redsm5_hpo.hub_token import TokenGate, check_from_config
+from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_run_metrics
 from redsm5_hpo.pipeline.parts import (
     LIFECYCLE_ATTR,
@@ -97,7 +101,11 @@ def find_study_dir(config: Config, study: str | None) -> Path:
 
 
 def run_study(
-    config: Config, progress: bool = True, resume_dir: Path | None = None, device: str | None = None
+    config: Config,
+    progress: bool = True,
+    resume_dir: Path | None = None,
+    device: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> StudyResult:
     """``redsm5-hpo tune`` / ``resume``: the study, then one test evaluation of the best trial.
 
@@ -105,7 +113,9 @@ def run_study(
     ``hpo.study_name`` of an existing study) is continued with its saved configuration: finished trials
     stay as they are, interrupted trials resume from their newest valid checkpoint in the same MLflow run
     (or restart cleanly if they never saved one), and the remaining trials run. ``device`` replaces the
-    saved ``train.device`` of the study and its trials (resuming on another machine)."""
+    saved ``train.device`` of the study and its trials (resuming on another machine). ``overrides`` are the
+    keys the user set (``config`` holds their values): a resumed study takes those that do not change what
+    its trials compute (``config.resume``), keeps them in ``study.json``, and refuses the others."""
     if not config.train.save_checkpoints:
         raise ConfigError(["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"])
     if (
@@ -115,8 +125,9 @@ def run_study(
     ):
         resume_dir = experiments_root(config) / config.hpo.study_name
     saved = json.loads((resume_dir / STUDY_FILE).read_text(encoding="utf-8")) if resume_dir else None
+    changed: dict[str, Any] = {}
     if saved:
-        config = config_from_dict(saved["config"])
+        config, changed = resume_config(config_from_dict(saved["config"]), config, override_keys(overrides))
     runtime = resolve_runtime(config.train, device)  # a missing device fails before any work
     study_name = saved["study_name"] if saved else config.hpo.study_name or f"study_{uuid.uuid4().hex}"
     study_id = study_name.removeprefix("study_")
@@ -139,6 +150,9 @@ def run_study(
             tracker.reopen_run(study_run)
             tracker.set_tags(study_run, runtime.describe())  # the machine resuming it may differ
             log.info("resuming study %s", study_id)
+            if changed:
+                log.info("the resumed study now runs with %s", ", ".join(f"{k}={v}" for k, v in changed.items()))
+                write_json_atomic(study_dir / STUDY_FILE, {**saved, "config": dataclasses.asdict(config)})
             fault_point("resume_setup")
         else:
             tags = {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
@@ -207,6 +221,11 @@ def run_study(
                 ).best_value
                 trial.set_user_attr(LIFECYCLE_ATTR, "completed")
                 return value
+            except StopRequested as e:
+                trial.set_user_attr(LIFECYCLE_ATTR, "interrupted")
+                trial.set_user_attr("fail_reason", f"interrupted: {e}; resumable")
+                trial.set_user_attr(RESUMABLE_ATTR, True)  # `resume` continues it from its newest checkpoint
+                raise
             except TrialPruned as e:
                 trial.set_user_attr(LIFECYCLE_ATTR, "pruned")
                 trial.set_user_attr("prune_reason", f"{config.hpo.pruner} pruner: {e}")
@@ -234,9 +253,25 @@ def run_study(
             requeue_interrupted_trials(
                 study, tracker, lambda t: not shared or is_stale(t, now, config.hpo.stale_after_s)
             )
-        ran = run_trials(
-            study, config, train_trial, on_trial_end, config.hpo.heartbeat_interval_s, stop=lambda: bool(disk_errors)
-        )
+        try:
+            ran = run_trials(
+                study,
+                config,
+                train_trial,
+                on_trial_end,
+                config.hpo.heartbeat_interval_s,
+                stop=lambda: bool(disk_errors),
+            )
+            raise_if_requested()  # not even the test evaluation once a stop was asked for
+        except StopRequested as e:
+            log.warning(
+                "%s: study %s stopped; the interrupted trial resumes from its newest checkpoint with "
+                "`redsm5-hpo resume --study %s`",
+                e,
+                study_id,
+                study_id,
+            )
+            raise
         if disk_errors:
             tracker.end_run(study_run, "FAILED")
             raise disk_errors[0]
@@ -276,10 +311,10 @@ def _report_epoch(trial: optuna.Trial, epoch: int, value: float) -> bool:
 
 def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Path]:
     """The study's PNG plots under ``study_<id>/plots/``."""
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = best_trial(study)
     history: list[dict[str, float]] = []
-    if complete:
-        report_path = Path(study.best_trial.user_attrs["trial_dir"]) / TRIAL_REPORT
+    if best is not None:
+        report_path = Path(best.user_attrs["trial_dir"]) / TRIAL_REPORT
         if report_path.is_file():
             history = json.loads(report_path.read_text(encoding="utf-8"))["history"]
     return write_study_plots(study, study_dir / "plots", history, config.train.optimization_metric)

@@ -34,6 +34,7 @@ from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec, failure_reason
 from redsm5_hpo.hub_token import TokenGate
+from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
@@ -135,6 +136,11 @@ def run_trial(
             result = _train_and_report(
                 config, corpus, context, runtime, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
             )
+        except StopRequested as e:
+            log.warning("trial %s interrupted (%s); it can resume from its newest checkpoint", trial_id, e)
+            tracker.set_tags(run_id, {"lifecycle": "interrupted"})
+            tracker.end_run(run_id, "KILLED")  # `resume` reopens this run and continues in it
+            raise
         except TrialPruned as e:
             log.info("trial %s %s", trial_id, e)
             tracker.set_tags(run_id, {"lifecycle": "pruned", "pruned_reason": str(e)})
@@ -208,6 +214,7 @@ def _train_and_report(
             context.monitor,
             int(config.disk_guard.reserve_mb * MB),
             study,
+            context.spec.number if context.spec else None,  # its slot: the logical position that breaks ties
         )
         manager.start(model)
         meta = {

@@ -26,6 +26,7 @@ from redsm5_hpo.devices import Runtime
 from redsm5_hpo.evaluation.metrics import metric_direction, metric_keys, oriented, worst_value
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.faults import fault_point
+from redsm5_hpo.interrupts import raise_if_requested
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.adversarial import FGM
@@ -226,6 +227,7 @@ def _train_epoch(
     for index, cpu_batch in enumerate(loader):
         if index >= batches:
             break
+        raise_if_requested()  # a SIGTERM / SIGINT stops here; the trial resumes from its newest checkpoint
         tokens += int(cpu_batch["attention_mask"].sum())
         slots += cpu_batch["attention_mask"].numel()
         batch = runtime.to_device(cpu_batch)
