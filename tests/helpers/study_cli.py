@@ -12,6 +12,15 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import CONFIG_DIR
 
+STUDY_OVERRIDES = [
+    "model=tiny",
+    "train.epochs=3",
+    "train.batch_size=16",
+    "hpo.n_trials=2",
+    "train.optimization_metric=val_criteria_macro_pr_auc",
+]
+"""The two-trial tiny study the crash, signal and precision tests stop and resume."""
+
 
 def cli(root: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -8,15 +8,9 @@ from mlflow.tracking import MlflowClient
 
 from redsm5_hpo.cli.main import EXIT_ALREADY_RUNNING
 from redsm5_hpo.hpo.lock import study_lock
-from tests.helpers.study_cli import cli, metric_counts, outcome
+from tests.helpers.study_cli import STUDY_OVERRIDES, cli, metric_counts, outcome
 
-OVERRIDES = [
-    "model=tiny",
-    "train.epochs=3",
-    "train.batch_size=16",
-    "hpo.n_trials=2",
-    "train.optimization_metric=val_criteria_macro_pr_auc",
-]
+OVERRIDES = STUDY_OVERRIDES
 # 254 train posts in 300 windows, batches of 16 windows: 19, 20, 19, 20 batches in epochs 1-4 (every trial
 # has the same seed); 53 validation posts in 63 windows = 4 batches a validation
 KILL_POINTS = {

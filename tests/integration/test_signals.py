@@ -15,15 +15,9 @@ import optuna
 import pytest
 
 from tests.conftest import CONFIG_DIR
-from tests.helpers.study_cli import cli, metric_counts, outcome
+from tests.helpers.study_cli import STUDY_OVERRIDES, cli, metric_counts, outcome
 
-OVERRIDES = [
-    "model=tiny",
-    "train.epochs=3",
-    "train.batch_size=16",
-    "hpo.n_trials=2",
-    "train.optimization_metric=val_criteria_macro_pr_auc",
-]
+OVERRIDES = STUDY_OVERRIDES
 
 
 def start(root, *args: str) -> subprocess.Popen:
