@@ -84,3 +84,37 @@ def test_compose_mounts_data_read_only_and_outputs_read_write_with_gpu_access() 
     assert "deploy" not in services["train"]  # the CPU service starts on a host without GPUs
     assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
     assert Path(REPO / "Dockerfile").read_text().count("EXPOSE 5000") == 1
+
+
+def test_the_kubernetes_manifest_runs_one_study_on_shared_storage_with_the_url_from_a_secret() -> None:
+    from redsm5_hpo.config import load_config
+    from tests.conftest import CONFIG_DIR
+
+    documents = list(yaml.safe_load_all((REPO / "deploy" / "kubernetes" / "study.yaml").read_text()))
+    (claim,) = [d for d in documents if d["kind"] == "PersistentVolumeClaim"]
+    jobs = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Job"}
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and set(jobs) == {"redsm5-hpo-study", "redsm5-hpo-workers"}
+    names = set()
+    for job in jobs.values():
+        pod = job["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"].endswith("/redsm5-hpo:cuda") and container["args"][0] == "tune"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["OPTUNA_STORAGE"]["valueFrom"]["secretKeyRef"] == {"name": "redsm5-hpo-db", "key": "storage-url"}
+        assert "hpo.storage=$(OPTUNA_STORAGE)" in container["args"]  # no password in the manifest
+        (mount,) = container["volumeMounts"]
+        (volume,) = pod["volumes"]
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"] == "redsm5-experiments"
+        assert mount == {"name": volume["name"], "mountPath": "/experiments"}
+        assert "experiments_dir=/experiments" in container["args"]
+        assert pod["terminationGracePeriodSeconds"] >= 60  # room to stop at the next batch on SIGTERM
+        # the arguments are a valid configuration once Kubernetes has substituted the variables
+        args = [a.replace("$(OPTUNA_STORAGE)", "postgresql://u:p@db/redsm5") for a in container["args"][1:]]
+        args = [a.replace("$(MLFLOW_TRACKING_URI)", env["MLFLOW_TRACKING_URI"]["value"]) for a in args]
+        config = load_config(args, CONFIG_DIR)
+        assert config.hpo.storage.startswith("postgresql://")
+        names.add(config.hpo.study_name)
+    (name,) = names  # every pod works on the same study
+    (wait,) = jobs["redsm5-hpo-workers"]["spec"]["template"]["spec"]["initContainers"]
+    assert f"/experiments/{name}/study.json" in " ".join(wait["command"])  # workers join once it exists
+    assert jobs["redsm5-hpo-workers"]["spec"]["parallelism"] >= 2

@@ -61,3 +61,26 @@ def test_a_loss_objective_makes_a_minimizing_study_and_a_resume_must_agree(tiny_
     assert study.best_value == 0.2
     with pytest.raises(StudyError, match=r"created to minimize its objective, but train\.optimization_metric="):
         create_study(tiny_config, "s", storage)  # val_criteria_macro_f1 is maximized
+
+
+def test_the_sampler_suggests_the_same_after_a_restart_in_a_fresh_process(tiny_config, tmp_path) -> None:
+    """Each trial's draws come from (seed, slot) alone: a sampler built anew half-way (a resumed study in a
+    fresh process) continues exactly as one that ran throughout, past TPE's 10 random startup trials."""
+    config = apply_overrides(tiny_config, {"hpo.n_trials": 14})
+
+    def objective(spec, trial):
+        return -abs(float(spec.params["train.lr_head"]) - 3e-3)
+
+    whole = create_study(config, "whole", f"sqlite:///{tmp_path / 'whole.db'}")
+    run_trials(whole, config, objective)
+    storage = f"sqlite:///{tmp_path / 'halves.db'}"
+    first_half = create_study(config, "halves", storage)
+    run_trials(first_half, config, objective, stop=lambda: len(first_half.trials) > 0 and _done(first_half) >= 7)
+    run_trials(create_study(config, "halves", storage), config, objective)  # a new sampler object
+    halves = optuna.load_study(study_name="halves", storage=storage)
+    assert [t.params for t in halves.trials] == [t.params for t in whole.trials]
+    assert len({t.params["train.lr_head"] for t in whole.trials}) == 14
+
+
+def _done(study) -> int:
+    return sum(t.state.is_finished() for t in study.trials)

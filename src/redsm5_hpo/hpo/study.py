@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -66,24 +67,70 @@ REQUEUED_ATTR = "requeued_trials"
 """Study user attr: numbers of interrupted trials that were re-queued (they no longer count)."""
 
 
-class ResumableTPESampler(optuna.samplers.TPESampler):
-    """TPE whose random state before each trial is a function of (seed, the trial's position among the
-    trials that count), so a study resumed in a fresh process suggests what the uninterrupted study would
-    have suggested."""
+class ResumableTPESampler(optuna.samplers.BaseSampler):
+    """TPE whose random state for each trial is a function of (seed, the trial's position among the trials
+    that count), so a study resumed in a fresh process suggests what the uninterrupted study would have
+    suggested, whichever worker runs the trial.
+
+    Public API only: each trial is sampled by its own ``TPESampler`` seeded for it. TPE keeps nothing
+    between trials but its random state (what it learns, it reads from the study's trials each time), so
+    this is TPE with a reseed before every trial."""
 
     def __init__(self, seed: int):
-        super().__init__(seed=seed)
-        self._base_seed = seed
+        self.seed = seed
+        self._per_trial: dict[int, optuna.samplers.TPESampler] = {}
 
-    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def trial_seed(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
         position = trial.user_attrs.get(SLOT_ATTR)
         if position is None:  # a continuation: its params are fixed; any position keeps it reproducible
             requeued = study.user_attrs.get(REQUEUED_ATTR, [])
             position = trial.number - sum(1 for n in requeued if n < trial.number)
-        seed = (self._base_seed * 1_000_003 + int(position)) % 2**32
-        self._rng.rng.seed(seed)
-        self._random_sampler._rng.rng.seed(seed)
-        super().before_trial(study, trial)
+        return (self.seed * 1_000_003 + int(position)) % 2**32
+
+    def _tpe(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
+        if trial.number not in self._per_trial:
+            self._per_trial[trial.number] = optuna.samplers.TPESampler(seed=self.trial_seed(study, trial))
+        return self._per_trial[trial.number]
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._per_trial.pop(trial.number, None)  # the trial's draws start from its own seed
+        self._tpe(study, trial).before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial
+    ) -> dict[str, optuna.distributions.BaseDistribution]:
+        return self._tpe(study, trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        search_space: dict[str, optuna.distributions.BaseDistribution],
+    ) -> dict[str, Any]:
+        return self._tpe(study, trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
+        return self._tpe(study, trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.trial.FrozenTrial,
+        state: optuna.trial.TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        sampler = self._per_trial.pop(trial.number, None)
+        if sampler is not None:
+            sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: every trial's seed comes from the study seed and the trial's position."""
 
 
 def make_pruner(config: Config) -> optuna.pruners.BasePruner:
