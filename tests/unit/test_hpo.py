@@ -4,7 +4,17 @@ import pytest
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.space import suggest
-from redsm5_hpo.hpo.study import create_study, run_trials
+from redsm5_hpo.hpo.study import (
+    REQUEUED_ATTR,
+    RESUME_FIRST,
+    SLOT_ATTR,
+    claim_slot,
+    create_study,
+    enqueue_slots,
+    queue_behind_continuations,
+    run_trials,
+    uncounted,
+)
 
 
 def test_suggest_respects_ranges_and_choices() -> None:
@@ -84,3 +94,36 @@ def test_the_sampler_suggests_the_same_after_a_restart_in_a_fresh_process(tiny_c
 
 def _done(study) -> int:
     return sum(t.state.is_finished() for t in study.trials)
+
+
+def test_a_continuation_runs_before_the_slots_that_were_still_waiting(tiny_config, tmp_path) -> None:
+    config = apply_overrides(tiny_config, {"hpo.n_trials": 4})
+    study = create_study(config, "s", f"sqlite:///{tmp_path / 'optuna.db'}")
+    enqueue_slots(study, 4)
+    first = claim_slot(study)  # slot 0 starts, then its process dies
+    study.tell(first.number, state=optuna.trial.TrialState.FAIL)
+    study.set_user_attr(REQUEUED_ATTR, [first.number])
+    study.enqueue_trial({}, user_attrs={RESUME_FIRST: first.number, SLOT_ATTR: 0})
+    queue_behind_continuations(study)
+    order = []
+    while (trial := claim_slot(study)) is not None:
+        order.append(trial.user_attrs[SLOT_ATTR])
+        study.tell(trial, 0.5)
+    assert order == [0, 1, 2, 3]
+    counted = [t for t in study.trials if t.number not in uncounted(study)]
+    assert sorted(t.user_attrs[SLOT_ATTR] for t in counted) == [0, 1, 2, 3]
+
+
+def test_a_trial_that_is_no_slot_is_closed_as_surplus_and_never_counts(tiny_config, tmp_path) -> None:
+    """What a worker gets from Optuna when another worker claimed the last slot between its check and its
+    ask (a trial Optuna creates, with no slot): it is closed, marked surplus, and the worker moves on."""
+    study = create_study(tiny_config, "s", f"sqlite:///{tmp_path / 'optuna.db'}")
+    study.enqueue_trial({})  # stands in for the trial Optuna creates: no slot, no continuation
+    study.enqueue_trial({}, user_attrs={SLOT_ATTR: 0})
+    trial = claim_slot(study)
+    assert trial is not None and trial.user_attrs[SLOT_ATTR] == 0
+    (surplus,) = [t for t in study.trials if t.number != trial.number]
+    assert surplus.state == optuna.trial.TrialState.FAIL and surplus.user_attrs["surplus"] is True
+    assert uncounted(study) == {surplus.number}
+    study.tell(trial, 0.1)
+    assert claim_slot(study) is None and len(study.trials) == 2  # nothing waiting: no trial is created

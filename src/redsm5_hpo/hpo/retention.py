@@ -25,9 +25,9 @@ from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.study import (  # re-queued: their directories belong to the trials that continue them
-    REQUEUED_ATTR,
     logical_position,
     study_direction,
+    uncounted,
 )
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class StudyCheckpoints:
         return sum(c.size_bytes for c in best_first(checkpoints)[1:])
 
     def _summaries(self) -> list[TrialSummary]:
-        requeued = set(self.study.user_attrs.get(REQUEUED_ATTR, []))
+        requeued = uncounted(self.study)
         direction = study_direction(self.study)
         trials = self.study.get_trials(deepcopy=False)
         return [

@@ -63,6 +63,8 @@ RESUME_FIRST = "resume_of"
 """User attr marking a continuation of an interrupted trial (run before new slots)."""
 HEARTBEAT_S = 30.0
 
+SURPLUS_ATTR = "surplus"
+"""User attr of a trial Optuna created for a worker that asked when no slot was left: it never runs."""
 REQUEUED_ATTR = "requeued_trials"
 """Study user attr: numbers of interrupted trials that were re-queued (they no longer count)."""
 
@@ -83,8 +85,7 @@ class ResumableTPESampler(optuna.samplers.BaseSampler):
     def trial_seed(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
         position = trial.user_attrs.get(SLOT_ATTR)
         if position is None:  # a continuation: its params are fixed; any position keeps it reproducible
-            requeued = study.user_attrs.get(REQUEUED_ATTR, [])
-            position = trial.number - sum(1 for n in requeued if n < trial.number)
+            position = trial.number - sum(1 for n in uncounted(study) if n < trial.number)
         return (self.seed * 1_000_003 + int(position)) % 2**32
 
     def _tpe(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
@@ -128,9 +129,6 @@ class ResumableTPESampler(optuna.samplers.BaseSampler):
         sampler = self._per_trial.pop(trial.number, None)
         if sampler is not None:
             sampler.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        """Nothing to reseed: every trial's seed comes from the study seed and the trial's position."""
 
 
 def make_pruner(config: Config) -> optuna.pruners.BasePruner:
@@ -217,12 +215,11 @@ def run_trials(
     ran = 0
     while not stop():
         raise_if_requested()  # before a slot is claimed: no trial is left RUNNING for nothing
-        if (trial := pop_slot(study)) is None:
+        if (trial := claim_slot(study)) is None:
             break
         ran += 1
-        study.sampler.before_trial(study, study._storage.get_trial(trial._trial_id))
         try:
-            with heartbeat(study, trial._trial_id, heartbeat_s):
+            with heartbeat(trial, heartbeat_s):
                 state, value = _run_one(trial, config, train_trial, total)
         except StopRequested:  # the trial is interrupted, not failed: train_trial marked it resumable
             study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
@@ -261,35 +258,67 @@ def enqueue_slots(study: optuna.Study, n_trials: int) -> None:
             study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
 
 
-def pop_slot(study: optuna.Study) -> optuna.Trial | None:
-    """Claim the next waiting trial (continuations of interrupted trials first, then slots in order). The
-    storage makes the claim atomic: a trial another worker claimed first is skipped."""
-    storage = study._storage  # what Study.ask uses; ask itself would create a new trial when none is waiting
-    waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    for frozen in sorted(waiting, key=lambda t: (RESUME_FIRST not in t.user_attrs, t.number)):
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, state=optuna.trial.TrialState.RUNNING):
-                return optuna.Trial(study, frozen._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
+def claim_slot(study: optuna.Study) -> optuna.Trial | None:
+    """Claim the next waiting trial (Optuna hands them out in number order, each claim atomic in the
+    storage; ``queue_behind_continuations`` puts continuations first). None when none is waiting. A
+    worker that asks just after another took the last waiting trial gets a new trial from Optuna: it is
+    marked surplus, closed, and does not count."""
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        return None
+    trial = study.ask()
+    if SLOT_ATTR in trial.user_attrs or RESUME_FIRST in trial.user_attrs:
+        return trial
+    trial.set_user_attr(SURPLUS_ATTR, True)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return claim_slot(study)
+
+
+def uncounted(study: optuna.Study) -> set[int]:
+    """Trials that do not count towards ``hpo.n_trials``: interrupted ones that were re-queued (their
+    continuation counts) and surplus ones (see ``claim_slot``)."""
+    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    return requeued | {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(SURPLUS_ATTR)}
+
+
+def queue_behind_continuations(study: optuna.Study) -> None:
+    """Optuna hands out waiting trials in number order, and a continuation enqueued now is numbered after
+    the slots still waiting. An uninterrupted run would have finished the interrupted trial before those
+    slots started (and TPE reads the finished trials), so the slots ahead of the first waiting
+    continuation are claimed, closed as re-queued, and queued again behind it with their slot. Run by the
+    one process that re-queues (under the study lock, or at a worker's start)."""
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    continuations = [t.number for t in waiting if RESUME_FIRST in t.user_attrs]
+    ahead = [t for t in waiting if continuations and t.number < min(continuations)]
+    moved = []
+    for frozen in ahead:  # the lowest waiting numbers: asks claim exactly these, in order
+        trial = study.ask()
+        if trial.number != frozen.number:  # another worker took it meanwhile: leave the rest as they are
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            moved.append(trial.number)
+            study.enqueue_trial({}, user_attrs=trial.user_attrs)
+            break
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        moved.append(trial.number)
+        study.enqueue_trial({}, user_attrs=frozen.user_attrs)
+    if moved:
+        study.set_user_attr(REQUEUED_ATTR, sorted(set(study.user_attrs.get(REQUEUED_ATTR, [])) | set(moved)))
+        log.info("trial slot(s) %s queued again behind the interrupted trial(s) that continue first", moved)
 
 
 @contextlib.contextmanager
-def heartbeat(study: optuna.Study, trial_id: int, interval_s: float) -> Iterator[None]:
+def heartbeat(trial: optuna.Trial, interval_s: float) -> Iterator[None]:
     """Stamp the running trial every ``interval_s`` (user attr ``heartbeat``), so a worker on another
-    machine can tell a live trial from one whose process died."""
-    storage = study._storage
+    machine can tell a live trial from one whose process died. The first stamp is written here, so the
+    thread only ever replaces a value the trial already holds."""
+    trial.set_user_attr(HEARTBEAT_ATTR, time.time())
     stop = threading.Event()
 
     def beat() -> None:
-        while True:
+        while not stop.wait(interval_s):
             try:
-                storage.set_trial_user_attr(trial_id, HEARTBEAT_ATTR, time.time())
+                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
             except Exception as e:  # the trial finished meanwhile, or the database blinked: try again later
-                log.debug("heartbeat of trial %d not recorded: %s", trial_id, e)
-            if stop.wait(interval_s):
-                return
+                log.debug("heartbeat of trial %d not recorded: %s", trial.number, e)
 
     thread = threading.Thread(target=beat, name="trial-heartbeat", daemon=True)
     thread.start()

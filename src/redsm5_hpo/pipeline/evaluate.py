@@ -22,7 +22,7 @@ from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.metrics import best_of, constant_baselines, paper_metrics
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import REQUEUED_ATTR, best_trial, study_direction
+from redsm5_hpo.hpo.study import best_trial, study_direction, uncounted
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
@@ -107,7 +107,7 @@ def trial_counts(summary: dict[str, Any], requested: int) -> dict[str, int]:
 def study_summary(study: optuna.Study) -> dict[str, Any]:
     """Trials by outcome (with the reason of each pruned or failed one) and the best value after each
     finished trial."""
-    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    requeued = uncounted(study)
     finished = [t for t in study.trials if t.state.is_finished() and t.number not in requeued]
     history, best = [], None
     direction = study_direction(study)

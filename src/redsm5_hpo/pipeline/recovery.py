@@ -18,7 +18,13 @@ from redsm5_hpo.config.loading import apply_overrides, config_from_dict
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
-from redsm5_hpo.hpo.study import REQUEUED_ATTR, SLOT_ATTR, create_study
+from redsm5_hpo.hpo.study import (
+    REQUEUED_ATTR,
+    SLOT_ATTR,
+    create_study,
+    queue_behind_continuations,
+    uncounted,
+)
 from redsm5_hpo.pipeline.parts import (
     RESUME_OF_ATTR,
     ROLLBACK_ATTR,
@@ -39,19 +45,18 @@ def requeue_interrupted_trials(
     valid checkpoint in the same MLflow run when they have one, from scratch in a new run otherwise. The
     originals are marked re-queued and no longer count."""
     requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    skip = uncounted(study)
     for trial in study.get_trials(deepcopy=False):
         stale = trial.state == optuna.trial.TrialState.RUNNING and dead(trial)
         disk_full = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
-        if trial.number in requeued or not (stale or disk_full):
+        if trial.number in skip or not (stale or disk_full):
             continue
         trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
         checkpoints = trial_dir / "checkpoints"
         has_checkpoint = checkpoints.is_dir() and bool(newest_resumable_first(CheckpointStore(checkpoints).list()))
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if stale:
-            handle = optuna.trial.Trial(study, trial._trial_id)
-            handle.set_user_attr("fail_reason", "interrupted (its process died); re-queued")
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        if stale:  # its continuation says why (the re-queued trial no longer counts anywhere)
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         requeued.add(trial.number)
         study.set_user_attr(REQUEUED_ATTR, sorted(requeued))
         if has_checkpoint and run_id:
@@ -64,6 +69,7 @@ def requeue_interrupted_trials(
                 tracker.end_run(run_id, "KILLED")
             study.enqueue_trial(trial.params, user_attrs=_slot(trial))
             log.warning("trial %d was interrupted before its first checkpoint; it restarts from epoch 0", trial.number)
+    queue_behind_continuations(study)
 
 
 def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[str, Any]) -> str:
@@ -80,7 +86,7 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
             raise StudyError(f"no trial {trial_id} in study {saved['study_id']}")
         trial = matches[-1]
         interrupted = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
-        if trial.state not in interrupted or trial.number in requeued:
+        if trial.state not in interrupted or trial.number in uncounted(study):
             raise StudyError(
                 f"trial {trial_id} is {trial.state.name}: only an interrupted or failed trial can be rolled back "
                 "(stop the study first; a completed trial is final)"
@@ -105,10 +111,12 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
             if checkpoint.epoch > epoch:
                 store.delete(checkpoint)
         if trial.state == optuna.trial.TrialState.RUNNING:
-            optuna.trial.Trial(study, trial._trial_id).set_user_attr("fail_reason", f"rolled back to epoch {epoch}")
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         study.set_user_attr(REQUEUED_ATTR, sorted(requeued | {trial.number}))
-        study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, ROLLBACK_ATTR: epoch})
+        study.enqueue_trial(
+            trial.params, user_attrs={RESUME_OF_ATTR: trial.number, ROLLBACK_ATTR: epoch, **_slot(trial)}
+        )
+        queue_behind_continuations(study)
         if RUN_ID_ATTR in trial.user_attrs:  # its metrics stay as they were; the trial continues in a new run
             with open_tracker(trial_config) as tracker:
                 tracker.end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED")

@@ -38,7 +38,6 @@ from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.progress import Progress, study_progress
 from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
 from redsm5_hpo.hpo.study import (
-    REQUEUED_ATTR,
     TrialSpec,
     best_trial,
     create_study,
@@ -48,6 +47,7 @@ from redsm5_hpo.hpo.study import (
     is_stale,
     run_trials,
     study_direction,
+    uncounted,
 )
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
@@ -290,7 +290,7 @@ def run_study(
 
 def _progress(study: optuna.Study, total: int, starting: bool) -> Progress:
     """Progress over the trials that count (finished, not re-queued); ``starting``: the next one begins."""
-    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    requeued = uncounted(study)
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in requeued]
     durations = [t.duration.total_seconds() for t in finished if t.duration is not None]
     values = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]

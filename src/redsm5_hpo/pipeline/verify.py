@@ -10,7 +10,7 @@ import yaml
 
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.hpo.study import REQUEUED_ATTR
+from redsm5_hpo.hpo.study import uncounted
 from redsm5_hpo.pipeline.evaluate import study_run_metrics
 from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_REPORT, open_saved_study, open_tracker
 from redsm5_hpo.pipeline.trial import CHECKPOINT_METRICS, TRUNCATION_METRICS
@@ -47,7 +47,7 @@ def expected_runs(
     study: optuna.Study, saved: dict[str, object], study_dir: Path
 ) -> tuple[list[ExpectedRun], list[tuple[str, str]]]:
     """Runs with a known full series, and (run id, label) of runs only checked for duplicates."""
-    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+    requeued = uncounted(study)
     complete = optuna.trial.TrialState.COMPLETE
     pruned = optuna.trial.TrialState.PRUNED
     expected: list[ExpectedRun] = []
