@@ -169,11 +169,8 @@ class CheckpointManager:
         """``must_beat``: the best score among the study's finished trials and whether this trial wins a
         tie with it, if any trial finished."""
         checkpoints = self.store.list()
-        records = [c.record for c in checkpoints]
-        if must_beat is None:
-            plan = plan_retention(records, policy, trial_finished)
-        else:
-            plan = plan_retention(records, policy, trial_finished, must_beat[0], tie_wins=must_beat[1])
+        best, tie_wins = must_beat or (None, False)
+        plan = plan_retention([c.record for c in checkpoints], policy, trial_finished, best, tie_wins)
         kept = []
         for checkpoint in checkpoints:
             if checkpoint.epoch in plan.delete:

@@ -58,6 +58,12 @@ class TrialSummary:
         return self.number if self.position is None else self.position
 
 
+def study_best(trials: Sequence[TrialSummary]) -> TrialSummary | None:
+    """The best completed trial; among tied ones, the earliest logical position."""
+    completed = [t for t in trials if t.finished and t.value is not None]
+    return max(completed, key=lambda t: (t.value, -t.rank)) if completed else None
+
+
 def select_release(trials: Sequence[TrialSummary], keep_diverged: bool = True) -> tuple[set[int], set[int]]:
     """(trials whose checkpoints all go, the study's best trial). Among trials tied for the best value the
     one with the earliest logical position is the best (``hpo.study.best_trial``'s rule, whatever numbers
@@ -65,8 +71,8 @@ def select_release(trials: Sequence[TrialSummary], keep_diverged: bool = True) -
     trial keeps its last resume point (for a rollback) until another trial finishes, so at most one such
     trial holds disk at a time; ``keep_diverged=False`` (disk pressure) releases it too."""
     finished = [t for t in trials if t.finished]
-    completed = [t for t in finished if t.value is not None]
-    best = {max(completed, key=lambda t: (t.value, -t.rank)).number} if completed else set()
+    best_summary = study_best(trials)
+    best = {best_summary.number} if best_summary else set()
     newest = max((t.number for t in finished), default=None)
     kept = {t.number for t in finished if t.resumable or (keep_diverged and t.diverged and t.number == newest)}
     return {t.number for t in finished} - kept - best, best
@@ -135,11 +141,9 @@ class StudyCheckpoints:
         """The best finished trial's objective turned so that higher is better (as checkpoint scores), and
         whether a running trial at logical ``position`` would win a tie with it (it comes first); None
         before any trial completed."""
-        completed = [t for t in self._summaries() if t.finished and t.value is not None]
-        if not completed:
+        best = study_best(self._summaries())
+        if best is None or best.value is None:
             return None
-        best = max(completed, key=lambda t: (t.value, -t.rank))
-        assert best.value is not None
         return best.value, position is not None and position < best.rank
 
     def reclaimable_bytes(self) -> int:

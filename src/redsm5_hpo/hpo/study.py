@@ -292,14 +292,11 @@ def queue_behind_continuations(study: optuna.Study) -> None:
     moved = []
     for frozen in ahead:  # the lowest waiting numbers: asks claim exactly these, in order
         trial = study.ask()
-        if trial.number != frozen.number:  # another worker took it meanwhile: leave the rest as they are
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            moved.append(trial.number)
-            study.enqueue_trial({}, user_attrs=trial.user_attrs)
-            break
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         moved.append(trial.number)
-        study.enqueue_trial({}, user_attrs=frozen.user_attrs)
+        study.enqueue_trial({}, user_attrs=trial.user_attrs)
+        if trial.number != frozen.number:  # another worker took it meanwhile: leave the rest as they are
+            break
     if moved:
         study.set_user_attr(REQUEUED_ATTR, sorted(set(study.user_attrs.get(REQUEUED_ATTR, [])) | set(moved)))
         log.info("trial slot(s) %s queued again behind the interrupted trial(s) that continue first", moved)
