@@ -24,14 +24,6 @@ KILL_POINTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("baseline") / "experiments"
-    result = cli(root, "tune", *OVERRIDES)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return outcome(root)
-
-
 @pytest.mark.parametrize("fault", list(KILL_POINTS), ids=list(KILL_POINTS.values()))
 def test_killed_and_resumed_study_matches_the_uninterrupted_one(uninterrupted, tmp_path, fault) -> None:
     root = tmp_path / "experiments"

@@ -45,14 +45,6 @@ def trials(root) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=saved["study_name"], storage=saved["storage"]).trials
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("signals") / "experiments"
-    result = cli(root, "tune", *OVERRIDES)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return outcome(root)
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_at_the_next_batch_and_resume_finishes_the_same_study(
     uninterrupted, tmp_path, signum, code
