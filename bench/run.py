@@ -15,6 +15,8 @@ B6 overhead: epoch time of our full loop vs a bare PyTorch loop vs the Hugging F
    Trainer's ``save_total_limit`` recipe.
 B7 pruning: trial-epochs until the best validation score, median pruner vs none (``bench/pruning.py``).
 B8 throughput: training examples/s and tokens/s of our loop in fp32 and bf16 (``bench/peers.py``).
+B9 workers: a 6-trial tiny study with 2 workers vs 1 (wall-clock), and B1's peak with 2 workers
+   (``bench/workers.py``).
 
 Usage: python bench/run.py [--quick] [--only B4 ...]
   --quick: the tiny encoder, for a smoke check of the harness
@@ -50,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import b1_hf_trainer, b5_disk_guard, b6_overhead, b8_throughput
 from pruning import b7_pruning
 from tracking import b4_tracking
+from workers import b9_workers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -223,6 +226,7 @@ def markdown(results: dict) -> str:
         results[k] for k in ("B4_tracking", "B5_disk_guard", "B6_overhead", "B7_pruning", "B8_throughput")
     )
     b7n, b7m = b7["without_pruner"], b7["median_pruner"]
+    b9 = results["B9_workers"]
     rows = [
         "| id | what | requirement | goal | measured |",
         "| --- | --- | --- | --- | --- |",
@@ -275,6 +279,15 @@ def markdown(results: dict) -> str:
         f"{b8['fp32']['tokens_per_s']:,.0f} tokens/s |",
         f"| B8 | training throughput, bf16 autocast | | | {b8['bf16']['examples_per_s']:.1f} examples/s, "
         f"{b8['bf16']['tokens_per_s']:,.0f} tokens/s ({b8['bf16_speedup']:.2f}x fp32) |",
+        *(
+            f"| B9 | wall-clock of a {b9['n_trials']}-trial tiny study of {epochs} epochs per trial, 2 workers vs 1 "
+            f"({b9['cpus']} cores) | | faster | {w['speedup']:.2f}x ({w['two_workers_s']:.1f} s vs "
+            f"{w['one_worker_s']:.1f} s) |"
+            for epochs, w in b9["wall_clock_by_epochs"].items()
+        ),
+        f"| B9 | B1's peak checkpoint bytes with 2 workers | | <= 2 x (last + 1 in flight + best) + study best "
+        f"({human_bytes(b9['peak_bound_bytes_two_workers'])}) | {human_bytes(b9['peak_bytes_two_workers'])} "
+        f"({'within' if b9['peak_within_bound'] else 'over'} the bound; sampled every 50 ms) |",
     ]
     setup = (
         f"Encoder: `{results['encoder']}`. B1: 4 trials x 3 epochs of 4 steps, objective val_criteria_macro_pr_auc, "
@@ -284,7 +297,8 @@ def markdown(results: dict) -> str:
         f"B6: {b6['epochs']} epochs x {b6['repetitions']} repetitions, the three loops in turn (order alternating). "
         f"B7: `hpo=conditional`, {b7['n_trials']} trials x {b7['epochs_per_trial']} epochs on the tiny "
         f"encoder, seed 13. B8: one training epoch per precision on {b8['device']}, median of "
-        f"{b8['repetitions']}. Machine: {results['machine']}. Command: `make bench`."
+        f"{b8['repetitions']}. B9: `hpo.n_workers=2` vs 1 through the CLI, process start to exit; the peak study "
+        f"is B1's with 2 workers. Machine: {results['machine']}. Command: `make bench`."
     )
     gpu = REPO / "bench" / "gpu_check.md"
     gpu_part = (
@@ -304,6 +318,7 @@ BENCHES = {
     "B6": ("B6_overhead", lambda workdir, encoder: b6_overhead(workdir, encoder)),
     "B7": ("B7_pruning", b7_pruning),
     "B8": ("B8_throughput", lambda workdir, encoder: b8_throughput(workdir, encoder)),
+    "B9": ("B9_workers", b9_workers),
 }
 
 

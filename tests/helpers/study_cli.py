@@ -8,8 +8,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import optuna
 from mlflow.tracking import MlflowClient
 
+from redsm5_hpo.hpo.storage import open_storage
 from tests.conftest import CONFIG_DIR
 
 STUDY_OVERRIDES = [
@@ -40,6 +42,15 @@ def outcome(root: Path) -> tuple[dict, str]:
     return report, hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
+def best_weights(root: Path) -> dict:
+    """The tensors of the study report's best checkpoint."""
+    from safetensors.torch import load_file
+
+    report = json.loads(next(root.glob("study_*/study_report.json")).read_text())
+    (path,) = report["checkpoint_references"]
+    return load_file(Path(path) / "model.safetensors")
+
+
 def metric_counts(root: Path) -> dict[str, Counter]:
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
@@ -50,3 +61,10 @@ def metric_counts(root: Path) -> dict[str, Counter]:
                 m.step for m in client.get_metric_history(run.info.run_id, key)
             )
     return counts
+
+
+def study_trials(root: Path) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the one study under ``root``, whichever storage it uses (SQLite, journal, database)."""
+    (study_file,) = root.glob("study_*/study.json")
+    saved = json.loads(study_file.read_text())
+    return optuna.load_study(study_name=saved["study_name"], storage=open_storage(saved["storage"])).trials

@@ -4,7 +4,6 @@ with the uninterrupted study's report; a second signal exits at once and the stu
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import optuna
 import pytest
 
 from tests.conftest import CONFIG_DIR
-from tests.helpers.study_cli import STUDY_OVERRIDES, cli, metric_counts, outcome
+from tests.helpers.study_cli import STUDY_OVERRIDES, cli, metric_counts, outcome, study_trials
 
 OVERRIDES = STUDY_OVERRIDES
 
@@ -39,12 +38,6 @@ def wait_for(process: subprocess.Popen, text: str, timeout_s: float = 180) -> No
     pytest.fail(f"the study ended before {text!r} (exit {process.wait()})")
 
 
-def trials(root) -> list[optuna.trial.FrozenTrial]:
-    (study_file,) = root.glob("study_*/study.json")
-    saved = json.loads(study_file.read_text())
-    return optuna.load_study(study_name=saved["study_name"], storage=saved["storage"]).trials
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_at_the_next_batch_and_resume_finishes_the_same_study(
     uninterrupted, tmp_path, signum, code
@@ -56,7 +49,7 @@ def test_a_signal_stops_at_the_next_batch_and_resume_finishes_the_same_study(
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == code, rest[-3000:]
     assert "resume --study" in rest and f"stopped by {signal.Signals(signum).name}" in rest
-    first = trials(root)[0]
+    first = study_trials(root)[0]
     assert first.state == optuna.trial.TrialState.FAIL
     assert first.user_attrs["lifecycle"] == "interrupted" and first.user_attrs["resumable"] is True
     assert not list(root.glob("study_*/study_report.json"))  # no test evaluation after a stop

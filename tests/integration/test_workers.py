@@ -1,10 +1,13 @@
-"""Two worker processes run one study through a real PostgreSQL server (started by .ci/run): exactly
-n_trials trials, none twice, each with its MLflow run, one study report."""
+"""Worker processes on several machines share one study through a real PostgreSQL server (started by
+.ci/run): exactly n_trials trials, none twice, each with its MLflow run, one study report; a worker whose
+machine dies is found by Optuna's storage heartbeat and its trial continues on another worker."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 import uuid
 from collections import Counter
 
@@ -68,3 +71,28 @@ def test_two_workers_share_one_study(tmp_path, postgres_url) -> None:
     assert report["best_trial_id"] == best.user_attrs["trial_id"]
     kept = [p for p in root.glob("trial_*/checkpoints/epoch_*")]
     assert kept and all(f"trial_{report['best_trial_id']}" in str(p) for p in kept)
+
+
+def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_continued_elsewhere(tmp_path, postgres_url) -> None:
+    root = tmp_path / "experiments"
+    study_name = f"study_{uuid.uuid4().hex}"
+    common = [*TINY, "train.epochs=3", "hpo.n_trials=1", f"hpo.storage={postgres_url}", f"hpo.study_name={study_name}"]
+    common += ["hpo.heartbeat_interval_s=1", "hpo.stale_after_s=3"]
+    first = Cli(root, "tune", *common, "--no-progress")
+    first.wait_for("saved checkpoint")  # epoch 1 is on disk: the machine dies
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.finish()
+    study = optuna.load_study(study_name=study_name, storage=postgres_url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]  # nothing told the storage
+    time.sleep(4)  # longer than hpo.stale_after_s since its last heartbeat
+
+    second = Cli(root, "tune", *common, "--no-progress")  # another machine joins the study
+    assert second.finish() == 0, second.output[-3000:]
+    assert "trial 0 was interrupted; it resumes from its newest checkpoint" in second.output
+    first_trial, continuation = optuna.load_study(study_name=study_name, storage=postgres_url).trials
+    assert first_trial.state == optuna.trial.TrialState.FAIL
+    assert continuation.state == optuna.trial.TrialState.COMPLETE and continuation.user_attrs["resume_of"] == 0
+    assert continuation.user_attrs["trial_id"] == first_trial.user_attrs["trial_id"]  # same directory, same run
+    assert continuation.user_attrs["mlflow_run_id"] == first_trial.user_attrs["mlflow_run_id"]
+    report = json.loads((root / study_name / "study_report.json").read_text())
+    assert report["trials"]["completed"] == 1

@@ -185,3 +185,16 @@ def test_a_resume_takes_overrides_that_do_not_change_what_trials_compute() -> No
     refused = [p for p in error.value.problems if p.startswith("resume: ")]
     assert [p.split()[1] for p in refused] == ["data", "model.dropout", "train.lr_head"]
     assert "resume accepts overrides of: retention_policy" in error.value.problems[-1]
+
+
+def test_workers_and_their_devices_are_validated_and_may_change_on_resume() -> None:
+    from redsm5_hpo.config.resume import resume_config
+
+    config = load_config(["hpo.n_workers=2", "hpo.devices=[cuda:0,cuda:1]"], CONFIG_DIR)
+    assert (config.hpo.n_workers, config.hpo.devices) == (2, ["cuda:0", "cuda:1"])
+    with pytest.raises(ConfigError) as error:
+        load_config(["hpo.n_workers=0", "hpo.devices=[gpu0]"], CONFIG_DIR)
+    assert [p.split(":")[0] for p in error.value.problems] == ["hpo.n_workers", "hpo.devices"]
+    saved = load_config([], CONFIG_DIR)
+    resumed, changed = resume_config(saved, config, ["hpo.n_workers", "hpo.devices"])
+    assert changed == {"hpo.n_workers": 2, "hpo.devices": ["cuda:0", "cuda:1"]} and resumed.hpo.n_workers == 2

@@ -40,6 +40,7 @@ def test_checkpoint_estimate_is_model_plus_two_adam_moments_plus_1mb() -> None:
     assert weights == 1010 * 4 + MB
     assert full == 3 * 1010 * 4 + MB
     assert minimum_bytes_to_run(full, weights) == 2 * full + weights
+    assert minimum_bytes_to_run(full, weights, running=3) == 3 * 2 * full + weights  # one per worker
 
 
 def test_disk_full_message_has_usage_need_artifacts_and_commands(tmp_path) -> None:

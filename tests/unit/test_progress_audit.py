@@ -45,3 +45,10 @@ def test_audit_of_a_complete_series_is_ok_and_checks_partial_runs_for_duplicates
 def test_best_so_far_follows_the_objectives_direction() -> None:
     assert study_progress(3, 4, [1.0, 1.0], [0.5, 0.2], "minimize").best_so_far == 0.2
     assert study_progress(3, 4, [1.0, 1.0], [0.5, 0.2]).best_so_far == 0.5
+
+
+def test_eta_counts_the_trials_left_in_rounds_of_the_workers() -> None:
+    durations = [60.0, 60.0]  # mean 60 s; 5 trials left
+    assert study_progress(3, 7, durations, [0.1, 0.2], workers=1).eta_s == 300
+    assert study_progress(3, 7, durations, [0.1, 0.2], workers=2).eta_s == 180  # 3 rounds: 2 + 2 + 1
+    assert study_progress(3, 7, durations, [0.1, 0.2], workers=8).eta_s == 60

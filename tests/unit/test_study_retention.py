@@ -76,7 +76,9 @@ def test_finished_non_best_trials_are_released_and_reports_updated(tmp_path) -> 
     worse = make_trial(study, tmp_path, 0.4, [0.4, 0.3])
     better = make_trial(study, tmp_path, 0.8, [0.8, 0.8, 0.2])
     running = make_trial(study, tmp_path, None, [0.9])
+    other_worker = make_trial(study, tmp_path, None, [0.1, 0.2])  # another worker's trial, running too
     coordinator = StudyCheckpoints(study, RetentionConfig())
+    assert coordinator.running_trials() == 2  # the preflight asks room for both
     assert coordinator.release_finished() > 0
     assert not (worse / "checkpoints").exists()
     assert json.loads((worse / "evaluation_report.json").read_text())["released"] is True
@@ -88,6 +90,7 @@ def test_finished_non_best_trials_are_released_and_reports_updated(tmp_path) -> 
     (survivor,) = CheckpointStore(better / "checkpoints").list()
     assert survivor.manifest["objective"] == 0.8 and survivor.epoch == 2  # the newest of the co-best
     assert len(CheckpointStore(running / "checkpoints").list()) == 1
+    assert len(CheckpointStore(other_worker / "checkpoints").list()) == 2  # escalation never touches it
     assert coordinator.reclaimable_bytes() == 0
 
 

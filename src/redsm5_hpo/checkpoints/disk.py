@@ -68,9 +68,10 @@ def estimate_checkpoint_bytes(model: torch.nn.Module, optimizer_states_per_param
     )
 
 
-def minimum_bytes_to_run(full_bytes: int, weights_bytes: int) -> int:
-    """The least any policy needs: the resume point, the next save in flight, and the study's best (lean)."""
-    return 2 * full_bytes + weights_bytes
+def minimum_bytes_to_run(full_bytes: int, weights_bytes: int, running: int = 1) -> int:
+    """The least any policy needs: for each of the ``running`` trials writing to this disk at once (the
+    study's workers) its resume point and its next save in flight, plus the study's best (lean)."""
+    return 2 * full_bytes * max(1, running) + weights_bytes
 
 
 def largest_artifacts(root: Path, limit: int = 10) -> list[tuple[Path, int]]:

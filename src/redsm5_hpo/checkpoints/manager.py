@@ -47,6 +47,10 @@ class StudyCheckpointsProtocol(Protocol):
 
     def escalate(self) -> None: ...
 
+    def running_trials(self) -> int:
+        """Trials of the study running now, this one included (each writes checkpoints to the disk)."""
+        ...
+
     def keep_only_study_best(self) -> int: ...
 
     def reclaimable_bytes(self) -> int: ...
@@ -89,7 +93,8 @@ class CheckpointManager:
         self.store.remove_incomplete()
         full, weights = estimate_checkpoint_bytes(model)
         self.full_bytes = full
-        needed = minimum_bytes_to_run(full, weights) + self.reserve_bytes
+        running = self.study.running_trials() if self.study else 1
+        needed = minimum_bytes_to_run(full, weights, running) + self.reserve_bytes
         usage = disk_usage(self.root)
         reclaimable = sum(c.size_bytes for c in self.store.list()) + (
             self.study.reclaimable_bytes() if self.study else 0

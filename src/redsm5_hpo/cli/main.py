@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from redsm5_hpo.checkpoints.disk import DiskSpaceError, human_bytes
 from redsm5_hpo.checkpoints.store import CheckpointError
@@ -29,10 +30,10 @@ USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyE
 EXIT_USER_ERROR = 2
 EXIT_DISK_FULL = 3
 EXIT_ALREADY_RUNNING = 4
-STOPPABLE = ("tune", "resume", "train")
+STOPPABLE = ("tune", "resume", "train", "worker")
 """Commands that stop at the next batch on SIGTERM / SIGINT and exit 143 / 130 (``interrupts``)."""
 
-TUNE_HELP = """Run an HPO study: sequential trials, then one test evaluation of the best trial.
+TUNE_HELP = """Run an HPO study: its trials (hpo.n_workers at a time), then one test evaluation of the best trial.
 
 Writes experiments/study_<uuid>/study_report.json, experiments/trial_<uuid>/ per trial and
 logs everything to MLflow (default: experiments/mlflow.db).
@@ -40,6 +41,7 @@ logs everything to MLflow (default: experiments/mlflow.db).
 example:
   redsm5-hpo tune model.encoder=tiny-random hpo.n_trials=2 train.epochs=2 experiments_dir=/tmp/exp
   redsm5-hpo tune --dry-run retention_policy=aggressive
+  redsm5-hpo tune hpo.n_workers=2 hpo.devices=[cuda:0,cuda:1]
 """
 
 TRAIN_HELP = """Train one configuration (no search) and write its validation report.
@@ -63,7 +65,8 @@ The study keeps its saved configuration; --device moves it to another device (e.
 on a GPU machine, resumed on a CPU one). Resuming on the device and precision that wrote the checkpoint
 is exact; elsewhere training continues and a warning says that exactness is not promised. Overrides
 that do not change what a trial computes are accepted and saved with the study (retention_policy,
-disk_guard, tracking, logs, hub, train.device, train.checkpoint_interval_epochs, hpo heartbeats); any
+disk_guard, tracking, logs, hub, train.device, train.checkpoint_interval_epochs, hpo.n_workers,
+hpo.devices, hpo heartbeats); any
 other is refused with the list. SIGTERM or SIGINT stops a study at the next batch, resumable (exit 143 /
 130).
 
@@ -135,6 +138,13 @@ Exits 0 once everything is confirmed, 1 if the tracker is still unreachable afte
 
 example:
   redsm5-hpo sync --timeout 120
+"""
+
+WORKER_HELP = """One worker process of a study (started by `tune` / `resume` with hpo.n_workers > 1).
+
+Claims the study's waiting trials one at a time until none is left, with the configuration saved in
+<study-dir>/study.json; the process that started it watches it and writes the study report. Its log is
+<study-dir>/logs/worker-<index>.log.
 """
 
 DEVICE_HELP = "run on this device instead of the saved train.device: auto, cpu, cuda, cuda:N or mps"
@@ -265,6 +275,17 @@ def _cmd_verify(config: Config, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_worker(config: Config, args: argparse.Namespace) -> int:
+    import torch
+
+    from redsm5_hpo.pipeline.work import work_on_study
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work_on_study(args.study_dir, args.index, args.device)
+    return 0
+
+
 def _cmd_sync(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline.verify import sync_journal
 
@@ -283,7 +304,10 @@ COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "report": (REPORT_HELP, _cmd_report),
     "verify": (VERIFY_HELP, _cmd_verify),
     "sync": (SYNC_HELP, _cmd_sync),
+    "worker": (WORKER_HELP, _cmd_worker),
 }
+NO_CONFIG = ("worker",)
+"""Commands that read the saved configuration of a study, not ``configs/``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--timeout", type=float, default=60.0, help="seconds to wait for the journal to be sent (60)"
             )
+        elif name == "worker":
+            sub.add_argument("--study-dir", type=Path, required=True, help="the study's directory")
+            sub.add_argument("--index", type=int, default=0, help="this worker's index (0 ... n_workers - 1)")
+            sub.add_argument("--device", default=None, help=DEVICE_HELP)
+            sub.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         elif name == "cleanup":
             sub.add_argument("--execute", action="store_true", help="delete the orphans (default: only list them)")
             sub.add_argument(
@@ -345,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _, command = COMMANDS[args.command]
     try:
-        config = load_config(args.overrides, args.config_dir)
+        config = Config() if args.command in NO_CONFIG else load_config(args.overrides, args.config_dir)
         setup_logging(config.logs.stdout_level)
         with graceful_stop() if args.command in STOPPABLE else contextlib.nullcontext():
             return command(config, args)

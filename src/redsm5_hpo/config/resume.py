@@ -1,6 +1,6 @@
 """Which overrides a resumed study accepts: those that change how it runs, never what a trial computes.
 
-A study resumes with its saved configuration. Settings of the machine and of the bookkeeping (devices,
+A study resumes with its saved configuration. Settings of the machine and of the bookkeeping (workers, devices,
 retention, the disk guard, tracking, logs, the token check, how often checkpoints are saved, worker
 heartbeats) may change, so the advice of a disk-full report (relax retention, save less often) can be
 applied to the stopped study. Anything else (model, data, learning rates, the search space, the seed)
@@ -25,6 +25,8 @@ RESUME_SAFE = (
     "hub",
     "train.device",
     "train.checkpoint_interval_epochs",
+    "hpo.n_workers",
+    "hpo.devices",
     "hpo.heartbeat_interval_s",
     "hpo.stale_after_s",
 )

@@ -303,9 +303,15 @@ class HubConfig:
 @dataclass
 class HpoConfig:
     n_trials: int = 4
-    """Trials in the study (run one at a time)."""
+    """Trials in the study, counted over every worker."""
+    n_workers: int = 1
+    """Worker processes on this machine running the study's trials at once (each one trial at a time)."""
+    devices: list[str] = field(default_factory=list)
+    """The device of each worker, round robin (e.g. ``[cuda:0, cuda:1]``); empty: every worker uses
+    ``train.device`` (on a CPU each worker gets its share of the cores)."""
     storage: str | None = None
-    """Optuna storage URL; default a SQLite file in the study directory."""
+    """Optuna storage URL; default a SQLite file in the study directory for one worker, a journal file
+    (``journal://<path>``) for several."""
     study_name: str | None = None
     """Optuna study name; default ``study_<uuid>``."""
     search_space: dict[str, Any] = field(default_factory=dict)
@@ -320,10 +326,10 @@ class HpoConfig:
     hyperband_reduction_factor: int = 3
     """Hyperband: the share of trials kept at each rung is 1 / this."""
     heartbeat_interval_s: float = 30.0
-    """Workers stamp their running trial this often (user attr ``heartbeat``)."""
+    """With a database server: each running trial records an Optuna heartbeat this often."""
     stale_after_s: float = 300.0
-    """With a database server (several workers), a RUNNING trial whose heartbeat is older than this is
-    taken for dead and re-queued by the next worker that starts."""
+    """With a database server: a RUNNING trial whose heartbeat is older than this is failed by Optuna and
+    re-queued (to continue from its newest checkpoint) by the next worker that claims a trial."""
 
 
 @dataclass

@@ -98,6 +98,11 @@ def validate(config: Config) -> list[str]:
         problems.append(
             "hpo.pruner_startup_trials/pruner_warmup_epochs: must be >= 0, hpo.hyperband_reduction_factor >= 2"
         )
+    if h.n_workers < 1:
+        problems.append(f"hpo.n_workers: must be >= 1, got {h.n_workers}")
+    bad_devices = [d for d in h.devices if not re.fullmatch(DEVICE_PATTERN, str(d))]
+    if bad_devices:
+        problems.append(f"hpo.devices: each one of cpu, cuda, cuda:N, mps or auto, got {bad_devices}")
     if h.heartbeat_interval_s <= 0 or h.stale_after_s <= 2 * h.heartbeat_interval_s:
         problems.append(
             "hpo.heartbeat_interval_s/stale_after_s: need 0 < 2 x heartbeat_interval_s < stale_after_s, "

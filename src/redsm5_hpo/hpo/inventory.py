@@ -7,17 +7,22 @@ from pathlib import Path
 import optuna
 
 from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
-from redsm5_hpo.hpo.study import default_storage
+from redsm5_hpo.hpo.storage import default_storage, open_storage
 
 
 def trial_states(root: Path, storages: list[str] | None = None) -> dict[Path, str]:
-    """``{trial_dir: state}`` over every study in ``study_*/optuna.db`` and the given storage URLs; the state
-    is Optuna's name (``RUNNING``, ``COMPLETE``, ``FAIL``...) or ``RESUMABLE`` for a failure to resume from."""
-    urls = [default_storage(d) for d in sorted(Path(root).glob("study_*")) if (d / "optuna.db").is_file()]
+    """``{trial_dir: state}`` over every study in ``study_*/optuna.db`` or ``study_*/optuna.journal`` and the
+    given storage URLs; the state is Optuna's name (``RUNNING``, ``COMPLETE``, ``FAIL``...) or ``RESUMABLE``
+    for a failure to resume from."""
+    urls = []
+    for directory in sorted(Path(root).glob("study_*")):
+        urls += [default_storage(directory, 1)] if (directory / "optuna.db").is_file() else []
+        urls += [default_storage(directory, 2)] if (directory / "optuna.journal").is_file() else []
     states: dict[Path, str] = {}
     for url in urls + list(storages or []):
-        for summary in optuna.get_all_study_summaries(url):
-            study = optuna.load_study(study_name=summary.study_name, storage=url)
+        storage = open_storage(url)
+        for summary in optuna.get_all_study_summaries(storage):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
             for trial in study.get_trials(deepcopy=False):
                 if "trial_dir" in trial.user_attrs:
                     state = "RESUMABLE" if trial.user_attrs.get(RESUMABLE_ATTR) else trial.state.name

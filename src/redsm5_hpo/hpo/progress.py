@@ -55,12 +55,15 @@ def study_progress(
     durations_s: Sequence[float],
     values: Sequence[float | None],
     direction: Direction = "maximize",
+    workers: int = 1,
 ) -> Progress:
     """``durations_s`` of the finished trials (this study, any process), ``values`` their objective values,
-    the best of which in ``direction`` is the best so far."""
+    the best of which in ``direction`` is the best so far. The ETA is the mean duration times the trials
+    left, run ``workers`` at a time."""
     finished = len(durations_s)
     scored = [v for v in values if v is not None and not math.isnan(v)]
-    eta = sum(durations_s) / finished * max(total - finished, 0) if finished else None
+    left = max(total - finished, 0)
+    eta = sum(durations_s) / finished * math.ceil(left / max(1, min(workers, left or 1))) if finished else None
     return Progress(trial, total, finished, best_of(scored, direction), eta)
 
 

@@ -98,6 +98,9 @@ class StudyCheckpoints:
             log.warning("disk pressure: later trials keep one resume point and one best checkpoint")
         self.escalated = True
 
+    def running_trials(self) -> int:
+        return max(1, len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))))
+
     def release_finished(self, force: bool = False) -> int:
         """Delete the checkpoints of finished trials that are not the study's best; return bytes freed."""
         if not (self.config.release_finished_trials or force):

@@ -7,15 +7,11 @@ one configuration and return the value of the optimization metric.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import math
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -25,6 +21,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.space import suggest
+from redsm5_hpo.hpo.storage import ask, fail_stale_trials, heartbeat, open_storage
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 
 log = logging.getLogger(__name__)
@@ -52,16 +49,12 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def default_storage(study_dir: Path) -> str:
-    return f"sqlite:///{Path(study_dir).resolve() / 'optuna.db'}"
-
-
 SLOT_ATTR = "slot"
 """User attr of a queued trial slot: its 0-based position among the study's ``n_trials``."""
-HEARTBEAT_ATTR = "heartbeat"
+WORKER_ATTR = "worker"
+"""User attr of a claimed trial: ``{"index": i, "pid": pid, "host": name}`` of the worker running it."""
 RESUME_FIRST = "resume_of"
 """User attr marking a continuation of an interrupted trial (run before new slots)."""
-HEARTBEAT_S = 30.0
 
 SURPLUS_ATTR = "surplus"
 """User attr of a trial Optuna created for a worker that asked when no slot was left: it never runs."""
@@ -146,11 +139,13 @@ def make_pruner(config: Config) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def create_study(config: Config, study_name: str, storage: str) -> optuna.Study:
+def create_study(config: Config, study_name: str, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
     """A study in the optimization metric's direction (a loss is minimized, any other metric maximized)
     with a TPE sampler seeded from ``config.seed`` and the configured pruner. An existing study of the same
-    name must go the same way."""
+    name must go the same way. ``storage`` is a URL (``hpo.storage``) or a storage ``open_storage`` made."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if isinstance(storage, str):
+        storage = open_storage(storage, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s)
     metric = config.train.optimization_metric
     direction = metric_direction(metric)
     study = optuna.create_study(
@@ -202,24 +197,30 @@ def run_trials(
     config: Config,
     train_trial: TrainTrial,
     on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-    heartbeat_s: float = HEARTBEAT_S,
     stop: Callable[[], bool] = lambda: False,
+    storage: optuna.storages.BaseStorage | None = None,
+    on_claim: Callable[[optuna.Trial], None] | None = None,
 ) -> int:
     """Run queued trial slots one at a time until none is left (other workers may take some) or ``stop()``
     says so after a trial; a failing trial is recorded and the study goes on. A new study gets its
-    ``hpo.n_trials`` slots first. Returns how many trials this process ran. After a SIGTERM / SIGINT
-    (``interrupts``) the running trial is told FAIL (its ``train_trial`` marked it resumable) and
-    ``StopRequested`` propagates; no new trial starts."""
+    ``hpo.n_trials`` slots first. Returns how many trials this process ran. ``on_claim`` is told each
+    trial as soon as this worker holds it. With a database ``storage`` the running trial records Optuna
+    heartbeats, and before each claim the trials of dead workers are failed and re-queued
+    (``storage.fail_stale_trials``). After a SIGTERM / SIGINT (``interrupts``) the running trial is told
+    FAIL (its ``train_trial`` marked it resumable) and ``StopRequested`` propagates; no new trial starts."""
     total = config.hpo.n_trials
     enqueue_slots(study, total)
     ran = 0
     while not stop():
         raise_if_requested()  # before a slot is claimed: no trial is left RUNNING for nothing
+        fail_stale_trials(study)
         if (trial := claim_slot(study)) is None:
             break
         ran += 1
+        if on_claim:
+            on_claim(trial)
         try:
-            with heartbeat(trial, heartbeat_s):
+            with heartbeat(storage, study, trial, config.hpo.heartbeat_interval_s):
                 state, value = _run_one(trial, config, train_trial, total)
         except StopRequested:  # the trial is interrupted, not failed: train_trial marked it resumable
             study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
@@ -265,7 +266,7 @@ def claim_slot(study: optuna.Study) -> optuna.Trial | None:
     marked surplus, closed, and does not count."""
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         return None
-    trial = study.ask()
+    trial = ask(study)
     if SLOT_ATTR in trial.user_attrs or RESUME_FIRST in trial.user_attrs:
         return trial
     trial.set_user_attr(SURPLUS_ATTR, True)
@@ -291,7 +292,7 @@ def queue_behind_continuations(study: optuna.Study) -> None:
     ahead = [t for t in waiting if continuations and t.number < min(continuations)]
     moved = []
     for frozen in ahead:  # the lowest waiting numbers: asks claim exactly these, in order
-        trial = study.ask()
+        trial = ask(study)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         moved.append(trial.number)
         study.enqueue_trial({}, user_attrs=trial.user_attrs)
@@ -300,33 +301,3 @@ def queue_behind_continuations(study: optuna.Study) -> None:
     if moved:
         study.set_user_attr(REQUEUED_ATTR, sorted(set(study.user_attrs.get(REQUEUED_ATTR, [])) | set(moved)))
         log.info("trial slot(s) %s queued again behind the interrupted trial(s) that continue first", moved)
-
-
-@contextlib.contextmanager
-def heartbeat(trial: optuna.Trial, interval_s: float) -> Iterator[None]:
-    """Stamp the running trial every ``interval_s`` (user attr ``heartbeat``), so a worker on another
-    machine can tell a live trial from one whose process died. The first stamp is written here, so the
-    thread only ever replaces a value the trial already holds."""
-    trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval_s):
-            try:
-                trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-            except Exception as e:  # the trial finished meanwhile, or the database blinked: try again later
-                log.debug("heartbeat of trial %d not recorded: %s", trial.number, e)
-
-    thread = threading.Thread(target=beat, name="trial-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def is_stale(trial: optuna.trial.FrozenTrial, now: float, stale_after_s: float) -> bool:
-    """A RUNNING trial whose heartbeat is older than ``stale_after_s`` (or missing): its process died."""
-    beat = trial.user_attrs.get(HEARTBEAT_ATTR)
-    return beat is None or now - float(beat) > stale_after_s

@@ -39,37 +39,51 @@ log = logging.getLogger(__name__)
 
 def requeue_interrupted_trials(
     study: optuna.Study, tracker: Tracker, dead: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
-) -> None:
-    """Trials left RUNNING by a dead process (``dead`` tells: with several workers, a heartbeat too old),
-    and trials stopped by a full disk, go back into the queue with their parameters: from their newest
-    valid checkpoint in the same MLflow run when they have one, from scratch in a new run otherwise. The
-    originals are marked re-queued and no longer count."""
-    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
+) -> list[int]:
+    """Trials left RUNNING by a dead process (``dead`` tells which: all of them for the process holding the
+    study lock, those of one worker for the process that watched it die) and trials stopped by a full disk
+    go back into the queue (``requeue_trial``). Returns their numbers."""
     skip = uncounted(study)
+    found = []
     for trial in study.get_trials(deepcopy=False):
         stale = trial.state == optuna.trial.TrialState.RUNNING and dead(trial)
         disk_full = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
-        if trial.number in skip or not (stale or disk_full):
-            continue
-        trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
-        checkpoints = trial_dir / "checkpoints"
-        has_checkpoint = checkpoints.is_dir() and bool(newest_resumable_first(CheckpointStore(checkpoints).list()))
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if stale:  # its continuation says why (the re-queued trial no longer counts anywhere)
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        requeued.add(trial.number)
-        study.set_user_attr(REQUEUED_ATTR, sorted(requeued))
-        if has_checkpoint and run_id:
-            study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, **_slot(trial)})
-            log.warning(
-                "trial %d was interrupted; it resumes from its newest checkpoint in %s", trial.number, trial_dir
-            )
-        else:
-            if run_id:
-                tracker.end_run(run_id, "KILLED")
-            study.enqueue_trial(trial.params, user_attrs=_slot(trial))
-            log.warning("trial %d was interrupted before its first checkpoint; it restarts from epoch 0", trial.number)
+        if trial.number not in skip and (stale or disk_full):
+            requeue_trial(study, trial, tracker, queue_first=False)
+            found.append(trial.number)
     queue_behind_continuations(study)
+    return found
+
+
+def requeue_trial(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, tracker: Tracker, queue_first: bool = True
+) -> None:
+    """An interrupted trial goes back into the queue with its parameters and slot: from its newest valid
+    checkpoint in the same MLflow run when it has one, from scratch in a new run otherwise. The original
+    is failed if still RUNNING, marked re-queued, and no longer counts. Also Optuna's stale-trial callback
+    (``hpo.storage``): there the trial arrives already failed. ``queue_first``: its continuation goes ahead
+    of the slots still waiting (``queue_behind_continuations``)."""
+    trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
+    checkpoints = trial_dir / "checkpoints"
+    has_checkpoint = checkpoints.is_dir() and bool(newest_resumable_first(CheckpointStore(checkpoints).list()))
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if trial.state == optuna.trial.TrialState.RUNNING:  # its continuation says why
+        try:  # atomic in the storage: of two processes finding it dead, one re-queues it
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            log.info("trial %d was closed by another process meanwhile; that one re-queues it", trial.number)
+            return
+    study.set_user_attr(REQUEUED_ATTR, sorted(set(study.user_attrs.get(REQUEUED_ATTR, [])) | {trial.number}))
+    if has_checkpoint and run_id:
+        study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, **_slot(trial)})
+        log.warning("trial %d was interrupted; it resumes from its newest checkpoint in %s", trial.number, trial_dir)
+    else:
+        if run_id:
+            tracker.end_run(run_id, "KILLED")
+        study.enqueue_trial(trial.params, user_attrs=_slot(trial))
+        log.warning("trial %d was interrupted before its first checkpoint; it restarts from epoch 0", trial.number)
+    if queue_first:
+        queue_behind_continuations(study)
 
 
 def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[str, Any]) -> str:

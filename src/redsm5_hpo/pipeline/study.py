@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from redsm5_hpo import __version__
 from redsm5_hpo.atomic_files import write_json_atomic
@@ -29,34 +27,16 @@ from redsm5_hpo.config.resume import override_keys, resume_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import resolve_runtime
-from redsm5_hpo.evaluation.metrics import best_of
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
-from redsm5_hpo.hpo.progress import Progress, study_progress
-from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
-from redsm5_hpo.hpo.study import (
-    TrialSpec,
-    best_trial,
-    create_study,
-    default_storage,
-    enqueue_slots,
-    failure_reason,
-    is_stale,
-    run_trials,
-    study_direction,
-    uncounted,
-)
-from redsm5_hpo.hub_token import TokenGate, check_from_config
+from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, open_storage
+from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_run_metrics
 from redsm5_hpo.pipeline.parts import (
-    LIFECYCLE_ATTR,
-    RESUME_OF_ATTR,
-    ROLLBACK_ATTR,
-    RUN_ID_ATTR,
     STUDY_FILE,
     STUDY_REPORT,
     TRIAL_REPORT,
@@ -66,11 +46,9 @@ from redsm5_hpo.pipeline.parts import (
     open_tracker,
 )
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
-from redsm5_hpo.pipeline.trial import TrialContext, run_trial
-from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.pipeline.work import Worker, stale_trial_requeuer
+from redsm5_hpo.pipeline.workers import run_workers, worker_device
 from redsm5_hpo.tracking.logs import json_log_file
-from redsm5_hpo.training.hooks import TrialPruned
-from redsm5_hpo.training.loop import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +111,8 @@ def run_study(
     study_id = study_name.removeprefix("study_")
     study_dir = experiments_root(config) / study_name
     study_dir.mkdir(parents=True, exist_ok=True)
-    storage = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir)
-    shared = is_shared(storage)  # a database server: several workers may run this study at once
+    storage_url = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir, config.hpo.n_workers)
+    shared = is_shared(storage_url)  # a database server: several machines may run this study at once
     log_name = f"events.{socket.gethostname()}-{os.getpid()}.jsonl" if shared else "events.jsonl"
     with (
         contextlib.nullcontext() if shared else study_lock(study_dir),
@@ -161,107 +139,27 @@ def run_study(
             record = {
                 "study_id": study_id,
                 "study_name": study_name,
-                "storage": storage,
+                "storage": storage_url,
                 "mlflow_run_id": study_run,
                 "config": dataclasses.asdict(config),
             }
             write_json_atomic(study_dir / STUDY_FILE, record)
+        storage = open_storage(
+            storage_url, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, stale_trial_requeuer(tracker)
+        )
         study = create_study(config, study_name, storage)
         enqueue_slots(study, config.hpo.n_trials)
-        study_checkpoints = StudyCheckpoints(study, config.retention_policy)
-        token_gate = TokenGate(check_from_config(config), config.hub.recheck_interval_s)
-        disk_errors: list[DiskSpaceError] = []
-
-        def train_trial(spec: TrialSpec, trial: optuna.Trial) -> float:
-            origin = trial.user_attrs.get(RESUME_OF_ATTR)
-            previous = study.trials[origin].user_attrs if origin is not None else {}
-            trial_id = previous.get("trial_id") or uuid.uuid4().hex
-            trial_dir = experiments_root(config) / f"trial_{trial_id}"
-            trial.set_user_attr(LIFECYCLE_ATTR, "queued")
-            trial.set_user_attr("trial_id", trial_id)
-            trial.set_user_attr("trial_dir", str(trial_dir))
-            trial_config, extra_tags = spec.config, {}
-            resume_run_id = previous.get(RUN_ID_ATTR)
-            if origin is not None:  # the trial's own config: a rollback may have changed it
-                trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
-            if ROLLBACK_ATTR in trial.user_attrs:  # continue from the earlier checkpoint in a new run
-                extra_tags = {
-                    "rolled_back_from": str(resume_run_id),
-                    "rollback_epoch": str(trial.user_attrs[ROLLBACK_ATTR]),
-                }
-                resume_run_id = None
-            if resume_run_id:
-                trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
-            progress_now = _progress(study, config.hpo.n_trials, starting=True)
-            if origin is not None:
-                log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
-            else:
-                log.info("trial %d/%d: %s", progress_now.trial, progress_now.total, spec.params)
-            _report_progress(tracker, study_run, progress_now)
-            extra_tags |= progress_now.as_tags()
-            token_gate.wait_until_valid(f"trial {progress_now.trial}")
-            context = TrialContext(
-                tracker,
-                monitor,
-                study_checkpoints,
-                study_id,
-                spec,
-                study_run,
-                progress,
-                on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
-                token_gate=token_gate,
-                should_prune=lambda epoch, value: _report_epoch(trial, epoch, value),
-                on_lifecycle=lambda stage: trial.set_user_attr(LIFECYCLE_ATTR, stage),
-                device_override=device,
-            )
-            try:
-                continuing = origin is not None
-                value = run_trial(
-                    trial_config, corpus, context, trial_id, resume_run_id, continuing, extra_tags
-                ).best_value
-                trial.set_user_attr(LIFECYCLE_ATTR, "completed")
-                return value
-            except StopRequested as e:
-                trial.set_user_attr(LIFECYCLE_ATTR, "interrupted")
-                trial.set_user_attr("fail_reason", f"interrupted: {e}; resumable")
-                trial.set_user_attr(RESUMABLE_ATTR, True)  # `resume` continues it from its newest checkpoint
-                raise
-            except TrialPruned as e:
-                trial.set_user_attr(LIFECYCLE_ATTR, "pruned")
-                trial.set_user_attr("prune_reason", f"{config.hpo.pruner} pruner: {e}")
-                raise optuna.TrialPruned(str(e)) from None
-            except Exception as e:
-                trial.set_user_attr(LIFECYCLE_ATTR, "failed")
-                trial.set_user_attr("fail_reason", failure_reason(e))
-                if isinstance(e, NonFiniteLossError):
-                    trial.set_user_attr(DIVERGED_ATTR, True)  # its last resume point stays for a rollback
-                if isinstance(e, DiskSpaceError):
-                    trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
-                    disk_errors.append(e)  # the study stops after this trial (run_trials' stop)
-                raise
-
-        def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            study_checkpoints.release_finished()
-            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-            best = best_of((t.value for t in done if t.value is not None), study_direction(study))
-            best = float("nan") if best is None else best
-            tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": len(done)}, step=trial.number + 1)
-            _report_progress(tracker, study_run, _progress(study, config.hpo.n_trials, starting=False))
-
-        if saved:
-            now = time.time()
-            requeue_interrupted_trials(
-                study, tracker, lambda t: not shared or is_stale(t, now, config.hpo.stale_after_s)
-            )
+        if saved:  # with the study lock held, every RUNNING trial's process is dead
+            fail_stale_trials(study)  # a database server: Optuna's heartbeats tell which ones are
+            requeue_interrupted_trials(study, tracker, lambda t: not shared)
+        device_here = worker_device(config.hpo.devices, 0, device)  # one worker: this process
+        worker = Worker(config, study_id, study_run, corpus, tracker, monitor, progress, device_here)
         try:
-            ran = run_trials(
-                study,
-                config,
-                train_trial,
-                on_trial_end,
-                config.hpo.heartbeat_interval_s,
-                stop=lambda: bool(disk_errors),
-            )
+            if config.hpo.n_workers > 1:
+                ran = run_workers(study, study_dir, config.hpo, device, tracker, study_run)
+                _require_finished(study, shared, study_id)
+            else:
+                ran = worker.run(study, storage)
             raise_if_requested()  # not even the test evaluation once a stop was asked for
         except StopRequested as e:
             log.warning(
@@ -272,6 +170,10 @@ def run_study(
                 study_id,
             )
             raise
+        except DiskSpaceError:
+            tracker.end_run(study_run, "FAILED")
+            raise
+        disk_errors = worker.disk_errors
         if disk_errors:
             tracker.end_run(study_run, "FAILED")
             raise disk_errors[0]
@@ -288,27 +190,6 @@ def run_study(
     return StudyResult(study_id, study_dir, path, report)
 
 
-def _progress(study: optuna.Study, total: int, starting: bool) -> Progress:
-    """Progress over the trials that count (finished, not re-queued); ``starting``: the next one begins."""
-    requeued = uncounted(study)
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in requeued]
-    durations = [t.duration.total_seconds() for t in finished if t.duration is not None]
-    values = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
-    return study_progress(len(finished) + int(starting), total, durations, values, study_direction(study))
-
-
-def _report_progress(tracker: Tracker, study_run: str, progress: Progress) -> None:
-    """On stdout and in the JSON log (``progress`` field), and as tags of the study's run."""
-    log.info("%s", progress.describe(), extra={"progress": progress.as_dict()})
-    tracker.set_tags(study_run, progress.as_tags())
-
-
-def _report_epoch(trial: optuna.Trial, epoch: int, value: float) -> bool:
-    """Feed the pruner (and the intermediate-values plot); True when the trial should stop."""
-    trial.report(value, epoch)
-    return trial.should_prune()
-
-
 def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Path]:
     """The study's PNG plots under ``study_<id>/plots/``."""
     best = best_trial(study)
@@ -320,10 +201,15 @@ def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Pa
     return write_study_plots(study, study_dir / "plots", history, config.train.optimization_metric)
 
 
-def is_shared(storage: str) -> bool:
-    """Optuna storage on a database server (PostgreSQL, MySQL): workers on several machines can share it.
-    A SQLite file is one process's (the study lock enforces it)."""
-    return not storage.startswith("sqlite")
+def _require_finished(study: optuna.Study, shared: bool, study_id: str) -> None:
+    """After this machine's workers exited: on a study of its own, no trial may be left to run."""
+    live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+    left = study.get_trials(deepcopy=False, states=live)
+    if left and not shared:
+        raise StudyError(
+            f"{len(left)} trial(s) of study {study_id} did not run (their workers died more often than they were "
+            f"restarted; see logs/worker-*.log); continue with `redsm5-hpo resume --study {study_id}`"
+        )
 
 
 def _claim_report(study: optuna.Study, study_dir: Path) -> bool:

@@ -332,7 +332,7 @@ def dry_run(config: Config) -> str:
     full, weights = estimate_checkpoint_bytes(model)
     root = experiments_root(config)
     usage = disk_usage(root)
-    needed = minimum_bytes_to_run(full, weights) + int(config.disk_guard.reserve_mb * MB)
+    needed = minimum_bytes_to_run(full, weights, config.hpo.n_workers) + int(config.disk_guard.reserve_mb * MB)
     lines = [
         f"data: {corpus.source}@{corpus.revision}, splits { {k: len(v) for k, v in corpus.splits.items()} }",
         f"encoder: {config.model.encoder} ({sum(p.numel() for p in model.parameters()):,} parameters)",
@@ -342,7 +342,8 @@ def dry_run(config: Config) -> str:
         f"search space: {json.dumps(config.hpo.search_space)}",
         f"checkpoints: ~{human_bytes(full)} each ({human_bytes(weights)} as weights only), every "
         f"{config.train.checkpoint_interval_epochs} epoch(s), retention {dataclasses.asdict(config.retention_policy)}",
-        f"disk under {root}: {human_bytes(usage.free_bytes)} free; at least {human_bytes(needed)} needed",
+        f"disk under {root}: {human_bytes(usage.free_bytes)} free; at least {human_bytes(needed)} needed "
+        f"({config.hpo.n_workers} trial(s) at a time)",
     ]
     if config.train.save_checkpoints and usage.free_bytes < needed:
         raise DiskSpaceError(

@@ -1,0 +1,224 @@
+"""One worker's share of a study: claim waiting trials one at a time and train them.
+
+The study process runs this itself with one worker (``hpo.n_workers=1``); with several, each worker
+process it starts (``redsm5-hpo worker``, ``work_on_study``) runs it on the same storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+import yaml
+
+from redsm5_hpo.checkpoints.disk import DiskSpaceError
+from redsm5_hpo.checkpoints.monitor import DiskMonitor
+from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.data.loading import Corpus, load_corpus
+from redsm5_hpo.devices import resolve_runtime
+from redsm5_hpo.evaluation.metrics import best_of
+from redsm5_hpo.hpo.progress import Progress, study_progress
+from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
+from redsm5_hpo.hpo.storage import StaleCallback, open_storage
+from redsm5_hpo.hpo.study import (
+    WORKER_ATTR,
+    TrialSpec,
+    create_study,
+    failure_reason,
+    run_trials,
+    study_direction,
+    uncounted,
+)
+from redsm5_hpo.hub_token import TokenGate, check_from_config
+from redsm5_hpo.interrupts import StopRequested
+from redsm5_hpo.pipeline.parts import (
+    LIFECYCLE_ATTR,
+    RESUME_OF_ATTR,
+    ROLLBACK_ATTR,
+    RUN_ID_ATTR,
+    STUDY_FILE,
+    experiments_root,
+    open_monitor,
+    open_tracker,
+)
+from redsm5_hpo.pipeline.recovery import requeue_trial
+from redsm5_hpo.pipeline.trial import TrialContext, run_trial
+from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.tracking.logs import json_log_file
+from redsm5_hpo.training.hooks import TrialPruned
+from redsm5_hpo.training.loop import NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """Trains the trials this process claims; ``run`` returns how many it ran."""
+
+    config: Config
+    study_id: str
+    study_run: str
+    corpus: Corpus
+    tracker: Tracker
+    monitor: DiskMonitor | None
+    progress: bool = True
+    device: str | None = None
+    index: int = 0
+    disk_errors: list[DiskSpaceError] = field(default_factory=list)
+
+    def run(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
+        self.study = study
+        self.study_checkpoints = StudyCheckpoints(study, self.config.retention_policy)
+        self.token_gate = TokenGate(check_from_config(self.config), self.config.hub.recheck_interval_s)
+        return run_trials(
+            study,
+            self.config,
+            self.train_trial,
+            self.on_trial_end,
+            stop=lambda: bool(self.disk_errors),
+            storage=storage,
+            on_claim=self.on_claim,
+        )
+
+    def on_claim(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr(WORKER_ATTR, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname()})
+
+    def train_trial(self, spec: TrialSpec, trial: optuna.Trial) -> float:
+        config, study = self.config, self.study
+        origin = trial.user_attrs.get(RESUME_OF_ATTR)
+        previous = study.trials[origin].user_attrs if origin is not None else {}
+        trial_id = previous.get("trial_id") or uuid.uuid4().hex
+        trial_dir = experiments_root(config) / f"trial_{trial_id}"
+        trial.set_user_attr(LIFECYCLE_ATTR, "queued")
+        trial.set_user_attr("trial_id", trial_id)
+        trial.set_user_attr("trial_dir", str(trial_dir))
+        trial_config, extra_tags = spec.config, {}
+        resume_run_id = previous.get(RUN_ID_ATTR)
+        if origin is not None:  # the trial's own config: a rollback may have changed it
+            trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
+        if ROLLBACK_ATTR in trial.user_attrs:  # continue from the earlier checkpoint in a new run
+            extra_tags = {
+                "rolled_back_from": str(resume_run_id),
+                "rollback_epoch": str(trial.user_attrs[ROLLBACK_ATTR]),
+            }
+            resume_run_id = None
+        if resume_run_id:
+            trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
+        progress_now = study_progress_of(study, config.hpo.n_trials, starting=True)
+        if origin is not None:
+            log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
+        else:
+            log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)  # its slot in the study
+        report_progress(self.tracker, self.study_run, progress_now)
+        extra_tags |= progress_now.as_tags()
+        self.token_gate.wait_until_valid(f"trial {progress_now.trial}")
+        context = TrialContext(
+            self.tracker,
+            self.monitor,
+            self.study_checkpoints,
+            self.study_id,
+            spec,
+            self.study_run,
+            self.progress,
+            on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
+            token_gate=self.token_gate,
+            should_prune=lambda epoch, value: _report_epoch(trial, epoch, value),
+            on_lifecycle=lambda stage: trial.set_user_attr(LIFECYCLE_ATTR, stage),
+            device_override=self.device,
+        )
+        try:
+            continuing = origin is not None
+            value = run_trial(trial_config, self.corpus, context, trial_id, resume_run_id, continuing, extra_tags)
+            trial.set_user_attr(LIFECYCLE_ATTR, "completed")
+            return value.best_value
+        except StopRequested as e:
+            trial.set_user_attr(LIFECYCLE_ATTR, "interrupted")
+            trial.set_user_attr("fail_reason", f"interrupted: {e}; resumable")
+            trial.set_user_attr(RESUMABLE_ATTR, True)  # `resume` continues it from its newest checkpoint
+            raise
+        except TrialPruned as e:
+            trial.set_user_attr(LIFECYCLE_ATTR, "pruned")
+            trial.set_user_attr("prune_reason", f"{config.hpo.pruner} pruner: {e}")
+            raise optuna.TrialPruned(str(e)) from None
+        except Exception as e:
+            trial.set_user_attr(LIFECYCLE_ATTR, "failed")
+            trial.set_user_attr("fail_reason", failure_reason(e))
+            if isinstance(e, NonFiniteLossError):
+                trial.set_user_attr(DIVERGED_ATTR, True)  # its last resume point stays for a rollback
+            if isinstance(e, DiskSpaceError):
+                trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
+                self.disk_errors.append(e)  # the worker stops after this trial (run_trials' stop)
+            raise
+
+    def on_trial_end(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.study_checkpoints.release_finished()
+        done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+        best = best_of((t.value for t in done if t.value is not None), study_direction(study))
+        best = float("nan") if best is None else best
+        metrics = {"best_so_far": best, "completed_trials": len(done)}
+        self.tracker.log_metrics(self.study_run, metrics, step=trial.number + 1)
+        report_progress(self.tracker, self.study_run, study_progress_of(study, self.config.hpo.n_trials, False))
+
+
+def study_progress_of(study: optuna.Study, total: int, starting: bool, workers: int = 1) -> Progress:
+    """Progress over the trials that count (finished, not re-queued); ``starting``: the next one begins."""
+    requeued = uncounted(study)
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in requeued]
+    durations = [t.duration.total_seconds() for t in finished if t.duration is not None]
+    values = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+    return study_progress(len(finished) + int(starting), total, durations, values, study_direction(study), workers)
+
+
+def report_progress(tracker: Tracker, study_run: str, progress: Progress) -> None:
+    """On stdout and in the JSON log (``progress`` field), and as tags of the study's run."""
+    log.info("%s", progress.describe(), extra={"progress": progress.as_dict()})
+    tracker.set_tags(study_run, progress.as_tags())
+
+
+def _report_epoch(trial: optuna.Trial, epoch: int, value: float) -> bool:
+    """Feed the pruner (and the intermediate-values plot); True when the trial should stop."""
+    trial.report(value, epoch)
+    return trial.should_prune()
+
+
+def stale_trial_requeuer(tracker: Tracker) -> StaleCallback:
+    """Optuna's heartbeat callback: a trial whose worker went silent continues from its newest checkpoint."""
+
+    def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        requeue_trial(study, trial, tracker)
+
+    return requeue
+
+
+def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int:
+    """``redsm5-hpo worker``: one of the worker processes a study started (``hpo.n_workers``). Runs waiting
+    trials of the study in ``study_dir`` until none is left; the study process that started it watches it
+    and writes the report. Raises ``DiskSpaceError`` after its trial when the disk filled."""
+    saved = json.loads((Path(study_dir) / STUDY_FILE).read_text(encoding="utf-8"))
+    config = config_from_dict(saved["config"])
+    resolve_runtime(config.train, device)
+    with (
+        json_log_file(Path(study_dir) / "logs" / f"events.worker-{index}.jsonl", config.logs),
+        open_monitor(config) as monitor,
+        open_tracker(config) as tracker,
+    ):
+        storage = open_storage(
+            saved["storage"], config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, stale_trial_requeuer(tracker)
+        )
+        study = create_study(config, saved["study_name"], storage)
+        corpus = load_corpus(config.data, config.seed)
+        worker = Worker(
+            config, saved["study_id"], str(saved["mlflow_run_id"]), corpus, tracker, monitor, False, device, index
+        )
+        ran = worker.run(study, storage)
+        log.info("worker %d ran %d trial(s)", index, ran)
+        if worker.disk_errors:
+            raise worker.disk_errors[0]
+    return ran

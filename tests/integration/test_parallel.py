@@ -1,0 +1,113 @@
+"""hpo.n_workers=2 on one machine: real worker processes on Optuna's journal storage. The two-trial study
+(``STUDY_OVERRIDES``) run by two workers at once gives the report of the one-worker study; stopped with
+SIGTERM, resumed with two workers, killed with SIGKILL (every process), and resumed with one worker, it
+still does, with every metric logged once.
+
+Each worker gets its share of the cores (one torch thread here, two for the one-worker study), and the
+order of a sum over threads changes the last bits of the weights: the test metrics are equal, the
+weights equal to float32 rounding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from tests.conftest import CONFIG_DIR
+from tests.helpers.study_cli import STUDY_OVERRIDES, best_weights, cli, metric_counts, outcome, study_trials
+
+TWO = [*STUDY_OVERRIDES, "hpo.n_workers=2"]
+
+
+def start(root: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("REDSM5_FAULT", None)
+    command = [sys.executable, "-m", "redsm5_hpo", *args, f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR)]
+    return subprocess.Popen(
+        [*command, "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for_checkpoints(root: Path, at_least: int, timeout_s: float = 240) -> None:
+    """Until the workers' logs (together) report ``at_least`` saved checkpoints."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        logs = list(root.glob("study_*/logs/worker-*.log"))
+        if sum(p.read_text(errors="replace").count("saved checkpoint") for p in logs) >= at_least:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {at_least} checkpoints saved within {timeout_s} s")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def assert_same_study(root: Path, uninterrupted, uninterrupted_root: Path) -> dict:
+    report, _ = outcome(root)
+    assert report["test_metrics"] == uninterrupted[0]["test_metrics"]
+    assert report["best_validation_value"] == uninterrupted[0]["best_validation_value"]
+    ours, theirs = best_weights(root), best_weights(uninterrupted_root)
+    assert ours.keys() == theirs.keys()
+    for name, tensor in ours.items():
+        torch.testing.assert_close(tensor, theirs[name], rtol=1e-4, atol=1e-5, msg=name)
+    return report
+
+
+def test_two_workers_run_the_one_worker_study(uninterrupted, uninterrupted_root, tmp_path) -> None:
+    root = tmp_path / "experiments"
+    result = cli(root, "tune", *TWO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (study_file,) = root.glob("study_*/study.json")
+    assert json.loads(study_file.read_text())["storage"].startswith("journal://")
+    assert "study: 2/2 trials done" in result.stdout
+    trials = study_trials(root)
+    assert {t.user_attrs["worker"]["index"] for t in trials} == {0, 1}, "each worker ran a trial"
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    report = assert_same_study(root, uninterrupted, uninterrupted_root)
+    # both trials finished at about the same time, in two processes: the study's best kept, the other released
+    kept = {p.parent.parent.name for p in root.glob("trial_*/checkpoints/epoch_*")}
+    assert kept == {f"trial_{report['best_trial_id']}"}
+    other = [t for t in trials if t.user_attrs["trial_id"] != report["best_trial_id"]]
+    other_report = json.loads((Path(other[0].user_attrs["trial_dir"]) / "evaluation_report.json").read_text())
+    assert other_report["released"] is True and other_report["checkpoint_references"] == []
+
+
+def test_sigterm_then_sigkill_of_every_worker_resume_to_the_same_study(
+    uninterrupted, uninterrupted_root, tmp_path
+) -> None:
+    root = tmp_path / "experiments"
+    process = start(root, "tune", *TWO)
+    wait_for_checkpoints(root, 2)  # each worker's trial has epoch 1 on disk
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, rest[-3000:]
+    assert "resume --study" in rest
+    trials = study_trials(root)
+    assert all(t.user_attrs["lifecycle"] == "interrupted" and t.user_attrs["resumable"] for t in trials)
+    assert not list(root.glob("study_*/study_report.json"))
+
+    resumed = start(root, "resume")
+    wait_for_checkpoints(root, 4)  # the continuations saved epoch 2: now every process dies at once
+    for pid in [*children(resumed.pid), resumed.pid]:
+        os.kill(pid, signal.SIGKILL)
+    resumed.communicate(timeout=60)
+
+    final = cli(root, "resume", "hpo.n_workers=1")  # another number of workers than the study started with
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    assert "resumes from its newest checkpoint" in final.stdout
+    report = assert_same_study(root, uninterrupted, uninterrupted_root)
+    assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
+    for name, steps in metric_counts(root).items():
+        assert set(steps.values()) == {1}, f"{name} logged twice: {steps}"

@@ -1,0 +1,78 @@
+"""Optuna storages behind hpo.storage / hpo.n_workers, and Optuna's heartbeat through the public API."""
+
+import time
+
+import optuna
+import pytest
+
+from redsm5_hpo.config.loading import load_config
+from redsm5_hpo.hpo.storage import (
+    ask,
+    default_storage,
+    fail_stale_trials,
+    has_heartbeat,
+    heartbeat,
+    is_shared,
+    open_storage,
+)
+from redsm5_hpo.hpo.study import claim_slot, create_study, enqueue_slots
+from redsm5_hpo.pipeline.workers import threads_per_worker, worker_device
+from tests.conftest import CONFIG_DIR
+
+
+def test_one_worker_gets_sqlite_several_get_a_journal_file(tmp_path) -> None:
+    one, two = default_storage(tmp_path, 1), default_storage(tmp_path, 2)
+    assert one == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+    assert two == f"journal://{tmp_path.resolve() / 'optuna.journal'}"
+    assert not is_shared(one) and not is_shared(two) and is_shared("postgresql://u:p@db/redsm5")
+    assert isinstance(open_storage(two), optuna.storages.JournalStorage)
+    assert not has_heartbeat(open_storage(one))  # one process: the study lock, not heartbeats
+
+
+def test_two_studies_on_one_journal_file_share_the_queue(tmp_path) -> None:
+    config = load_config(["model=tiny", "hpo.n_trials=3"], CONFIG_DIR)
+    url = default_storage(tmp_path, 2)
+    first = create_study(config, "shared", url)
+    enqueue_slots(first, 3)
+    second = create_study(config, "shared", url)  # another process's view of the same file
+    claimed = [claim_slot(first), claim_slot(second), claim_slot(first), claim_slot(second)]
+    assert [t.user_attrs["slot"] for t in claimed[:3] if t] == [0, 1, 2] and claimed[3] is None
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_without_heartbeats_goes_to_the_stale_callback_a_beating_one_does_not(tmp_path) -> None:
+    stale: list[int] = []
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'hb.db'}",
+        heartbeat_interval=1,
+        grace_period=3,
+        heartbeat_stale_trial_callback=lambda study, trial: stale.append(trial.number),
+    )
+    study = optuna.create_study(study_name="hb", storage=storage)
+    beating, silent = ask(study), ask(study)
+    with heartbeat(storage, study, beating, interval_s=0.2):
+        with heartbeat(storage, study, silent, interval_s=0.2):
+            pass  # one beat, then silence
+        time.sleep(4)
+        fail_stale_trials(study)
+    assert stale == [silent.number]
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states == {beating.number: optuna.trial.TrialState.RUNNING, silent.number: optuna.trial.TrialState.FAIL}
+
+
+@pytest.mark.parametrize(
+    ("devices", "index", "default", "expected"),
+    [
+        ([], 3, None, None),
+        ([], 1, "cpu", "cpu"),
+        (["cuda:0", "cuda:1"], 2, "cpu", "cuda:0"),
+        (["cuda:0", "cuda:1"], 1, None, "cuda:1"),
+    ],
+)
+def test_workers_take_devices_round_robin(devices, index, default, expected) -> None:
+    assert worker_device(devices, index, default) == expected
+
+
+def test_each_worker_gets_its_share_of_the_cores() -> None:
+    assert threads_per_worker(2, cpus=16) == 8
+    assert threads_per_worker(3, cpus=2) == 1  # never none
