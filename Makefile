@@ -7,16 +7,19 @@ STAMP := $(VENV)/.setup-stamp
 WORDNET := /usr/share/wordnet
 ARGS ?=
 
-.PHONY: setup train tune resume test lint format lock sample-data cleanup bench zoo gpu-check clean build shell train-container
+.PHONY: setup train tune resume evaluate predict export status ui test lint format lock sample-data cleanup bench zoo gpu-check clean build shell train-container
 
 setup: $(STAMP)
 
-# WordNet files for synonym augmentation from the OS package (as root; otherwise a note says how);
+# WordNet files for synonym augmentation and chromium for the browser test, from the OS packages (as root;
+# otherwise a note says how);
 # torch first, pinned, so pip picks the build for this platform (CPU wheel, or CUDA on a GPU host);
 # then the exact lock; then the package itself (editable, no dependency resolution).
 $(STAMP): pyproject.toml requirements.lock
 	@test -f $(WORDNET)/index.noun || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; }; } \
 		|| echo "note: WordNet is not in $(WORDNET); synonym/insert augmentation needs Debian's wordnet-base (apt-get install wordnet-base, as root)"
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; } \
+		|| echo "note: no chromium; the real-browser test of redsm5-hpo ui is skipped (apt-get install chromium, as root)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -r requirements.lock
@@ -32,6 +35,24 @@ tune: train
 # Continue the newest interrupted study (ARGS="--study <id>" for another one).
 resume: $(STAMP)
 	$(BIN)/redsm5-hpo resume $(ARGS)
+
+# After the study: test evaluation from disk, predictions on new posts, a Hugging Face export, what a
+# study is doing now (e.g. make predict ARGS="posts.csv --output predictions.csv").
+evaluate: $(STAMP)
+	$(BIN)/redsm5-hpo evaluate $(ARGS)
+
+predict: $(STAMP)
+	$(BIN)/redsm5-hpo predict $(ARGS)
+
+export: $(STAMP)
+	$(BIN)/redsm5-hpo export $(ARGS)
+
+status: $(STAMP)
+	$(BIN)/redsm5-hpo status $(ARGS)
+
+# MLflow's UI and optuna-dashboard over the experiments (http://127.0.0.1:5000 and :8080); Ctrl-C stops both.
+ui: $(STAMP)
+	$(BIN)/redsm5-hpo ui $(ARGS)
 
 # List orphaned checkpoints and logs under experiments/; EXECUTE=true deletes them.
 EXECUTE ?= false
@@ -52,7 +73,7 @@ zoo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/zoo.py $(ARGS)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 $(ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 --durations=15 $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts bench

@@ -140,6 +140,56 @@ example:
   redsm5-hpo sync --timeout 120
 """
 
+PREDICT_HELP = """Run a trained model on new posts: criteria probabilities, decisions and evidence spans.
+
+POSTS is a CSV (columns post_id, text) or JSONL ({"post_id": ..., "text": ...} per line). The model is
+the best of a study (the newest under experiments_dir by default, or --study), a checkpoint directory, or
+a folder written by `export` (--checkpoint). The output (CSV or JSONL, by its suffix) has per post the
+nine probabilities, the 0/1 decisions at the thresholds calibrated on validation, and the evidence spans
+(character offsets, score, the sentence they start in). Long posts are read as in training. Post text
+never goes to the logs.
+
+example:
+  redsm5-hpo predict posts.csv --output predictions.csv
+  redsm5-hpo predict posts.jsonl --output out.jsonl --checkpoint exported_model/ train.device=cpu
+"""
+
+EXPORT_HELP = """Write a trained model as a Hugging Face folder with a model card.
+
+The folder holds the encoder (save_pretrained: AutoModel.from_pretrained(DIR) loads it), its tokenizer,
+heads.safetensors, config.json (with the head configuration and thresholds under redsm5_hpo) and
+README.md, a model card with the test metrics, the data and the intended use and limits. `predict
+--checkpoint DIR` uses it.
+
+example:
+  redsm5-hpo export --output models/redsm5-best           # the newest study's best model
+  redsm5-hpo export --output models/epoch3 --checkpoint experiments/trial_<id>/checkpoints/epoch_0003
+"""
+
+STATUS_HELP = """What a study is doing now (read-only; from another terminal while it runs).
+
+Says whether the study is running, finished or stopped (crashed or interrupted: resumable), its trials
+done / running / queued / pruned / failed, each running trial's epoch and last metrics, the best so far
+and the ETA, the free space of the experiments filesystem with the disk guard's level, and how many
+tracking records wait in the journal.
+
+example:
+  redsm5-hpo status                       # the newest study
+  watch -n 10 redsm5-hpo status --study 3f2a...
+"""
+
+UI_HELP = """Open the results in MLflow's UI and optuna-dashboard (both on 127.0.0.1; Ctrl-C stops both).
+
+MLflow's UI serves the experiments' tracking store (experiments/mlflow.db by default; with
+tracking.uri=https://... the tracking server's own UI is printed instead): the study run with its trial
+runs nested under it, every metric per epoch, the dataset of each run. optuna-dashboard serves the
+study's storage (the newest study, or --study): trials, states, parameters, history and importances.
+
+example:
+  redsm5-hpo ui                           # then open the two printed URLs
+  redsm5-hpo ui --mlflow-port 5001 --dashboard-port 8081 --study 3f2a...
+"""
+
 WORKER_HELP = """One worker process of a study (started by `tune` / `resume` with hpo.n_workers > 1).
 
 Claims the study's waiting trials one at a time until none is left, with the configuration saved in
@@ -275,6 +325,43 @@ def _cmd_verify(config: Config, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_predict(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.data.posts_file import read_posts
+    from redsm5_hpo.pipeline.inference import load_model, predict_posts, write_predictions
+
+    posts = read_posts(args.posts)  # a bad file fails before the model loads
+    loaded = load_model(config, args.study, args.checkpoint, args.device)
+    rows = predict_posts(loaded, posts, progress=not args.no_progress)
+    path = write_predictions(rows, args.output)
+    flagged = sum(1 for row in rows if any(row["criteria"].values()))
+    print(f"{len(rows)} post(s), {flagged} with at least one criterion; predictions: {path}")
+    return 0
+
+
+def _cmd_export(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline.export import export_model
+    from redsm5_hpo.pipeline.inference import load_model
+
+    card = export_model(load_model(config, args.study, args.checkpoint, "cpu"), args.output)
+    print(f"exported to {card.parent} (model card: {card})")
+    return 0
+
+
+def _cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline import find_study_dir
+    from redsm5_hpo.pipeline.status import describe, read_status
+
+    print(describe(read_status(find_study_dir(config, args.study))))
+    return 0
+
+
+def _cmd_ui(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.pipeline.ui import serve_ui
+
+    serve_ui(config, args.study, args.mlflow_port, args.dashboard_port)
+    return 0
+
+
 def _cmd_worker(config: Config, args: argparse.Namespace) -> int:
     import torch
 
@@ -304,6 +391,10 @@ COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "report": (REPORT_HELP, _cmd_report),
     "verify": (VERIFY_HELP, _cmd_verify),
     "sync": (SYNC_HELP, _cmd_sync),
+    "predict": (PREDICT_HELP, _cmd_predict),
+    "export": (EXPORT_HELP, _cmd_export),
+    "status": (STATUS_HELP, _cmd_status),
+    "ui": (UI_HELP, _cmd_ui),
     "worker": (WORKER_HELP, _cmd_worker),
 }
 NO_CONFIG = ("worker",)
@@ -322,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name, help=text.splitlines()[0], description=text, formatter_class=argparse.RawDescriptionHelpFormatter
         )
+        if name == "predict":
+            sub.add_argument("posts", type=Path, help="CSV (post_id, text) or JSONL file of posts")
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
         sub.add_argument("--config-dir", default=None, help="directory holding config.yaml (default: ./configs)")
         if name == "rollback":
@@ -340,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
             sub.add_argument("--device", default=None, help=DEVICE_HELP)
-        elif name in ("evaluate", "report"):
+        elif name in ("evaluate", "report", "status"):
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             if name == "evaluate":
                 sub.add_argument("--device", default=None, help=DEVICE_HELP)
@@ -350,6 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--timeout", type=float, default=60.0, help="seconds to wait for the journal to be sent (60)"
             )
+        elif name in ("predict", "export"):
+            sub.add_argument("--output", type=Path, required=True, help="output file (predict) or new directory")
+            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
+            sub.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint dir or an exported folder")
+            if name == "predict":
+                sub.add_argument("--device", default=None, help=DEVICE_HELP)
+                sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        elif name == "ui":
+            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
+            sub.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (5000)")
+            sub.add_argument("--dashboard-port", type=int, default=8080, help="optuna-dashboard port (8080)")
         elif name == "worker":
             sub.add_argument("--study-dir", type=Path, required=True, help="the study's directory")
             sub.add_argument("--index", type=int, default=0, help="this worker's index (0 ... n_workers - 1)")
@@ -369,7 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = [*args.overrides, *extra]  # key=value after an option is an override too
     setup_logging()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _, command = COMMANDS[args.command]

@@ -272,6 +272,10 @@ class TrackingConfig:
     flush_timeout_s: float = 30.0
     """At the end of a command, how long to wait for the tracker to confirm the journal; the rest is
     replayed at the next start."""
+    system_metrics: bool = False
+    """MLflow's own sampling of CPU, memory, disk, network and GPU into each trial's run (``system/*``
+    metrics), every ``system_metrics_interval_s``; sent by MLflow directly, not through the journal."""
+    system_metrics_interval_s: float = 10.0
     journal_sync_ms: float = 100.0
     """The journal is fsynced in groups at most this many milliseconds apart, off the training thread: a
     killed process loses nothing, a power or kernel failure at most this window. 0 = fsync inside every

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.data.batching import length_sorted_batches
@@ -38,12 +39,17 @@ class Predictions:
 
 @torch.no_grad()
 def predict(
-    model: CriteriaEvidenceModel, dataset: MultiLabelDataset, cfg: TrainConfig, runtime: Runtime
+    model: CriteriaEvidenceModel,
+    dataset: MultiLabelDataset,
+    cfg: TrainConfig,
+    runtime: Runtime,
+    progress: bool = False,
 ) -> Predictions:
     """Forward every unit of ``dataset`` on ``runtime``'s device (no dropout) in batches of
     ``eval_batch_size`` sorted by length, decode its evidence (each window's, merged in the post's
     characters) and map the outputs back to one row per post, in the dataset's order. Each batch's outputs
-    come back to the CPU once; the loss stays on the device until the end."""
+    come back to the CPU once; the loss stays on the device until the end. ``progress``: a bar over the
+    batches (on a terminal only)."""
     was_training = model.training
     model.eval()
     batches = length_sorted_batches(dataset.lengths, cfg.eval_batch_size or cfg.batch_size, dataset.window_counts)
@@ -51,7 +57,9 @@ def predict(
     probs: list[np.ndarray] = [np.empty(0)] * len(dataset)
     spans: list[list[tuple[int, int, float]]] = [[] for _ in range(len(dataset))]
     loss_sum = torch.zeros((), device=runtime.device)
+    bar = tqdm(total=len(batches), desc="predict", unit="batch", leave=False, disable=None if progress else True)
     for indices, cpu_batch in zip(batches, loader, strict=True):
+        bar.update()
         batch = runtime.to_device(cpu_batch)
         with runtime.autocast():
             output = model(batch)
@@ -64,6 +72,7 @@ def predict(
             per_window = [to_char_spans(greedy_spans(*next(candidates)), window.offsets) for window in dataset[index]]
             spans[index] = per_window[0] if len(per_window) == 1 else merge_windows(per_window)
         fault_point("mid_validation")
+    bar.close()
     model.train(was_training)
     post_probs, post_spans = dataset.to_posts(np.stack(probs) if probs else np.empty((0, 9)), spans)
     labels = np.array([p.labels for p in dataset.posts], dtype=int)

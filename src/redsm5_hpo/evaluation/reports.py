@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from redsm5_hpo.atomic_files import write_json_atomic
+from redsm5_hpo.tracking.sanitize import masked
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -24,7 +25,8 @@ def validate_report(report: dict[str, Any], schema_name: str) -> None:
 
 
 def write_report(path: Path, report: dict[str, Any], schema_name: str) -> Path:
-    """Validate, then write through a temporary file and an atomic rename."""
+    """Validate, then write through a temporary file and an atomic rename, with every secret masked (a
+    report leaves the machine: an MLflow artifact, a copy for a colleague)."""
     validate_report(report, schema_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_json_atomic(path, report)
+    return write_json_atomic(path, masked(report))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_enco
 from redsm5_hpo.models.losses import CriteriaLoss, positive_weights
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.tracking.auth import TokenProvider, configure_transport
-from redsm5_hpo.tracking.buffered import BufferSettings, JournalingTracker
+from redsm5_hpo.tracking.buffered import LOCAL_PREFIX, BufferSettings, JournalingTracker
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_uri
 from redsm5_hpo.tracking.sanitize import mask_secrets
 from redsm5_hpo.training.seeding import seed_everything
@@ -69,6 +71,26 @@ def open_tracker(config: Config) -> JournalingTracker:
         provider,
         describe=f"tracking server {mask_secrets(uri)}" if uri.startswith("http") else f"tracking store {uri}",
     )
+
+
+@contextlib.contextmanager
+def system_metrics(config: Config, run_id: str) -> Iterator[None]:
+    """``tracking.system_metrics``: MLflow's system-metrics monitor on ``run_id`` while the block runs (not
+    for a run that exists only in the journal during an outage)."""
+    if not config.tracking.system_metrics or run_id.startswith(LOCAL_PREFIX):
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    uri = config.tracking.uri or default_tracking_uri(experiments_root(config))
+    monitor = SystemMetricsMonitor(
+        run_id, sampling_interval=config.tracking.system_metrics_interval_s, tracking_uri=uri
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def open_saved_study(study_dir: Path) -> tuple[dict[str, Any], Config, optuna.Study]:
@@ -134,6 +156,21 @@ def criteria_loss(cfg: TrainConfig, corpus: Corpus | None) -> CriteriaLoss:
         label_smoothing=cfg.label_smoothing,
         gamma_penalty=cfg.gamma_penalty,
     )
+
+
+def dataset_input(corpus: Corpus) -> dict[str, Any]:
+    """What the tracker records as the runs' dataset input (no text)."""
+    hub = not (corpus.source == "sample" or Path(corpus.source).exists())
+    digest = corpus.revision.removeprefix("sha256:")[:12]
+    return {
+        "name": f"redsm5-{corpus.source}" if corpus.source == "sample" else Path(corpus.source).name or corpus.source,
+        "digest": digest,
+        "source": corpus.source,
+        "source_type": "hugging_face" if hub else "local",
+        "revision": corpus.revision,
+        "splits": {k: len(v) for k, v in corpus.splits.items()},
+        "context": "training",
+    }
 
 
 def dataset_tags(corpus: Corpus) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 import yaml
 
+from redsm5_hpo.atomic_files import PRIVATE, write_text_atomic
 from redsm5_hpo.checkpoints.loading import newest_resumable_first
 from redsm5_hpo.checkpoints.store import CheckpointStore, verify
 from redsm5_hpo.config.loading import apply_overrides, config_from_dict
@@ -120,7 +121,7 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
         trial_config = config_from_dict(yaml.safe_load(config_path.read_text(encoding="utf-8")))
         if overrides:
             trial_config = apply_overrides(trial_config, overrides)
-            config_path.write_text(yaml.safe_dump(dataclasses.asdict(trial_config), sort_keys=False), encoding="utf-8")
+            write_text_atomic(config_path, yaml.safe_dump(dataclasses.asdict(trial_config), sort_keys=False), PRIVATE)
         for checkpoint in store.list():
             if checkpoint.epoch > epoch:
                 store.delete(checkpoint)

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from redsm5_hpo import __version__
-from redsm5_hpo.atomic_files import write_json_atomic
+from redsm5_hpo.atomic_files import PRIVATE, write_json_atomic
 from redsm5_hpo.checkpoints.disk import (
     DiskSpaceError,
 )
@@ -40,6 +40,7 @@ from redsm5_hpo.pipeline.parts import (
     STUDY_FILE,
     STUDY_REPORT,
     TRIAL_REPORT,
+    dataset_input,
     dataset_tags,
     experiments_root,
     open_monitor,
@@ -130,12 +131,13 @@ def run_study(
             log.info("resuming study %s", study_id)
             if changed:
                 log.info("the resumed study now runs with %s", ", ".join(f"{k}={v}" for k, v in changed.items()))
-                write_json_atomic(study_dir / STUDY_FILE, {**saved, "config": dataclasses.asdict(config)})
+                write_json_atomic(study_dir / STUDY_FILE, {**saved, "config": dataclasses.asdict(config)}, PRIVATE)
             fault_point("resume_setup")
         else:
             tags = {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
             study_run = tracker.start_run(study_name, tags | runtime.describe())
             tracker.log_params(study_run, dataclasses.asdict(config))
+            tracker.log_dataset(study_run, dataset_input(corpus))
             record = {
                 "study_id": study_id,
                 "study_name": study_name,
@@ -143,7 +145,7 @@ def run_study(
                 "mlflow_run_id": study_run,
                 "config": dataclasses.asdict(config),
             }
-            write_json_atomic(study_dir / STUDY_FILE, record)
+            write_json_atomic(study_dir / STUDY_FILE, record, PRIVATE)  # the config with its secrets
         storage = open_storage(
             storage_url, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, stale_trial_requeuer(tracker)
         )

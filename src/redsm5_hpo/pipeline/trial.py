@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from redsm5_hpo import __version__
+from redsm5_hpo.atomic_files import PRIVATE, write_text_atomic
 from redsm5_hpo.checkpoints.disk import (
     MB,
     DiskSpaceError,
@@ -38,11 +39,13 @@ from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
+    dataset_input,
     dataset_tags,
     experiments_root,
     open_monitor,
     open_tracker,
     split_datasets,
+    system_metrics,
 )
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file, trial_context
@@ -110,9 +113,8 @@ def run_trial(
     trial_dir = experiments_root(config) / f"trial_{trial_id}"
     (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
     if not continue_training:
-        (trial_dir / "config.yaml").write_text(
-            yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8"
-        )
+        config_text = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+        write_text_atomic(trial_dir / "config.yaml", config_text, PRIVATE)  # resume reads it, secrets and all
     tags = {"trial_id": trial_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
     if context.study_id:
         tags["study_id"] = context.study_id
@@ -180,6 +182,7 @@ def _train_and_report(
     logged = tracker.logged_metric_steps(run_id) if same_run else set()
     if not same_run:
         tracker.log_params(run_id, dataclasses.asdict(config))
+        tracker.log_dataset(run_id, dataset_input(corpus))
     model, tokenizer = build_model(config, corpus, runtime)
     train_set, val_set = split_datasets(config, corpus, tokenizer, "train", "validation")
     truncation = dict(zip(TRUNCATION_METRICS, (train_set.truncation_loss, val_set.truncation_loss), strict=True))
@@ -236,18 +239,19 @@ def _train_and_report(
             _warn_if_other_runtime(loaded.manifest.get("runtime"), runtime)
     try:
         _enter(context, run_id, "running")
-        fitted = fit(
-            model,
-            train_set,
-            val_set,
-            config.train,
-            config.seed,
-            hooks,
-            context.progress,
-            resume_from,
-            runtime=runtime,
-            evidence_level=level,
-        )
+        with system_metrics(config, run_id):
+            fitted = fit(
+                model,
+                train_set,
+                val_set,
+                config.train,
+                config.seed,
+                hooks,
+                context.progress,
+                resume_from,
+                runtime=runtime,
+                evidence_level=level,
+            )
         _enter(context, run_id, "finishing")
         kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
     finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import yaml
+from tqdm.auto import tqdm
 
 from redsm5_hpo.checkpoints.disk import DiskSpaceError
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
@@ -77,15 +78,28 @@ class Worker:
         self.study = study
         self.study_checkpoints = StudyCheckpoints(study, self.config.retention_policy)
         self.token_gate = TokenGate(check_from_config(self.config), self.config.hub.recheck_interval_s)
-        return run_trials(
-            study,
-            self.config,
-            self.train_trial,
-            self.on_trial_end,
-            stop=lambda: bool(self.disk_errors),
-            storage=storage,
-            on_claim=self.on_claim,
+        done = study_progress_of(study, self.config.hpo.n_trials, starting=False).finished
+        # trials > epochs > batches, nested; on a terminal only (disable=None), so logs stay readable
+        self.bar = tqdm(
+            total=self.config.hpo.n_trials,
+            initial=done,
+            desc="trials",
+            unit="trial",
+            position=0,
+            disable=None if self.progress else True,
         )
+        try:
+            return run_trials(
+                study,
+                self.config,
+                self.train_trial,
+                self.on_trial_end,
+                stop=lambda: bool(self.disk_errors),
+                storage=storage,
+                on_claim=self.on_claim,
+            )
+        finally:
+            self.bar.close()
 
     def on_claim(self, trial: optuna.Trial) -> None:
         trial.set_user_attr(WORKER_ATTR, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname()})
@@ -164,7 +178,11 @@ class Worker:
         best = float("nan") if best is None else best
         metrics = {"best_so_far": best, "completed_trials": len(done)}
         self.tracker.log_metrics(self.study_run, metrics, step=trial.number + 1)
-        report_progress(self.tracker, self.study_run, study_progress_of(study, self.config.hpo.n_trials, False))
+        progress = study_progress_of(study, self.config.hpo.n_trials, False)
+        report_progress(self.tracker, self.study_run, progress)
+        self.bar.update(progress.finished - self.bar.n)
+        if progress.best_so_far is not None:
+            self.bar.set_postfix(best=f"{progress.best_so_far:.4f}")
 
 
 def study_progress_of(study: optuna.Study, total: int, starting: bool, workers: int = 1) -> Progress:

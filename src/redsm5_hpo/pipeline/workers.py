@@ -10,7 +10,6 @@ session, so Ctrl-C reaches them once, through here; on Linux each dies with this
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -32,6 +31,7 @@ from redsm5_hpo.interrupts import StopRequested, requested
 from redsm5_hpo.pipeline.parts import LIFECYCLE_ATTR
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.work import study_progress_of
+from redsm5_hpo.processes import die_with_parent
 from redsm5_hpo.tracking.base import Tracker
 
 log = logging.getLogger(__name__)
@@ -64,11 +64,6 @@ def threads_per_worker(n_workers: int, cpus: int | None = None) -> int:
     return max(1, (cpus or os.cpu_count() or 1) // n_workers)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def start_worker(study_dir: Path, index: int, device: str | None, threads: int) -> WorkerProcess:
     log_path = study_dir / "logs" / f"worker-{index}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +77,7 @@ def start_worker(study_dir: Path, index: int, device: str | None, threads: int) 
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     log.info(
         "worker %d started (pid %d, device %s, %d thread(s)); its log: %s",

@@ -22,6 +22,11 @@ class Tracker(Protocol):
 
     def log_artifact(self, run_id: str, path: Path) -> None: ...
 
+    def log_dataset(self, run_id: str, dataset: Mapping[str, Any]) -> None:
+        """Record the data a run used as a dataset input: ``name``, ``digest``, ``source``, ``revision``,
+        ``splits`` (posts per split), ``context`` (training / evaluation). Never any text."""
+        ...
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
 
     def reopen_run(self, run_id: str) -> None:

@@ -220,6 +220,9 @@ class JournalingTracker:
     def log_artifact(self, run_id: str, path: Path) -> None:
         self._append([{"kind": "artifact", "run_id": run_id, "path": str(Path(path).resolve())}])
 
+    def log_dataset(self, run_id: str, dataset: Mapping[str, Any]) -> None:
+        self._append([{"kind": "dataset", "run_id": run_id, "dataset": dict(dataset)}])
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self._append([{"kind": "status", "run_id": run_id, "status": status}])
 
@@ -447,6 +450,8 @@ class JournalingTracker:
             if not Path(first["path"]).is_file():
                 raise _Rejected(f"artifact {first['path']} no longer exists")
             tracker.log_artifact(run_id, Path(first["path"]))
+        elif kind == "dataset":
+            tracker.log_dataset(run_id, first["dataset"])
         elif kind == "status":
             if first["status"] == "RUNNING":
                 tracker.reopen_run(run_id)

@@ -14,6 +14,8 @@ from redsm5_hpo.tracking.sanitize import mask_secrets
 MAX_PARAM_CHARS = 6000
 MAX_BATCH = 100
 MAX_METRICS = 1000
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def default_tracking_uri(experiments_dir: Path) -> str:
@@ -34,6 +36,9 @@ class MLflowTracker:
             self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=location)
         else:
             self.experiment_id = experiment.experiment_id
+        if (experiment.tags if experiment else {}).get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+            # MLflow 3's UI infers an untagged experiment's kind and may open it on GenAI traces
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
 
     def start_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
         all_tags = {k: mask_secrets(str(v)) for k, v in tags.items()}
@@ -67,6 +72,24 @@ class MLflowTracker:
 
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
+
+    def log_dataset(self, run_id: str, dataset: Mapping[str, Any]) -> None:
+        """An MLflow dataset input (the runs table's Dataset column): name, digest, source and revision,
+        and the posts per split as its profile."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        source = {"uri": mask_secrets(str(dataset["source"])), "revision": str(dataset["revision"])}
+        entity = Dataset(
+            name=str(dataset["name"]),
+            digest=str(dataset["digest"]),
+            source_type=str(dataset.get("source_type", "local")),
+            source=json.dumps(source),
+            profile=json.dumps({"num_rows": sum(dataset["splits"].values()), "splits": dataset["splits"]}),
+        )
+        context = InputTag("mlflow.data.context", str(dataset.get("context", "training")))
+        self.client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 MASK = "***"
 
@@ -30,6 +31,17 @@ def mask_secrets(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def masked(value: Any) -> Any:
+    """``value`` (JSON-like: mappings, lists, strings, numbers) with every string masked."""
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v) for v in value]
+    return value
 
 
 class SecretMaskingFilter(logging.Filter):

@@ -135,6 +135,15 @@ def fit(
         _restore(state, resume_from)
         apply_learning_rates(state.optimizer, state.scheduler, cfg)
     log.info("training from epoch %d of %d on %s (%s)", state.epoch + 1, cfg.epochs, runtime.name, runtime.precision)
+    epochs_bar = tqdm(
+        total=cfg.epochs,
+        initial=state.epoch,
+        desc="epochs",
+        unit="epoch",
+        position=1,
+        leave=False,
+        disable=None if progress else True,
+    )
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         loss, padding = _train_epoch(state, loader, cfg, runtime, epoch, batches[epoch], progress, hooks)
@@ -152,6 +161,9 @@ def fit(
         result = EpochResult(epoch, state.global_step, metrics, objective, is_best)
         for hook in hooks:
             hook.on_epoch_end(state, result)
+        epochs_bar.update(1)
+        epochs_bar.set_postfix({cfg.optimization_metric: f"{objective:.4f}"})
+    epochs_bar.close()
     return FitResult(state.history, state.best_epoch, state.best_value)
 
 
@@ -222,7 +234,12 @@ def _train_epoch(
     tokens = slots = 0
     # disable=None: bars only on a terminal, so redirected logs stay readable
     bar = tqdm(
-        total=batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None if progress else True
+        total=batches,
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        unit="batch",
+        position=2,
+        leave=False,
+        disable=None if progress else True,
     )
     for index, cpu_batch in enumerate(loader):
         if index >= batches:

@@ -1,0 +1,149 @@
+"""``redsm5-hpo export``: a trained model as a folder that plain ``transformers`` code and ``predict`` load.
+
+The folder's root is the encoder as ``save_pretrained`` writes it (``AutoModel.from_pretrained(DIR)``
+loads it) and its tokenizer; ``config.json`` also holds, under ``redsm5_hpo``, the configuration the
+heads were trained with, their architecture and the calibrated thresholds; ``heads.safetensors`` holds
+the pooling, coupling and head weights; ``README.md`` is the model card. Everything written goes through
+the same secret masking as the logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import save_file
+
+from redsm5_hpo import __version__
+from redsm5_hpo.config.errors import ConfigError
+from redsm5_hpo.labels import SYMPTOMS
+from redsm5_hpo.pipeline.inference import EXPORT_KEY, HEADS_FILE, LoadedModel
+from redsm5_hpo.tracking.sanitize import masked
+
+
+def export_model(loaded: LoadedModel, output: Path) -> Path:
+    """Write ``loaded`` into the new or empty directory ``output``; returns the model card's path."""
+    output = Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise ConfigError([f"export --output {output}: the directory is not empty; give a new one"])
+    output.mkdir(parents=True, exist_ok=True)
+    model = loaded.model
+    meta = masked(
+        {
+            "config": dataclasses.asdict(loaded.config),
+            "architecture": model.architecture_signature(),
+            "thresholds": loaded.thresholds,
+            "symptoms": list(SYMPTOMS),
+            "source": str(loaded.source),
+            "code_version": __version__,
+        }
+    )
+    encoder: Any = model.encoder  # a transformers PreTrainedModel
+    setattr(encoder.config, EXPORT_KEY, meta)
+    try:
+        encoder.save_pretrained(output)
+    finally:
+        delattr(encoder.config, EXPORT_KEY)
+    loaded.tokenizer.save_pretrained(output)
+    heads = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    save_file(heads, str(output / HEADS_FILE))
+    card = output / "README.md"
+    card.write_text(model_card(loaded, meta), encoding="utf-8")
+    return card
+
+
+def model_card(loaded: LoadedModel, meta: dict[str, Any]) -> str:
+    """A Hugging Face model card: YAML metadata, then what the model does, how well, on what, and its limits."""
+    config = meta["config"]
+    report = masked(loaded.report) if loaded.report else None
+    dataset = (report or {}).get("dataset") or {}
+    source = dataset.get("source", config["data"]["source"])
+    front = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "language": ["en"],
+        "tags": ["redsm5", "dsm-5", "depression", "mental-health", "multi-label-classification", "evidence-extraction"],
+        "base_model": config["model"]["encoder"],
+        "metrics": ["f1", "average_precision"],
+    }
+    lines = ["---", *yaml.safe_dump(front, sort_keys=False).splitlines(), "---", ""]
+    lines += [
+        "# DSM-5 criteria and evidence model (ReDSM5)",
+        "",
+        "A Reddit post goes in; out come a probability for each of the nine DSM-5 major-depressive-episode "
+        "criteria and the character spans of the post that support them. Trained with redsm5-hpo "
+        f"{meta['code_version']} from `{meta['source']}`.",
+        "",
+        "## Intended use and limits",
+        "",
+        "- For research on mental-health language and for screening text at scale **with human review**. "
+        "It is **not a diagnostic tool**: a post is not a patient, and a criterion found in text is not a "
+        "clinical finding. Do not use it to make decisions about a person.",
+        "- Evidence spans are for a reviewer to read the model's reasons, not proof of a symptom.",
+        "- Trained on English Reddit posts; other genres, languages and populations are untested. Errors are "
+        "not evenly spread over criteria (see the per-criterion metrics), and rare criteria are least reliable.",
+        "- Texts about mental health are sensitive: keep inputs and outputs under the same care as the posts.",
+        "",
+        "## Data",
+        "",
+        f"- Source: `{source}`, revision `{dataset.get('revision', 'unknown')}`",
+    ]
+    if dataset.get("splits"):
+        lines.append(f"- Splits (posts): {', '.join(f'{k} {v}' for k, v in dataset['splits'].items())}")
+    lines += ["", "## Evaluation", ""]
+    if report:
+        test = report["test_metrics"]
+        lines += [
+            "Test split, decisions at the thresholds calibrated on validation:",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+            *(f"| {k} | {v:.4f} |" for k, v in sorted(test.items()) if isinstance(v, int | float)),
+        ]
+        paper = report.get("paper_metrics") or {}
+        scalars = {k: v for k, v in paper.items() if isinstance(v, int | float)}
+        if scalars:
+            lines += [
+                "",
+                "Published-baseline protocol (10 classes, probability > 0.5):",
+                "",
+                "| metric | value |",
+                "| --- | --- |",
+                *(f"| {k} | {v:.4f} |" for k, v in sorted(scalars.items())),
+            ]
+    else:
+        lines.append("Exported from a checkpoint, not a finished study: no test evaluation is attached.")
+    thresholds = meta["thresholds"] or {}
+    lines += [
+        "",
+        "## Decision thresholds",
+        "",
+        f"Evidence spans are kept at a score of at least {thresholds.get('evidence', 0.5)}; criteria thresholds:",
+        "",
+        *(f"- {s}: {float((thresholds.get('criteria') or {}).get(s, 0.5)):.3f}" for s in SYMPTOMS),
+        "",
+        "## Training configuration",
+        "",
+        f"- Encoder: `{config['model']['encoder']}`; heads: `{meta['architecture']}`",
+        f"- Input: `{config['data']['input_format']}`, max length {config['data']['max_length']} tokens, "
+        f"long posts: `{config['data']['long_posts']}`",
+        f"- Optimizer `{config['train']['optimizer']}`, lr encoder {config['train']['lr_encoder']:.3g}, lr head "
+        f"{config['train']['lr_head']:.3g}, {config['train']['epochs']} epochs, batch {config['train']['batch_size']}, "
+        f"seed {config['seed']}",
+        "- The full configuration is in `config.json` under `redsm5_hpo`.",
+        "",
+        "## How to use",
+        "",
+        "```python",
+        "from transformers import AutoModel, AutoTokenizer",
+        "encoder = AutoModel.from_pretrained('THIS_DIR')  # the encoder; the heads are in heads.safetensors",
+        "```",
+        "",
+        "```bash",
+        "redsm5-hpo predict posts.csv --output predictions.csv --checkpoint THIS_DIR",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

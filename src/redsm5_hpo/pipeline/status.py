@@ -1,0 +1,180 @@
+"""``redsm5-hpo status``: what a study is doing now, read from another terminal without touching it.
+
+``read_status`` gathers (the study's storage, its lock, the running trials' logs, the disk, the tracking
+journal); ``describe`` turns that into the lines printed. Nothing is written: the lock is probed with a
+shared, non-blocking ``flock`` on a read-only descriptor.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from redsm5_hpo.checkpoints.disk import DiskLevel, DiskUsage, Thresholds, assess, disk_usage, human_bytes
+from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.hpo.lock import LOCK_FILE
+from redsm5_hpo.hpo.progress import format_duration
+from redsm5_hpo.hpo.storage import is_shared, open_storage
+from redsm5_hpo.hpo.study import SLOT_ATTR, WORKER_ATTR, uncounted
+from redsm5_hpo.pipeline.parts import JOURNAL_DIR, LIFECYCLE_ATTR, STUDY_FILE, STUDY_REPORT, experiments_root
+from redsm5_hpo.pipeline.work import study_progress_of
+from redsm5_hpo.tracking.journal import pending_in
+
+TAIL_BYTES = 65536
+
+
+@dataclass
+class RunningTrial:
+    slot: int
+    trial_id: str
+    stage: str
+    worker: int | None = None
+    epoch: int | None = None
+    last_metrics: str | None = None
+
+
+@dataclass
+class StudyStatus:
+    study_id: str
+    state: str
+    """``finished``, ``running`` or ``stopped`` (crashed or interrupted: resumable)."""
+    total: int
+    epochs: int
+    counts: dict[str, int]
+    """completed / pruned / failed (counted trials), running, queued."""
+    best: float | None
+    eta_s: float | None
+    running: list[RunningTrial] = field(default_factory=list)
+    disk: DiskUsage | None = None
+    disk_level: DiskLevel = DiskLevel.OK
+    journal_pending: int = 0
+    experiments: Path = Path(".")
+
+
+def read_status(study_dir: Path) -> StudyStatus:
+    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    config: Config = config_from_dict(saved["config"])
+    study = optuna.load_study(study_name=saved["study_name"], storage=open_storage(saved["storage"]))
+    skip = uncounted(study)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number not in skip]
+    states = optuna.trial.TrialState
+    counts = {
+        "completed": sum(t.state == states.COMPLETE for t in trials),
+        "pruned": sum(t.state == states.PRUNED for t in trials),
+        "failed": sum(t.state == states.FAIL for t in trials),
+        "running": sum(t.state == states.RUNNING for t in trials),
+        "queued": sum(t.state == states.WAITING for t in trials),
+    }
+    running = [_running_trial(t, config.hpo.n_workers > 1) for t in trials if t.state == states.RUNNING]
+    if (study_dir / STUDY_REPORT).is_file() and not counts["running"] and not counts["queued"]:
+        state = "finished"
+    elif (is_shared(saved["storage"]) and counts["running"]) or _locked(study_dir / LOCK_FILE):
+        state = "running"
+    else:
+        state = "stopped"
+    progress = study_progress_of(study, config.hpo.n_trials, starting=False, workers=max(1, config.hpo.n_workers))
+    root = experiments_root(config)
+    usage = disk_usage(root)
+    guard = config.disk_guard
+    journal = Path(config.tracking.journal_dir) if config.tracking.journal_dir else root / JOURNAL_DIR
+    return StudyStatus(
+        saved["study_id"],
+        state,
+        config.hpo.n_trials,
+        config.train.epochs,
+        counts,
+        progress.best_so_far,
+        progress.eta_s if state == "running" else None,
+        running,
+        usage,
+        assess(usage, Thresholds(guard.critical_free_fraction, guard.error_free_fraction)),
+        pending_in(journal) if journal.is_dir() else 0,
+        root,
+    )
+
+
+def describe(status: StudyStatus) -> str:
+    c = status.counts
+    done = c["completed"] + c["pruned"] + c["failed"]
+    lines = [f"study {status.study_id}: {status.state}"]
+    if status.state == "stopped":
+        lines[0] += f" (resumable: `redsm5-hpo resume --study {status.study_id}`)"
+    lines.append(
+        f"trials: {done}/{status.total} done ({c['completed']} completed, {c['pruned']} pruned, {c['failed']} failed), "
+        f"{c['running']} running, {c['queued']} queued"
+    )
+    for trial in status.running:
+        worker = f", worker {trial.worker}" if trial.worker is not None else ""
+        epoch = f"epoch {trial.epoch}/{status.epochs}" if trial.epoch is not None else "no epoch finished yet"
+        metrics = f": {trial.last_metrics}" if trial.last_metrics else ""
+        live = "running" if status.state == "running" else "interrupted"
+        lines.append(
+            f"  trial {trial.slot + 1} ({trial.trial_id[:8]}{worker}, {trial.stage}, {live}): {epoch}{metrics}"
+        )
+    best = "none yet" if status.best is None else f"{status.best:.4f}"
+    eta = f", ETA {format_duration(status.eta_s)}" if status.state == "running" else ""
+    lines.append(f"best so far: {best}{eta}")
+    if status.disk is not None:
+        lines.append(
+            f"disk under {status.experiments}: {human_bytes(status.disk.free_bytes)} free of "
+            f"{human_bytes(status.disk.total_bytes)} ({status.disk.free_fraction:.1%}); disk guard: "
+            f"{status.disk_level.name}"
+        )
+    lines.append(
+        f"tracking journal: {status.journal_pending} record(s) not yet sent"
+        + (" (`redsm5-hpo sync` sends them)" if status.journal_pending and status.state != "running" else "")
+    )
+    return "\n".join(lines)
+
+
+def _running_trial(trial: optuna.trial.FrozenTrial, several_workers: bool) -> RunningTrial:
+    worker = trial.user_attrs.get(WORKER_ATTR) if several_workers else None
+    found = RunningTrial(
+        int(trial.user_attrs.get(SLOT_ATTR, trial.number)),
+        str(trial.user_attrs.get("trial_id", "?")),
+        str(trial.user_attrs.get(LIFECYCLE_ATTR, "starting")),
+        int(worker["index"]) if isinstance(worker, dict) and "index" in worker else None,
+    )
+    trial_dir = trial.user_attrs.get("trial_dir")
+    if trial_dir:
+        found.epoch, found.last_metrics = _last_epoch(Path(trial_dir) / "logs" / "events.jsonl")
+    return found
+
+
+def _last_epoch(log_path: Path) -> tuple[int | None, str | None]:
+    """The newest ``epoch N: metrics`` record of a trial's JSON log (read from its end)."""
+    if not log_path.is_file():
+        return None, None
+    with log_path.open("rb") as f:
+        f.seek(max(0, log_path.stat().st_size - TAIL_BYTES))
+        tail = f.read().decode("utf-8", errors="replace").splitlines()
+    for line in reversed(tail):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        message = str(record.get("message", ""))
+        if record.get("component") == "training.hooks" and message.startswith("epoch "):
+            head, _, metrics = message.partition(": ")
+            return int(head.split()[1]), metrics
+    return None, None
+
+
+def _locked(path: Path) -> bool:
+    """Whether a process holds the study lock (probed without writing anything)."""
+    if not path.is_file():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
