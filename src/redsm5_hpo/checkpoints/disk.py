@@ -106,6 +106,10 @@ class DiskSpaceError(RuntimeError):
     """Not enough space to keep a resumable checkpoint plus the best model (M-29)."""
 
 
+EXIT_DISK_FULL = 3
+"""Exit code of a command (or a study's worker process) stopped by a ``DiskSpaceError``."""
+
+
 def disk_full_message(root: Path, usage: DiskUsage, needed_bytes: int, reason: str) -> str:
     """The M-29 report: usage, what is needed, the largest artifacts, and commands that fix it."""
     lines = [

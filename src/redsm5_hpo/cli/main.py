@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from redsm5_hpo.checkpoints.disk import DiskSpaceError, human_bytes
+from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError, human_bytes
 from redsm5_hpo.checkpoints.store import CheckpointError
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import load_config
@@ -28,7 +28,6 @@ log = logging.getLogger("redsm5_hpo.cli")
 
 USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyError)
 EXIT_USER_ERROR = 2
-EXIT_DISK_FULL = 3
 EXIT_ALREADY_RUNNING = 4
 STOPPABLE = ("tune", "resume", "train", "worker")
 """Commands that stop at the next batch on SIGTERM / SIGINT and exit 143 / 130 (``interrupts``)."""
@@ -339,9 +338,10 @@ def _cmd_predict(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_export(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline.export import export_model
+    from redsm5_hpo.pipeline.export import check_output, export_model
     from redsm5_hpo.pipeline.inference import load_model
 
+    check_output(args.output)  # before the model loads
     card = export_model(load_model(config, args.study, args.checkpoint, "cpu"), args.output)
     print(f"exported to {card.parent} (model card: {card})")
     return 0

@@ -19,6 +19,22 @@ class StudyLockedError(RuntimeError):
     """Another process is running this study."""
 
 
+def is_locked(study_dir: Path) -> bool:
+    """Whether a process holds the study lock, probed with a shared non-blocking ``flock`` on a read-only
+    descriptor (nothing is written)."""
+    path = Path(study_dir) / LOCK_FILE
+    if not path.is_file():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 @contextlib.contextmanager
 def study_lock(study_dir: Path) -> Iterator[None]:
     path = Path(study_dir) / LOCK_FILE

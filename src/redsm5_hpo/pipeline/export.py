@@ -23,11 +23,16 @@ from redsm5_hpo.pipeline.inference import EXPORT_KEY, HEADS_FILE, LoadedModel
 from redsm5_hpo.tracking.sanitize import masked
 
 
+def check_output(output: Path) -> None:
+    """An export goes into a new or empty directory (checked before any model is loaded)."""
+    if Path(output).exists() and any(Path(output).iterdir()):
+        raise ConfigError([f"export --output {output}: the directory is not empty; give a new one"])
+
+
 def export_model(loaded: LoadedModel, output: Path) -> Path:
     """Write ``loaded`` into the new or empty directory ``output``; returns the model card's path."""
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        raise ConfigError([f"export --output {output}: the directory is not empty; give a new one"])
+    check_output(output)
     output.mkdir(parents=True, exist_ok=True)
     model = loaded.model
     meta = masked(

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file
 
+from redsm5_hpo.atomic_files import write_text_atomic
 from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
 from redsm5_hpo.checkpoints.store import CheckpointError, CheckpointStore, StoredCheckpoint
 from redsm5_hpo.config.loading import config_from_dict
@@ -104,7 +104,8 @@ def _load_trial(
     config = config_from_dict(yaml.safe_load(config_path.read_text(encoding="utf-8")))
     runtime = resolve_runtime(config.train, device)
     available = best_first(CheckpointStore(trial_dir / "checkpoints").list())
-    wanted = [c for c in available if str(c.path.resolve()) in {str(Path(r).resolve()) for r in references}]
+    referenced = {Path(r).resolve() for r in references}
+    wanted = [c for c in available if c.path.resolve() in referenced]
     candidates: list[StoredCheckpoint] = wanted + [c for c in available if c not in wanted]
     model, tokenizer = build_model(config, None, runtime)
     loaded = load_first_valid(candidates, model, model.architecture_signature())
@@ -187,7 +188,4 @@ def write_predictions(rows: list[dict[str, Any]], output: Path) -> Path:
                 ]
             )
         text = buffer.getvalue()
-    temp = output.with_name(f".{output.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, output)
-    return output
+    return write_text_atomic(output, text)

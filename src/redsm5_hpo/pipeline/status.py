@@ -2,14 +2,12 @@
 
 ``read_status`` gathers (the study's storage, its lock, the running trials' logs, the disk, the tracking
 journal); ``describe`` turns that into the lines printed. Nothing is written: the lock is probed with a
-shared, non-blocking ``flock`` on a read-only descriptor.
+shared, non-blocking ``flock`` on a read-only descriptor (``hpo.lock.is_locked``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import optuna
 from redsm5_hpo.checkpoints.disk import DiskLevel, DiskUsage, Thresholds, assess, disk_usage, human_bytes
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.hpo.lock import LOCK_FILE
+from redsm5_hpo.hpo.lock import is_locked
 from redsm5_hpo.hpo.progress import format_duration
 from redsm5_hpo.hpo.storage import is_shared, open_storage
 from redsm5_hpo.hpo.study import SLOT_ATTR, WORKER_ATTR, uncounted
@@ -74,7 +72,7 @@ def read_status(study_dir: Path) -> StudyStatus:
     running = [_running_trial(t, config.hpo.n_workers > 1) for t in trials if t.state == states.RUNNING]
     if (study_dir / STUDY_REPORT).is_file() and not counts["running"] and not counts["queued"]:
         state = "finished"
-    elif (is_shared(saved["storage"]) and counts["running"]) or _locked(study_dir / LOCK_FILE):
+    elif (is_shared(saved["storage"]) and counts["running"]) or is_locked(study_dir):
         state = "running"
     else:
         state = "stopped"
@@ -164,17 +162,3 @@ def _last_epoch(log_path: Path) -> tuple[int | None, str | None]:
             head, _, metrics = message.partition(": ")
             return int(head.split()[1]), metrics
     return None, None
-
-
-def _locked(path: Path) -> bool:
-    """Whether a process holds the study lock (probed without writing anything)."""
-    if not path.is_file():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False

@@ -32,7 +32,7 @@ from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
-from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, open_storage
+from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared
 from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_run_metrics
@@ -47,7 +47,7 @@ from redsm5_hpo.pipeline.parts import (
     open_tracker,
 )
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
-from redsm5_hpo.pipeline.work import Worker, stale_trial_requeuer
+from redsm5_hpo.pipeline.work import Worker, open_study_storage
 from redsm5_hpo.pipeline.workers import run_workers, worker_device
 from redsm5_hpo.tracking.logs import json_log_file
 
@@ -75,7 +75,7 @@ def find_study_dir(config: Config, study: str | None) -> Path:
         raise StudyError(f"no study {study!r} under {root} (looked for {STUDY_FILE}); list them with `ls {root}`")
     studies = sorted(root.glob(f"study_*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
     if not studies:
-        raise StudyError(f"no study to resume under {root}; start one with `redsm5-hpo tune`")
+        raise StudyError(f"no study under {root}; start one with `redsm5-hpo tune`")
     return studies[-1].parent
 
 
@@ -146,9 +146,7 @@ def run_study(
                 "config": dataclasses.asdict(config),
             }
             write_json_atomic(study_dir / STUDY_FILE, record, PRIVATE)  # the config with its secrets
-        storage = open_storage(
-            storage_url, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, stale_trial_requeuer(tracker)
-        )
+        storage = open_study_storage(storage_url, config, tracker)
         study = create_study(config, study_name, storage)
         enqueue_slots(study, config.hpo.n_trials)
         if saved:  # with the study lock held, every RUNNING trial's process is dead

@@ -6,6 +6,7 @@ process it starts (``redsm5-hpo worker``, ``work_on_study``) runs it on the same
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.metrics import best_of
 from redsm5_hpo.hpo.progress import Progress, study_progress
 from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
-from redsm5_hpo.hpo.storage import StaleCallback, open_storage
+from redsm5_hpo.hpo.storage import open_storage
 from redsm5_hpo.hpo.study import (
     WORKER_ATTR,
     TrialSpec,
@@ -206,13 +207,11 @@ def _report_epoch(trial: optuna.Trial, epoch: int, value: float) -> bool:
     return trial.should_prune()
 
 
-def stale_trial_requeuer(tracker: Tracker) -> StaleCallback:
-    """Optuna's heartbeat callback: a trial whose worker went silent continues from its newest checkpoint."""
-
-    def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        requeue_trial(study, trial, tracker)
-
-    return requeue
+def open_study_storage(url: str, config: Config, tracker: Tracker) -> optuna.storages.BaseStorage:
+    """The study's storage; on a database server a trial whose worker went silent (Optuna's heartbeat) is
+    re-queued to continue from its newest checkpoint."""
+    on_stale = functools.partial(requeue_trial, tracker=tracker)
+    return open_storage(url, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, on_stale)
 
 
 def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int:
@@ -227,9 +226,7 @@ def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int
         open_monitor(config) as monitor,
         open_tracker(config) as tracker,
     ):
-        storage = open_storage(
-            saved["storage"], config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, stale_trial_requeuer(tracker)
-        )
+        storage = open_study_storage(saved["storage"], config, tracker)
         study = create_study(config, saved["study_name"], storage)
         corpus = load_corpus(config.data, config.seed)
         worker = Worker(

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from redsm5_hpo.checkpoints.disk import DiskSpaceError
+from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError
 from redsm5_hpo.config.schema import HpoConfig
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import format_duration
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0
 PROGRESS_EVERY_S = 30.0
 """The progress line is logged when the study's state changes, and at least this often."""
-EXIT_DISK_FULL = 3
 LOG_TAIL_LINES = 15
 
 
