@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 WORDNET := /usr/share/wordnet
 ARGS ?=
 
-.PHONY: setup train tune resume evaluate predict export status ui test lint format lock sample-data cleanup bench zoo gpu-check clean build shell train-container
+.PHONY: setup train tune resume evaluate predict export status ui test test-fast docs lint format lock sample-data cleanup bench zoo gpu-check clean build shell train-container
 
 setup: $(STAMP)
 
@@ -75,7 +75,16 @@ zoo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 --durations=15 $(ARGS)
 
+# The unit tests alone (no study, no server): the inner loop, a few minutes.
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q tests/unit $(ARGS)
+
+# docs/configuration-reference.md from the schema's field docstrings (a unit test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python scripts/make_docs.py
+
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests scripts bench
 	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy

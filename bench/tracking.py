@@ -1,7 +1,7 @@
 """B4 tracking: latency of a metric log call as the loop makes it, tracker up and tracker down, and the
 journal's replay throughput once the tracker is back. A real ``mlflow server`` on 127.0.0.1.
 
-Two references in the same harness: the same call with an fsync inside it (``journal_sync_ms=0``, what
+Two references in the same harness: the same call with an fsync inside it (``journal_sync_s=0``, what
 every call cost before the group commit), and the floor of this machine: encoding the same metrics to
 JSON and nothing else, which is part of any journaled call."""
 

@@ -132,7 +132,12 @@ def test_study_whose_trials_all_fail_records_reasons_and_exits_2(tmp_path, capsy
     root = tmp_path / "experiments"
     args = ["tune", *tiny_overrides(root, "hpo.n_trials=2", f"model.encoder={broken}"), "--config-dir", str(CONFIG_DIR)]
     assert main([*args, "--no-progress"]) == 2
-    assert "no trial of study" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "no trial of study" in err and "Traceback" not in out + err  # one line each on the terminal
+    for log_file in root.glob("trial_*/logs/events.jsonl"):  # the whole traceback in the trial's JSON log
+        (failure,) = [e for e in map(json.loads, log_file.read_text().splitlines()) if e["severity"] == "ERROR"]
+        assert failure["traceback"].startswith("Traceback (most recent call last)")
+        assert "EncoderLoadError" in failure["traceback"].splitlines()[-1]
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("redsm5-hpo").experiment_id])
     assert sorted(r.info.status for r in runs if r.info.run_name.startswith("trial_")) == ["FAILED", "FAILED"]

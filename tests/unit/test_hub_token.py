@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.schema import Config, with_values
 from redsm5_hpo.hub_token import TokenGate, TokenStatus, check_from_config, command_check, uses_hub
 
 
@@ -40,8 +40,8 @@ def test_the_check_is_chosen_from_config() -> None:
     config = Config()
     assert not uses_hub(config)
     assert check_from_config(config) is None  # bundled encoder, sample data: no token involved
-    config.hub.token_check = "command:true"
+    config = with_values(config, {"hub.token_check": "command:true"})
     check = check_from_config(config)
     assert check is not None and check() is TokenStatus.VALID
-    config.model.encoder = "some-org/some-model"
+    config = with_values(config, {"model.encoder": "some-org/some-model"})
     assert uses_hub(config)

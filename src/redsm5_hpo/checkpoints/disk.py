@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-MB = 1 << 20
+from redsm5_hpo.config.schema import MB
+
 GB = 1 << 30
 CHECKPOINT_OVERHEAD_BYTES = MB
 """Manifest, file-system slack and serialization headers, per checkpoint (M-28)."""

@@ -38,6 +38,7 @@ from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, plan_r
 from redsm5_hpo.checkpoints.snapshot import Snapshot, SnapshotBuffers
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
 from redsm5_hpo.checkpoints.writer import BackgroundWriter
+from redsm5_hpo.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class CheckpointManager:
         try:
             self.writer.wait()
         except Exception as e:
-            log.error("the last checkpoint write failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            log.error("the last checkpoint write failed: %s", first_line(e))
 
     def _write(
         self, snapshot: Snapshot, meta: dict[str, Any], must_beat: tuple[float, bool] | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redsm5_hpo.config.schema import RetentionConfig
+from redsm5_hpo.config.schema import MB, RetentionConfig
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,4 @@ def _record(records: Sequence[CheckpointRecord], epoch: int) -> CheckpointRecord
 
 
 def policy_from_config(config: RetentionConfig) -> RetentionPolicy:
-    return RetentionPolicy(
-        config.keep_last_n, config.keep_best_k, int(config.max_total_size_gb * (1 << 30)), config.lean_best
-    )
+    return RetentionPolicy(config.keep_last_n, config.keep_best_k, int(config.max_total_size_mb * MB), config.lean_best)

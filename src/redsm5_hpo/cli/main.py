@@ -17,6 +17,7 @@ from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import load_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
+from redsm5_hpo.errors import first_line
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.interrupts import StopRequested, graceful_stop
@@ -496,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {mask_secrets(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except DiskSpaceError as e:  # already logged in full (stdout and JSON) where it was raised
-        print(f"error: {mask_secrets(str(e).splitlines()[0])}", file=sys.stderr)
+        print(f"error: {mask_secrets(first_line(e))}", file=sys.stderr)
         return EXIT_DISK_FULL
     except StudyLockedError as e:
         print(str(e), file=sys.stderr)

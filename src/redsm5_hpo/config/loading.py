@@ -6,11 +6,12 @@ import dataclasses
 import os
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
 from redsm5_hpo.config.errors import ConfigError
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.schema import DEPRECATED_KEYS, Config
 from redsm5_hpo.config.validation import validate
 
 CONFIG_DIR_ENV = "REDSM5_CONFIG_DIR"
@@ -31,6 +32,7 @@ def load_config(overrides: list[str] | None = None, config_dir: str | Path | Non
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    overrides = [_accept_deprecated(o) for o in overrides or []]
     directory = Path(config_dir) if config_dir else default_config_dir()
     if not (directory / "config.yaml").is_file():
         raise ConfigError([f"no config.yaml in {directory}; pass --config-dir or set {CONFIG_DIR_ENV}"])
@@ -42,6 +44,16 @@ def load_config(overrides: list[str] | None = None, config_dir: str | Path | Non
     raw = OmegaConf.to_container(composed, resolve=True)
     assert isinstance(raw, dict)
     return config_from_dict({str(k): v for k, v in raw.items()})
+
+
+class ConfigDeprecationWarning(UserWarning):
+    """A configuration key that still works but will not in the next release."""
+
+
+def _accept_deprecated(override: str) -> str:
+    """An override of a renamed key is added next to the new one (``++``) so that ``_build`` converts it."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return f"++{override.lstrip('+')}" if key in DEPRECATED_KEYS and "=" in override else override
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
@@ -73,6 +85,7 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
         return cls()
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
+    raw = _renamed(raw, path)
     for unknown in sorted(set(raw) - fields):
         problems.append(f"{path}{unknown}: unknown key (known: {', '.join(sorted(fields))})")
     kwargs: dict[str, Any] = {}
@@ -80,7 +93,7 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
         hint, value, where = hints[name], raw[name], f"{path}{name}"
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, where + ".", problems)  # type: ignore[arg-type]
-        elif hint == list[str] and isinstance(value, str):  # a search-space choice such as "synonym+swap"
+        elif typing.get_origin(hint) is list and isinstance(value, str):  # a search-space choice such as "synonym+swap"
             kwargs[name] = [v for v in value.split("+") if v and v != "none"]
         elif _type_ok(hint, value):
             kwargs[name] = float(value) if hint is float else value
@@ -89,8 +102,26 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
     return cls(**kwargs)
 
 
+def _renamed(raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """``raw`` with each deprecated key of this section converted to its new key and unit, with a warning."""
+    raw = dict(raw)
+    for old in [k for k in raw if f"{path}{k}" in DEPRECATED_KEYS]:
+        new, factor, change = DEPRECATED_KEYS[f"{path}{old}"]
+        value = raw.pop(old)
+        warnings.warn(
+            f"{path}{old} is deprecated and goes in the next release: use {path}{new} ({change}); "
+            f"{old}={value} is read as {new}={value} x {factor:g}",
+            ConfigDeprecationWarning,
+            stacklevel=2,
+        )
+        raw[new] = value * factor if _type_ok(float, value) else value
+    return raw
+
+
 def _type_ok(hint: Any, value: Any) -> bool:
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:  # the base type here; validation names the allowed values
+        return isinstance(value, tuple({type(arg) for arg in typing.get_args(hint)}))
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(arg, value) for arg in typing.get_args(hint))
     if hint is type(None):

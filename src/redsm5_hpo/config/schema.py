@@ -6,32 +6,59 @@ defaults a user gets when a YAML file leaves a field out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
 
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
-POOLINGS = ("cls", "mean", "attention", "scalar_mix")
-CRITERIA_HEADS = ("linear", "mlp", "residual_mlp", "gated", "multi_sample_dropout")
-EVIDENCE_HEADS = ("token", "start_end_linear", "start_end_mlp", "biaffine", "bio_crf", "sentence_reranker")
-COUPLINGS = ("independent", "evidence_informed")
-EVIDENCE_POOLINGS = ("mean", "max", "attention")
-COUPLING_COMBINES = ("concat", "sum", "weighted_sum", "mean", "weighted_mean")
-ACTIVATIONS = ("gelu", "silu", "relu", "leaky_relu", "mish", "tanh")
-INPUT_FORMATS = ("multilabel", "pair")
-LONG_POSTS = ("windows", "truncate")
-WINDOW_POOLINGS = ("max", "mean", "attention")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TINY_ENCODER = "tiny-random"
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
 """What ``train.device`` accepts (a full match)."""
-AUGMENT_METHODS = ("synonym", "insert", "swap", "delete", "char_noise")
-CRITERIA_LOSSES = ("bce", "weighted_bce", "focal", "adaptive_focal", "hybrid")
-TINY_ENCODER = "tiny-random"
-EVIDENCE_LEVELS = ("char", "sentence", "span")
+MB = 1 << 20
+"""Sizes are given in MB (MiB) everywhere, times in seconds."""
+
+# Every field with a fixed set of values is typed with one of these; the tuples of allowed values are
+# derived from them, and validation reads each field's choices from its type.
+Pooling = Literal["cls", "mean", "attention", "scalar_mix"]
+CriteriaHead = Literal["linear", "mlp", "residual_mlp", "gated", "multi_sample_dropout"]
+EvidenceHead = Literal["token", "start_end_linear", "start_end_mlp", "biaffine", "bio_crf", "sentence_reranker"]
+Coupling = Literal["independent", "evidence_informed"]
+EvidencePooling = Literal["mean", "max", "attention"]
+CouplingCombine = Literal["concat", "sum", "weighted_sum", "mean", "weighted_mean"]
+Activation = Literal["gelu", "silu", "relu", "leaky_relu", "mish", "tanh"]
+InputFormat = Literal["multilabel", "pair"]
+LongPosts = Literal["windows", "truncate"]
+WindowPooling = Literal["max", "mean", "attention"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+AugmentMethod = Literal["synonym", "insert", "swap", "delete", "char_noise"]
+CriteriaLoss = Literal["bce", "weighted_bce", "focal", "adaptive_focal", "hybrid"]
+HybridBce = Literal["bce", "weighted_bce"]
+HybridFocal = Literal["focal", "adaptive_focal"]
+Optimizer = Literal["adamw", "sgd"]
+Pruner = Literal["none", "median", "hyperband"]
+EvidenceLevel = Literal["char", "sentence", "span"]
+SplitProtocol = Literal["stratified", "paper"]
+
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+CRITERIA_HEADS: tuple[str, ...] = get_args(CriteriaHead)
+EVIDENCE_HEADS: tuple[str, ...] = get_args(EvidenceHead)
+COUPLINGS: tuple[str, ...] = get_args(Coupling)
+EVIDENCE_POOLINGS: tuple[str, ...] = get_args(EvidencePooling)
+COUPLING_COMBINES: tuple[str, ...] = get_args(CouplingCombine)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+INPUT_FORMATS: tuple[str, ...] = get_args(InputFormat)
+LONG_POSTS: tuple[str, ...] = get_args(LongPosts)
+WINDOW_POOLINGS: tuple[str, ...] = get_args(WindowPooling)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+AUGMENT_METHODS: tuple[str, ...] = get_args(AugmentMethod)
+CRITERIA_LOSSES: tuple[str, ...] = get_args(CriteriaLoss)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+PRUNERS: tuple[str, ...] = get_args(Pruner)
+EVIDENCE_LEVELS: tuple[str, ...] = get_args(EvidenceLevel)
 """What ``evaluation.evidence_metric`` accepts: evidence scored by characters, sentences or spans."""
-SPLIT_PROTOCOLS = ("stratified", "paper")
+SPLIT_PROTOCOLS: tuple[str, ...] = get_args(SplitProtocol)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     source: str = "sample"
     """``sample`` (bundled), a local directory with the two release CSVs, or a hub dataset id."""
@@ -51,14 +78,14 @@ class DataConfig:
     """Share of posts in the validation split when we split ourselves."""
     test_fraction: float = 0.15
     """Share of posts in the test split when we split ourselves."""
-    split_protocol: str = "stratified"
+    split_protocol: SplitProtocol = "stratified"
     """How we split a source without its own splits: ``stratified`` (by each post's rarest label, from
     ``seed``, with ``val_fraction`` and ``test_fraction``) or ``paper`` (the published baselines' split:
     scikit-learn's ``train_test_split`` of the posts in file order, 20% test with ``random_state=42``;
     validation is ``val_fraction`` of all posts, carved from the training part the same way)."""
     max_length: int = 160
     """Tokens per model input (one window of a post, or the whole post with ``long_posts=truncate``)."""
-    long_posts: str = "windows"
+    long_posts: LongPosts = "windows"
     """A post longer than ``max_length`` tokens: ``windows`` (overlapping windows of ``max_length`` tokens,
     pooled per post for the criteria, evidence merged back into the post) or ``truncate`` (the rest is
     lost; the share of evidence lost is logged as ``*_evidence_truncation_loss``)."""
@@ -71,7 +98,7 @@ class DataConfig:
     fuzzy_threshold: float = 80.0
     """Evidence alignment: the last resort, a fuzzy match of the annotated sentence in its post, counts at
     this rapidfuzz ``ratio`` score (0-100) and above, over runs of one to three post sentences."""
-    input_format: str = "multilabel"
+    input_format: InputFormat = "multilabel"
     """``multilabel`` (one example per post, nine outputs) or ``pair`` (criterion description + post, one
     output, nine examples per post; predictions are mapped back per post)."""
 
@@ -81,9 +108,9 @@ class DataConfig:
         return self.max_length // 4 if self.window_stride is None else self.window_stride
 
 
-@dataclass
+@dataclass(frozen=True)
 class AugmentConfig:
-    methods: list[str] = field(default_factory=list)
+    methods: list[AugmentMethod] = field(default_factory=list)
     """Evidence-sentence rewrites to draw from: ``synonym``, ``insert`` (WordNet), ``swap``, ``delete``,
     ``char_noise`` (nlpaug); empty = no augmentation."""
     probability: float = 0.5
@@ -96,14 +123,14 @@ class AugmentConfig:
     """WordNet 3.0 database files (Debian ``wordnet-base``), for ``synonym`` and ``insert``."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     encoder: str = BUNDLED_ENCODER
     """``tiny-random``, ``bundled:all-MiniLM-L6-v2``, a hub id or a local path."""
-    pooling: str = "mean"
+    pooling: Pooling = "mean"
     """How token states become one post vector: ``cls``, ``mean`` (mask-aware), ``attention`` (learned
     token weights) or ``scalar_mix`` (learned mix of the last two hidden layers, then mean)."""
-    criteria_head: str = "mlp"
+    criteria_head: CriteriaHead = "mlp"
     """``linear``, ``mlp``, ``residual_mlp``, ``gated`` (GLU) or ``multi_sample_dropout``."""
     head_hidden: int = 256
     """Width of the criteria head's hidden layer (mlp, residual_mlp, gated)."""
@@ -111,24 +138,24 @@ class ModelConfig:
     """Dropout masks averaged by the ``multi_sample_dropout`` head."""
     dropout: float = 0.1
     """Dropout in the heads."""
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     """Activation inside the heads' MLPs: ``gelu``, ``silu``, ``relu``, ``leaky_relu``, ``mish`` or ``tanh``."""
-    evidence_head: str = "token"
+    evidence_head: EvidenceHead = "token"
     """``token`` (per-token tagging), ``start_end_linear``, ``start_end_mlp``, ``biaffine`` (span scorer),
     ``bio_crf`` (BIO tags under a CRF) or ``sentence_reranker`` (scores whole sentences)."""
     evidence_hidden: int = 128
     """Hidden width of the evidence head's MLPs (start_end_mlp, biaffine, bio_crf, sentence_reranker)."""
     max_span_tokens: int = 64
     """Longest evidence span, in tokens, the start/end and biaffine heads can predict."""
-    coupling: str = "independent"
+    coupling: Coupling = "independent"
     """``independent``, or ``evidence_informed``: the criteria head also sees an evidence vector pooled
     under the evidence head's token scores."""
-    evidence_pooling: str = "mean"
+    evidence_pooling: EvidencePooling = "mean"
     """Evidence-informed coupling: how the evidence vector is pooled (``mean``, ``max``, ``attention``)."""
-    coupling_combine: str = "concat"
+    coupling_combine: CouplingCombine = "concat"
     """Evidence-informed coupling: how post and evidence vectors combine (``concat``, ``sum``,
     ``weighted_sum``, ``mean``, ``weighted_mean``)."""
-    window_pooling: str = "max"
+    window_pooling: WindowPooling = "max"
     """``data.long_posts=windows``: how a post's window vectors become the one vector the criteria head
     reads: ``max``, ``mean`` or ``attention`` (learned weights over the windows)."""
     gradient_checkpointing: bool = False
@@ -138,7 +165,7 @@ class ModelConfig:
     """Hugging Face cache directory (default: the library's, i.e. ``$HF_HOME/hub``)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 5
     """Training epochs per trial."""
@@ -156,7 +183,7 @@ class TrainConfig:
     """Learning rate of the heads."""
     weight_decay: float = 0.01
     """Weight decay (not applied to biases and LayerNorm)."""
-    optimizer: str = "adamw"
+    optimizer: Optimizer = "adamw"
     """``adamw`` or ``sgd`` (with ``momentum``)."""
     momentum: float = 0.9
     """SGD momentum (ignored by AdamW)."""
@@ -166,7 +193,7 @@ class TrainConfig:
     """Task weight of the evidence head's loss."""
     criteria_loss_weight: float = 1.0
     """Task weight of the criteria loss."""
-    criteria_loss: str = "bce"
+    criteria_loss: CriteriaLoss = "bce"
     """``bce``, ``weighted_bce`` (positives weighted by negatives/positives of the train split), ``focal``,
     ``adaptive_focal`` (learned gamma per criterion) or ``hybrid``."""
     focal_gamma: float = 2.0
@@ -175,9 +202,9 @@ class TrainConfig:
     """``adaptive_focal``: weight of (learned gamma - focal_gamma)^2 in the loss."""
     hybrid_alpha: float = 0.5
     """``hybrid``: alpha * hybrid_bce + (1 - alpha) * hybrid_focal."""
-    hybrid_bce: str = "weighted_bce"
+    hybrid_bce: HybridBce = "weighted_bce"
     """``hybrid``: its BCE variant, ``bce`` or ``weighted_bce``."""
-    hybrid_focal: str = "focal"
+    hybrid_focal: HybridFocal = "focal"
     """``hybrid``: its focal variant, ``focal`` or ``adaptive_focal``."""
     label_smoothing: float = 0.0
     """Criteria targets move eps/2 towards 1/2."""
@@ -199,7 +226,7 @@ class TrainConfig:
     device: str = "auto"
     """Where the model, batches, losses and evaluation run: ``auto`` (CUDA if available, else MPS, else
     CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
-    precision: str = "auto"
+    precision: Precision = "auto"
     """Autocast precision of forward and loss: ``auto`` (bf16 on a CUDA GPU that supports it, else fp32),
     ``fp32``, ``bf16`` or ``fp16`` (with a gradient scaler). Weights and optimizer state stay fp32."""
     deterministic: bool = True
@@ -214,7 +241,7 @@ class TrainConfig:
     padding; evaluation is always sorted by length."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetentionConfig:
     keep_last_n: int = 1
     """Newest checkpoints kept with their training state for resuming. The newest is always kept while a
@@ -222,16 +249,21 @@ class RetentionConfig:
     keep_best_k: int = 1
     """Best checkpoints kept by the optimization metric (1 or 2). Checkpoints tied for best (co-best) are
     all kept, even past this cap."""
-    max_total_size_gb: float = 10.0
-    """Cap on one trial's checkpoint bytes; the resume point and co-best survive even past it."""
+    max_total_size_mb: float = 10240.0
+    """Cap on one trial's checkpoint MB; the resume point and co-best survive even past it."""
     lean_best: bool = True
     """Drop the optimizer/scheduler state of checkpoints kept only because they are best."""
     release_finished_trials: bool = True
     """When a trial ends, delete the checkpoints that can no longer matter: everything of a trial that is
     not the study's best, and the resume points of the best trial."""
 
+    @property
+    def max_total_size_gb(self) -> float:
+        """Deprecated: ``max_total_size_mb`` / 1024 (kept until the next release)."""
+        return self.max_total_size_mb / 1024
 
-@dataclass
+
+@dataclass(frozen=True)
 class DiskGuardConfig:
     interval_s: float = 60.0
     """Seconds between free-space checks of the experiments filesystem (background thread)."""
@@ -245,7 +277,7 @@ class DiskGuardConfig:
     """Free space checkpoints never use, left for logs, tracking and the OS."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: str | None = None
     """MLflow tracking URI: default ``sqlite:///<experiments_dir>/mlflow.db``; an ``https://`` server works
@@ -276,25 +308,26 @@ class TrackingConfig:
     """MLflow's own sampling of CPU, memory, disk, network and GPU into each trial's run (``system/*``
     metrics), every ``system_metrics_interval_s``; sent by MLflow directly, not through the journal."""
     system_metrics_interval_s: float = 10.0
-    journal_sync_ms: float = 100.0
-    """The journal is fsynced in groups at most this many milliseconds apart, off the training thread: a
+    """Seconds between two system-metrics samples; samples taken while the tracking server is down are lost."""
+    journal_sync_s: float = 0.1
+    """The journal is fsynced in groups at most this many seconds apart, off the training thread: a
     killed process loses nothing, a power or kernel failure at most this window. 0 = fsync inside every
     tracking call (the caller waits for the disk)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LogsConfig:
     stdout_level: str = "INFO"
     """Least severe level shown on stdout; CRITICAL is always shown."""
-    max_bytes: int = 1_000_000_000
-    """Rotate a JSON log file when it would pass this size."""
+    max_mb: float = 1000.0
+    """Rotate a JSON log file when it would pass this many MB."""
     daily: bool = True
     """Also rotate when the date (UTC) changes."""
     backup_count: int = 14
     """Rotated files kept per log (``events.jsonl.1`` is the newest)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class HubConfig:
     token_check: str = "auto"
     """Hugging Face token check before each trial and checkpoint: ``auto`` (ask the hub who the token
@@ -304,7 +337,7 @@ class HubConfig:
     """While the token is expired, the study pauses and checks again this often."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class HpoConfig:
     n_trials: int = 4
     """Trials in the study, counted over every worker."""
@@ -321,7 +354,7 @@ class HpoConfig:
     search_space: dict[str, Any] = field(default_factory=dict)
     """Nested mapping ``area.field`` -> parameter spec (type, low/high/log or choices; ``when`` makes it
     conditional on other parameters' values)."""
-    pruner: str = "none"
+    pruner: Pruner = "none"
     """``none``, ``median`` or ``hyperband``; fed the optimization metric after every epoch."""
     pruner_startup_trials: int = 2
     """Median pruner: trials that run to the end before any is pruned."""
@@ -336,16 +369,16 @@ class HpoConfig:
     re-queued (to continue from its newest checkpoint) by the next worker that claims a trial."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluationConfig:
-    evidence_metric: str = "char"
+    evidence_metric: EvidenceLevel = "char"
     """Which evidence level is ``evidence_{precision,recall,f1}``, the one objectives and threshold
     calibration use: ``char`` (non-space characters), ``sentence`` (a sentence counts when at least half of
     its characters are evidence) or ``span`` (runs of evidence matched one to one at IoU >= 0.5). Every
     level is logged and reported as ``evidence_<level>_*`` whichever is chosen."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     experiments_dir: str = "experiments"
     """Root of all outputs: trial and study directories, the MLflow database."""
@@ -362,3 +395,28 @@ class Config:
     logs: LogsConfig = field(default_factory=LogsConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     hpo: HpoConfig = field(default_factory=HpoConfig)
+
+
+DEPRECATED_KEYS: dict[str, tuple[str, float, str]] = {
+    "retention_policy.max_total_size_gb": ("max_total_size_mb", 1024.0, "GB to MB"),
+    "tracking.journal_sync_ms": ("journal_sync_s", 0.001, "milliseconds to seconds"),
+    "logs.max_bytes": ("max_mb", 1 / MB, "bytes to MB"),
+}
+"""Keys renamed when every size became MB and every time seconds: old key -> (new key, factor, what
+changes). Accepted, with a warning, until the next release."""
+
+
+def with_values(config: Config, values: dict[str, Any]) -> Config:
+    """A copy of ``config`` with dotted fields (``hpo.pruner``) set, not validated (``apply_overrides``
+    validates)."""
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for dotted, value in values.items():
+        area, _, name = dotted.partition(".")
+        if name:
+            sections.setdefault(area, {})[name] = value
+        else:
+            top[area] = value
+    for area, changes in sections.items():
+        top[area] = replace(getattr(config, area), **changes)
+    return replace(config, **top)

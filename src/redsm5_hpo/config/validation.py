@@ -1,62 +1,71 @@
-"""Cross-field checks on a built ``Config``; each returns problems instead of raising."""
+"""Cross-field checks on a built ``Config``; each returns problems instead of raising.
+
+The checks that need a package above the config layer (WordNet files, the metric names the loop logs,
+the tracking server's scheme) live in that package as ``check_config(config) -> list[str]`` and are
+registered under the ``redsm5_hpo.config_checks`` entry points in ``pyproject.toml``; ``validate``
+collects them from there, so this layer imports nothing above it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
+from collections.abc import Callable
+from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 
-from redsm5_hpo.config.schema import (
-    ACTIVATIONS,
-    AUGMENT_METHODS,
-    COUPLING_COMBINES,
-    COUPLINGS,
-    CRITERIA_HEADS,
-    CRITERIA_LOSSES,
-    DEVICE_PATTERN,
-    EVIDENCE_HEADS,
-    EVIDENCE_LEVELS,
-    EVIDENCE_POOLINGS,
-    INPUT_FORMATS,
-    LONG_POSTS,
-    POOLINGS,
-    PRECISIONS,
-    SPLIT_PROTOCOLS,
-    WINDOW_POOLINGS,
-    Config,
-)
+from redsm5_hpo.config.schema import AUGMENT_METHODS, DEVICE_PATTERN, Config
 from redsm5_hpo.config.search_space import flatten_space, parents, suggestion_order
-from redsm5_hpo.data.wordnet import WordNetMissing, require
-from redsm5_hpo.evaluation.metrics import validation_metric_names
-from redsm5_hpo.tracking.auth import insecure_remote
-from redsm5_hpo.tracking.sanitize import mask_secrets
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-OPTIMIZERS = ("adamw", "sgd")
-PRUNERS = ("none", "median", "hyperband")
+"""``logs.stdout_level``, in any case (a ``str``, not a ``Literal``, so ``info`` works too)."""
 PARAM_TYPES = ("float", "int", "categorical")
-CHOICES: dict[str, tuple[str, ...]] = {
-    "data.input_format": INPUT_FORMATS,
-    "data.long_posts": LONG_POSTS,
-    "data.split_protocol": SPLIT_PROTOCOLS,
-    "evaluation.evidence_metric": EVIDENCE_LEVELS,
-    "model.window_pooling": WINDOW_POOLINGS,
-    "model.pooling": POOLINGS,
-    "model.criteria_head": CRITERIA_HEADS,
-    "model.evidence_head": EVIDENCE_HEADS,
-    "model.coupling": COUPLINGS,
-    "model.evidence_pooling": EVIDENCE_POOLINGS,
-    "model.coupling_combine": COUPLING_COMBINES,
-    "model.activation": ACTIVATIONS,
-    "train.criteria_loss": CRITERIA_LOSSES,
-    "train.hybrid_bce": ("bce", "weighted_bce"),
-    "train.hybrid_focal": ("focal", "adaptive_focal"),
-    "train.optimizer": OPTIMIZERS,
-    "train.precision": PRECISIONS,
-}
+CHECKS_GROUP = "redsm5_hpo.config_checks"
+"""Entry-point group of the packages' own configuration checks."""
+Check = Callable[[Config], list[str]]
+
+
+def field_choices() -> dict[str, tuple[str, ...]]:
+    """``section.field`` -> allowed values, for every field typed with a ``Literal``."""
+    choices: dict[str, tuple[str, ...]] = {}
+    for section in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[section.name]
+        if not dataclasses.is_dataclass(cls):
+            continue
+        for name, hint in typing.get_type_hints(cls).items():
+            if typing.get_origin(hint) is typing.Literal:
+                choices[f"{section.name}.{name}"] = typing.get_args(hint)
+    return choices
+
+
+CHOICES = field_choices()
 """Fields with a fixed set of values: checked in the config and in categorical search dimensions."""
 PAIR_MIN_LENGTH = 64
 """Pair format: the longest criterion description takes about 20 tokens."""
+
+
+@cache
+def package_checks() -> tuple[Check, ...]:
+    """The packages' ``check_config`` functions, by entry-point name."""
+    return tuple(ep.load() for ep in sorted(entry_points(group=CHECKS_GROUP), key=lambda ep: ep.name))
+
+
+def tune_problems(config: Config) -> list[str]:
+    """What a study needs beyond what any run needs."""
+    if not config.train.save_checkpoints:
+        return ["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"]
+    return []
+
+
+def augment_methods(config: Config) -> set[str]:
+    """Every augmentation method the configuration or its search space can use."""
+    try:
+        searched = flatten_space(config.hpo.search_space).get("augment.methods", {}).get("choices") or []
+    except ValueError:
+        searched = []  # reported with the search space
+    return {*config.augment.methods, *(m for choice in searched for m in str(choice).split("+") if m != "none")}
 
 
 def validate(config: Config) -> list[str]:
@@ -92,8 +101,6 @@ def validate(config: Config) -> list[str]:
         )
     if not 0 <= t.momentum < 1:
         problems.append(f"train.momentum: must be in [0, 1), got {t.momentum}")
-    if h.pruner not in PRUNERS:
-        problems.append(f"hpo.pruner: one of {', '.join(PRUNERS)}, got {h.pruner!r}")
     if h.pruner_startup_trials < 0 or h.pruner_warmup_epochs < 0 or h.hyperband_reduction_factor < 2:
         problems.append(
             "hpo.pruner_startup_trials/pruner_warmup_epochs: must be >= 0, hpo.hyperband_reduction_factor >= 2"
@@ -127,17 +134,13 @@ def validate(config: Config) -> list[str]:
     if t.max_steps_per_epoch is not None and t.max_steps_per_epoch < 1:
         problems.append(f"train.max_steps_per_epoch: null or >= 1, got {t.max_steps_per_epoch}")
     problems += _hardware_problems(config)
-    known = validation_metric_names()
-    if t.optimization_metric not in known:
-        problems.append(
-            f"train.optimization_metric: {t.optimization_metric!r} is not a metric the loop logs; "
-            f"choose one of {', '.join(sorted(known))}"
-        )
     problems += _retention_problems(config)
     if h.n_trials < 1:
         problems.append(f"hpo.n_trials: must be >= 1, got {h.n_trials}")
     problems += _search_space_problems(config)
     problems += _tracking_problems(config)
+    for check in package_checks():
+        problems += check(config)
     return problems
 
 
@@ -194,9 +197,9 @@ def _hardware_problems(config: Config) -> list[str]:
         )
     if t.eval_batch_size is not None and t.eval_batch_size < 1:
         problems.append(f"train.eval_batch_size: null (= train.batch_size) or >= 1, got {t.eval_batch_size}")
-    if config.tracking.journal_sync_ms < 0:
+    if config.tracking.journal_sync_s < 0:
         problems.append(
-            f"tracking.journal_sync_ms: must be >= 0 (0 = fsync in every call), got {config.tracking.journal_sync_ms}"
+            f"tracking.journal_sync_s: must be >= 0 (0 = fsync in every call), got {config.tracking.journal_sync_s}"
         )
     return problems
 
@@ -204,12 +207,7 @@ def _hardware_problems(config: Config) -> list[str]:
 def _augment_problems(config: Config) -> list[str]:
     a = config.augment
     problems = []
-    try:
-        searched = flatten_space(config.hpo.search_space).get("augment.methods", {}).get("choices") or []
-    except ValueError:
-        searched = []  # reported with the search space
-    methods = {*a.methods, *(m for choice in searched for m in str(choice).split("+") if m != "none")}
-    unknown = sorted(methods - set(AUGMENT_METHODS))
+    unknown = sorted(augment_methods(config) - set(AUGMENT_METHODS))
     if unknown:
         problems.append(f"augment.methods: {unknown} unknown; choose from {', '.join(AUGMENT_METHODS)}")
     if not 0 <= a.probability <= 1 or not 0 < a.word_fraction <= 1 or a.copies < 1:
@@ -217,22 +215,12 @@ def _augment_problems(config: Config) -> list[str]:
             "augment: need 0 <= probability <= 1, 0 < word_fraction <= 1 and copies >= 1, "
             f"got {a.probability}, {a.word_fraction} and {a.copies}"
         )
-    if methods & {"synonym", "insert"}:
-        try:
-            require(a.wordnet_dir)
-        except WordNetMissing as e:
-            problems.append(f"augment.methods: {e}")
     return problems
 
 
 def _tracking_problems(config: Config) -> list[str]:
     tr, lg, hub = config.tracking, config.logs, config.hub
     problems = []
-    if tr.uri and insecure_remote(tr.uri) and not tr.allow_insecure_http:
-        problems.append(
-            f"tracking.uri: {mask_secrets(tr.uri)} sends metrics unencrypted over the network; use https:// "
-            "(tracking.ca_bundle for a private CA) or set tracking.allow_insecure_http=true"
-        )
     if tr.ca_bundle and not Path(tr.ca_bundle).expanduser().is_file():
         problems.append(f"tracking.ca_bundle: no file at {tr.ca_bundle}")
     for name in ("token_lifetime_s", "request_timeout_s", "journal_warn_mb"):
@@ -242,8 +230,8 @@ def _tracking_problems(config: Config) -> list[str]:
         problems.append("tracking.token_refresh_margin_s/flush_timeout_s: must be >= 0")
     if lg.stdout_level.upper() not in LOG_LEVELS:
         problems.append(f"logs.stdout_level: one of {', '.join(LOG_LEVELS)}, got {lg.stdout_level!r}")
-    if lg.max_bytes < 1 or lg.backup_count < 1:
-        problems.append(f"logs.max_bytes/backup_count: must be >= 1, got {lg.max_bytes} and {lg.backup_count}")
+    if lg.max_mb <= 0 or lg.backup_count < 1:
+        problems.append(f"logs.max_mb/backup_count: must be > 0 and >= 1, got {lg.max_mb} and {lg.backup_count}")
     if not (hub.token_check in ("auto", "none") or hub.token_check.startswith("command:")):
         problems.append(f"hub.token_check: 'auto', 'none' or 'command:<shell command>', got {hub.token_check!r}")
     if hub.recheck_interval_s <= 0:
@@ -258,8 +246,8 @@ def _retention_problems(config: Config) -> list[str]:
         problems.append(f"retention_policy.keep_last_n: must be >= 0, got {r.keep_last_n}")
     if not 1 <= r.keep_best_k <= 2:
         problems.append(f"retention_policy.keep_best_k: between 1 and 2 (hard cap), got {r.keep_best_k}")
-    if r.max_total_size_gb <= 0:
-        problems.append(f"retention_policy.max_total_size_gb: must be > 0, got {r.max_total_size_gb}")
+    if r.max_total_size_mb <= 0:
+        problems.append(f"retention_policy.max_total_size_mb: must be > 0, got {r.max_total_size_mb}")
     if g.interval_s <= 0 or g.info_interval_s <= 0:
         problems.append(f"disk_guard.interval_s/info_interval_s: must be > 0, got {g.interval_s}, {g.info_interval_s}")
     if not 0 < g.error_free_fraction <= g.critical_free_fraction < 1:

@@ -11,6 +11,8 @@ from typing import Any
 
 import optuna
 
+from redsm5_hpo.errors import first_line
+
 log = logging.getLogger(__name__)
 
 
@@ -39,7 +41,7 @@ def write_study_plots(
                 warnings.simplefilter("ignore")
                 axes = draw()
         except Exception as e:  # plots are a convenience: never fail a study over one
-            log.info("plot %s skipped: %s", name, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            log.info("plot %s skipped: %s", name, first_line(e))
             continue
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
         path = directory / f"{name}.png"

@@ -18,6 +18,7 @@ import optuna
 
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.errors import first_line
 from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.space import suggest
@@ -45,8 +46,8 @@ def failure_reason(error: BaseException) -> str:
     reason = getattr(error, "reason", None)
     if isinstance(reason, str):
         return reason
-    first = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    first = first_line(error)
+    return type(error).__name__ if first == type(error).__name__ else f"{type(error).__name__}: {first}"
 
 
 SLOT_ATTR = "slot"

@@ -4,6 +4,7 @@ run it on new posts (``redsm5-hpo predict``)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -121,7 +122,7 @@ def _load_export(folder: Path, device: str | None) -> LoadedModel:
             "by `redsm5-hpo export`"
         )
     config = config_from_dict(meta["config"])
-    config.model.encoder = str(folder.resolve())
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, encoder=str(folder.resolve())))
     runtime = resolve_runtime(config.train, device)
     model, tokenizer = build_model(config, None, runtime)
     if model.architecture_signature() != meta["architecture"]:

@@ -66,7 +66,7 @@ def open_tracker(config: Config) -> JournalingTracker:
         BufferSettings(
             warn_bytes=int(tr.journal_warn_mb * 2**20),
             flush_timeout_s=tr.flush_timeout_s,
-            sync_interval_s=tr.journal_sync_ms / 1000,
+            sync_interval_s=tr.journal_sync_s,
         ),
         provider,
         describe=f"tracking server {mask_secrets(uri)}" if uri.startswith("http") else f"tracking store {uri}",

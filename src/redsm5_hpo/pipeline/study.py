@@ -25,6 +25,7 @@ from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.resume import override_keys, resume_config
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.validation import tune_problems
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.plots import write_study_plots
@@ -95,8 +96,8 @@ def run_study(
     saved ``train.device`` of the study and its trials (resuming on another machine). ``overrides`` are the
     keys the user set (``config`` holds their values): a resumed study takes those that do not change what
     its trials compute (``config.resume``), keeps them in ``study.json``, and refuses the others."""
-    if not config.train.save_checkpoints:
-        raise ConfigError(["train.save_checkpoints: a study needs checkpoints to evaluate its best trial on test"])
+    if problems := tune_problems(config):
+        raise ConfigError(problems)
     if (
         resume_dir is None
         and config.hpo.study_name

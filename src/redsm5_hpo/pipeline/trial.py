@@ -30,6 +30,7 @@ from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.devices import Runtime, configure_determinism, resolve_runtime
+from redsm5_hpo.errors import traceback_text
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo.retention import StudyCheckpoints
@@ -48,7 +49,7 @@ from redsm5_hpo.pipeline.parts import (
     system_metrics,
 )
 from redsm5_hpo.tracking.base import Tracker
-from redsm5_hpo.tracking.logs import json_log_file, trial_context
+from redsm5_hpo.tracking.logs import TRACEBACK, json_log_file, trial_context
 from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, PruningHook, TrialPruned
 from redsm5_hpo.training.loop import NonFiniteLossError, TrainingHook, fit
 
@@ -150,7 +151,12 @@ def run_trial(
             raise
         except BaseException as e:
             reason = failure_reason(e)
-            log.error("trial %s failed: %s", trial_id, str(e) if isinstance(e, NonFiniteLossError) else reason)
+            log.error(
+                "trial %s failed: %s",
+                trial_id,
+                str(e) if isinstance(e, NonFiniteLossError) else reason,
+                extra={TRACEBACK: traceback_text(e)},
+            )
             tracker.set_tags(run_id, {"lifecycle": "failed", "fail_reason": reason})
             tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
             raise

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from redsm5_hpo.atomic_files import write_json_atomic
+from redsm5_hpo.errors import first_line
 from redsm5_hpo.tracking.auth import TokenProvider
 from redsm5_hpo.tracking.base import flatten_params
 from redsm5_hpo.tracking.journal import METRIC_KINDS, Entry, Journal, Pending, expand_metrics
@@ -242,7 +243,7 @@ class JournalingTracker:
                     "`redsm5-hpo verify` may later report duplicates",
                     run_id,
                     self.describe,
-                    mask_secrets(str(e).splitlines()[0] if str(e) else type(e).__name__),
+                    mask_secrets(first_line(e)),
                 )
         with self._cond:
             lines = [p.entry for p in self._queue if p.entry["kind"] in METRIC_KINDS]
@@ -471,7 +472,7 @@ class JournalingTracker:
         return points
 
     def _reject(self, batch: list[Pending], error: BaseException) -> None:
-        reason = mask_secrets(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        reason = mask_secrets(first_line(error))
         with open(self.rejected_path, "a", encoding="utf-8") as f:
             for p in batch:
                 f.write(json.dumps({**p.entry, "rejected_because": reason}) + "\n")
@@ -486,7 +487,7 @@ class JournalingTracker:
 
     def _note_failure(self, error: BaseException) -> None:
         self._failures += 1
-        message = mask_secrets(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        message = mask_secrets(first_line(error))
         if self.outage_since is None:
             self.outage_since = time.time()
             log.warning(

@@ -18,11 +18,14 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from redsm5_hpo.config.schema import LogsConfig
+from redsm5_hpo.config.schema import MB, LogsConfig
 from redsm5_hpo.tracking.sanitize import SecretMaskingFilter
 
 current_trial_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_trial_id", default=None)
 ROOT = "redsm5_hpo"
+TRACEBACK = "traceback"
+"""A record's attribute (``extra={TRACEBACK: ...}``) that only the JSON files show: a failure's whole
+traceback, kept off the terminal."""
 
 
 class JsonLinesFormatter(logging.Formatter):
@@ -39,6 +42,10 @@ class JsonLinesFormatter(logging.Formatter):
             payload["progress"] = record.progress
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # masked by SecretMaskingFilter
+            payload["exception"] = record.exc_text
+        if isinstance(getattr(record, TRACEBACK, None), str):
+            payload[TRACEBACK] = getattr(record, TRACEBACK)
         return json.dumps(payload)
 
 
@@ -107,7 +114,7 @@ def json_log_file(path: Path, settings: LogsConfig | None = None) -> Iterator[No
     """Also write the package's log records to ``path`` as JSON lines while the block runs."""
     settings = settings or LogsConfig()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingJsonLinesHandler(path, settings.max_bytes, settings.backup_count, settings.daily)
+    handler = RotatingJsonLinesHandler(path, int(settings.max_mb * MB), settings.backup_count, settings.daily)
     handler.setLevel(logging.INFO)
     handler.addFilter(SecretMaskingFilter())
     handler.setFormatter(JsonLinesFormatter())

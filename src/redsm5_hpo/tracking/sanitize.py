@@ -52,6 +52,9 @@ class SecretMaskingFilter(logging.Filter):
         masked = mask_secrets(message)
         if masked != message or record.args:
             record.msg, record.args = masked, None
+        trace = getattr(record, "traceback", None)
+        if isinstance(trace, str):
+            record.traceback = mask_secrets(trace)
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = mask_secrets(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None

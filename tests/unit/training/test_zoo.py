@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from redsm5_hpo.config import load_config
-from redsm5_hpo.config.schema import EVIDENCE_HEADS
+from redsm5_hpo.config.schema import EVIDENCE_HEADS, with_values
 from redsm5_hpo.data.evidence import evidence_chars, token_span
 from redsm5_hpo.data.formats import PairDataset, make_dataset
 from redsm5_hpo.devices import resolve_runtime
@@ -89,7 +89,7 @@ def test_both_formats_give_the_same_per_post_evaluation(sample_corpus) -> None:
     posts = sample_corpus.splits["validation"][:12]
     results = {}
     for input_format in ("multilabel", "pair"):
-        config.data.input_format = input_format
+        config = with_values(config, {"data.input_format": input_format})
         model, tokenizer = build_model(config, sample_corpus)
         dataset = make_dataset(posts, tokenizer, 96, input_format)
         predictions = predict(model, dataset, config.train, resolve_runtime(config.train))

@@ -1,19 +1,16 @@
-"""Conditional search spaces, pruners and threshold calibration."""
+"""Conditional search spaces and the pruners built from the config."""
 
 from __future__ import annotations
 
-import numpy as np
 import optuna
 import pytest
 
 from redsm5_hpo.config import load_config
 from redsm5_hpo.config.errors import ConfigError
+from redsm5_hpo.config.schema import with_values
 from redsm5_hpo.config.search_space import is_active, suggestion_order
-from redsm5_hpo.evaluation.metrics import criteria_metrics
-from redsm5_hpo.evaluation.thresholds import as_vector, calibrate_criteria, criterion_threshold
 from redsm5_hpo.hpo.space import suggest
 from redsm5_hpo.hpo.study import make_pruner
-from redsm5_hpo.labels import SYMPTOMS
 from tests.conftest import CONFIG_DIR
 
 SPACE = {
@@ -63,26 +60,7 @@ def test_invalid_conditions_are_rejected_up_front(tmp_path) -> None:
 def test_pruners_from_config(tmp_path) -> None:
     config = load_config([f"experiments_dir={tmp_path}"], CONFIG_DIR)
     assert isinstance(make_pruner(config), optuna.pruners.NopPruner)
-    config.hpo.pruner = "median"
+    config = with_values(config, {"hpo.pruner": "median"})
     assert isinstance(make_pruner(config), optuna.pruners.MedianPruner)
-    config.hpo.pruner = "hyperband"
+    config = with_values(config, {"hpo.pruner": "hyperband"})
     assert isinstance(make_pruner(config), optuna.pruners.HyperbandPruner)
-
-
-def test_threshold_moves_where_probabilities_are_shifted() -> None:
-    # positives score 0.3-0.4, negatives 0.05-0.2: at 0.5 nothing is predicted, calibration finds the gap
-    y = np.array([1] * 10 + [0] * 30)
-    probs = np.concatenate([np.linspace(0.3, 0.4, 10), np.linspace(0.05, 0.2, 30)])
-    threshold = criterion_threshold(y, probs)
-    assert 0.2 < threshold <= 0.3
-    labels = np.tile(y[:, None], (1, len(SYMPTOMS)))
-    scores = np.tile(probs[:, None], (1, len(SYMPTOMS)))
-    thresholds = calibrate_criteria(labels, scores)
-    assert criteria_metrics(labels, scores)["criteria_macro_f1"] == 0.0
-    assert criteria_metrics(labels, scores, as_vector(thresholds))["criteria_macro_f1"] == 1.0
-
-
-def test_well_placed_or_uninformative_thresholds_stay_at_one_half() -> None:
-    y = np.array([1, 1, 0, 0])
-    assert criterion_threshold(y, np.array([0.9, 0.8, 0.1, 0.2])) == 0.5  # every grid point in the gap ties
-    assert criterion_threshold(np.zeros(4, dtype=int), np.array([0.9, 0.8, 0.1, 0.2])) == 0.5  # no positive

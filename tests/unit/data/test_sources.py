@@ -132,7 +132,7 @@ def sample_generator():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "make_sample_data", Path(__file__).resolve().parents[2] / "scripts" / "make_sample_data.py"
+        "make_sample_data", Path(__file__).resolve().parents[3] / "scripts" / "make_sample_data.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -7,8 +7,9 @@ import json
 import logging
 import os
 
-from redsm5_hpo.config.schema import LogsConfig
-from redsm5_hpo.tracking.logs import RotatingJsonLinesHandler, json_log_file, setup_logging
+from redsm5_hpo.config.schema import MB, LogsConfig
+from redsm5_hpo.errors import first_line, traceback_text
+from redsm5_hpo.tracking.logs import TRACEBACK, RotatingJsonLinesHandler, json_log_file, setup_logging
 
 
 def read_events(directory, name="events.jsonl") -> list[dict]:
@@ -18,7 +19,7 @@ def read_events(directory, name="events.jsonl") -> list[dict]:
 
 def test_size_rotation_loses_no_event(tmp_path) -> None:
     path = tmp_path / "events.jsonl"
-    settings = LogsConfig(max_bytes=400, backup_count=200, daily=False)
+    settings = LogsConfig(max_mb=400 / MB, backup_count=200, daily=False)
     with json_log_file(path, settings):
         for i in range(300):
             logging.getLogger("redsm5_hpo.test").info("event %d", i)
@@ -29,7 +30,7 @@ def test_size_rotation_loses_no_event(tmp_path) -> None:
 
 def test_rotation_keeps_backup_count_files(tmp_path) -> None:
     path = tmp_path / "events.jsonl"
-    with json_log_file(path, LogsConfig(max_bytes=300, backup_count=14, daily=False)):
+    with json_log_file(path, LogsConfig(max_mb=300 / MB, backup_count=14, daily=False)):
         for i in range(500):
             logging.getLogger("redsm5_hpo.test").info("event %d", i)
     assert len(list(tmp_path.glob("events.jsonl*"))) == 15
@@ -79,3 +80,30 @@ def test_critical_is_on_stdout_whatever_the_level(capsys) -> None:
         setup_logging("INFO")
     out = capsys.readouterr().out
     assert "loud failure" in out and "quiet warning" not in out
+
+
+def test_a_failure_s_traceback_goes_to_the_json_file_masked_and_not_to_stdout(tmp_path, capsys) -> None:
+    setup_logging("INFO")
+    token = "hf_" + "a1B2c3D4e5" * 3
+    with json_log_file(tmp_path / "events.jsonl"):
+        try:
+            try:
+                raise KeyError("inner")
+            except KeyError as inner:
+                raise ValueError(f"cannot load with {token}\nsecond line") from inner
+        except ValueError as e:
+            logging.getLogger("redsm5_hpo.test").error(
+                "failed: %s", first_line(e), extra={TRACEBACK: traceback_text(e)}
+            )
+    (event,) = read_events(tmp_path)
+    assert event["message"] == "failed: cannot load with ***"
+    trace = event["traceback"]
+    assert trace.startswith("Traceback (most recent call last)") and "KeyError: 'inner'" in trace
+    assert "ValueError: cannot load with ***" in trace and token not in trace
+    out = capsys.readouterr().out
+    assert "failed: cannot load" in out and "Traceback" not in out
+
+
+def test_first_line_of_an_error() -> None:
+    assert first_line(ValueError("one\ntwo")) == "one"
+    assert first_line(RuntimeError()) == "RuntimeError"

@@ -198,3 +198,39 @@ def test_workers_and_their_devices_are_validated_and_may_change_on_resume() -> N
     saved = load_config([], CONFIG_DIR)
     resumed, changed = resume_config(saved, config, ["hpo.n_workers", "hpo.devices"])
     assert changed == {"hpo.n_workers": 2, "hpo.devices": ["cuda:0", "cuda:1"]} and resumed.hpo.n_workers == 2
+
+
+def test_renamed_keys_still_work_with_a_warning_and_their_old_unit() -> None:
+    from redsm5_hpo.config.loading import ConfigDeprecationWarning
+
+    with pytest.warns(ConfigDeprecationWarning, match=r"use retention_policy\.max_total_size_mb \(GB to MB\)"):
+        config = load_config(["retention_policy.max_total_size_gb=3", "tracking.journal_sync_ms=50"], CONFIG_DIR)
+    assert (config.retention_policy.max_total_size_mb, config.tracking.journal_sync_s) == (3072, 0.05)
+    saved = dataclasses.asdict(config)
+    saved["logs"] = {**saved["logs"], "max_bytes": 2 * 2**20}
+    del saved["logs"]["max_mb"]
+    with pytest.warns(ConfigDeprecationWarning, match="logs.max_bytes"):  # a study.json written before the rename
+        assert config_from_dict(saved).logs.max_mb == 2
+
+
+def test_config_is_frozen_and_choices_come_from_the_literal_types() -> None:
+    from redsm5_hpo.config.schema import OPTIMIZERS, with_values
+    from redsm5_hpo.config.validation import CHOICES
+
+    config = load_config([], CONFIG_DIR)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.epochs = 3  # type: ignore[misc]
+    assert CHOICES["train.optimizer"] == OPTIMIZERS == ("adamw", "sgd")
+    assert with_values(config, {"train.epochs": 3, "seed": 1}).train.epochs == 3 and config.train.epochs == 5
+
+
+def test_each_package_brings_its_own_checks_through_entry_points() -> None:
+    from redsm5_hpo.config.validation import package_checks
+
+    assert [check.__module__ for check in package_checks()] == [
+        "redsm5_hpo.data.checks",
+        "redsm5_hpo.evaluation.checks",
+        "redsm5_hpo.tracking.checks",
+    ]
+    with pytest.raises(ConfigError, match="is not a metric the loop logs"):
+        load_config(["train.optimization_metric=val_nothing"], CONFIG_DIR)

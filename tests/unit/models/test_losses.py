@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from redsm5_hpo.config.schema import ACTIVATIONS, CRITERIA_LOSSES, Config, ModelConfig, TrainConfig
+from redsm5_hpo.config.schema import ACTIVATIONS, CRITERIA_LOSSES, Config, ModelConfig, TrainConfig, with_values
 from redsm5_hpo.config.validation import validate
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.models.activations import ACTIVATIONS as ACTIVATION_CLASSES
@@ -123,12 +123,16 @@ def test_fgm_adds_the_adversarial_gradient_and_restores_the_embeddings() -> None
 
 
 def test_impossible_or_unknown_model_zoo_settings_are_rejected() -> None:
-    config = Config()
-    config.model.coupling = "evidence_informed"
-    config.train.evidence_loss_weight = 0.0
-    config.model.evidence_head = "crf"
-    config.train.layer_lr_decay = 0.0
-    config.hpo.search_space = {"train": {"criteria_loss": {"type": "categorical", "choices": ["bce", "dice"]}}}
+    config = with_values(
+        Config(),
+        {
+            "model.coupling": "evidence_informed",
+            "train.evidence_loss_weight": 0.0,
+            "model.evidence_head": "crf",
+            "train.layer_lr_decay": 0.0,
+            "hpo.search_space": {"train": {"criteria_loss": {"type": "categorical", "choices": ["bce", "dice"]}}},
+        },
+    )
     problems = "\n".join(validate(config))
     assert "train.evidence_loss_weight > 0" in problems
     assert "model.evidence_head: one of token, start_end_linear" in problems

@@ -1,0 +1,16 @@
+"""How an exception is shown: one line for messages, tags and reports; the whole traceback for JSON logs."""
+
+from __future__ import annotations
+
+import traceback
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def traceback_text(error: BaseException) -> str:
+    """``error``'s full traceback, chained causes included, as Python prints it."""
+    return "".join(traceback.format_exception(error)).rstrip()
