@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import itertools
 import json
 import re
 import typing
@@ -33,7 +34,7 @@ def field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:], strict=False):
+    for node, following in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
@@ -70,7 +71,8 @@ def render(config: Config) -> str:
             parts.append("| " + " | ".join(_cell(c) for c in row) + " |")
         parts.append("")
     parts.append(
-        "## Renamed keys\n\nSizes are in MB and times in seconds everywhere. These old keys still work until the next release,"
+        "## Renamed keys\n\nSizes are in MB and times in seconds everywhere. "
+        "These old keys still work until the next release,"
     )
     parts.append("with a warning, and are converted:\n\n| old key | new key | unit |\n| --- | --- | --- |")
     for old, (new, _, change) in DEPRECATED_KEYS.items():
