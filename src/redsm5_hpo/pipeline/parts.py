@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import optuna
-
 from redsm5_hpo.checkpoints.disk import (
     Thresholds,
 )
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
-from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config, TrainConfig
 from redsm5_hpo.data.augment import augment_posts
 from redsm5_hpo.data.formats import MultiLabelDataset, Windowing, make_dataset
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime
-from redsm5_hpo.hpo.study import RESUME_FIRST, create_study
+from redsm5_hpo.hpo.study import RESUME_FIRST
 from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
 from redsm5_hpo.models.losses import CriteriaLoss, positive_weights
 from redsm5_hpo.models.model import CriteriaEvidenceModel
@@ -33,8 +29,6 @@ from redsm5_hpo.training.seeding import seed_everything
 
 STUDY_REPORT = "study_report.json"
 TRIAL_REPORT = "evaluation_report.json"
-STUDY_FILE = "study.json"
-"""Study identity for resuming: id, Optuna name and storage, MLflow run, resolved config."""
 JOURNAL_DIR = "tracking_journal"
 RUN_ID_ATTR = "mlflow_run_id"
 LIFECYCLE_ATTR = "lifecycle"
@@ -91,13 +85,6 @@ def system_metrics(config: Config, run_id: str) -> Iterator[None]:
         yield
     finally:
         monitor.finish()
-
-
-def open_saved_study(study_dir: Path) -> tuple[dict[str, Any], Config, optuna.Study]:
-    """A study's ``study.json``, the resolved config saved in it, and its Optuna study."""
-    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
-    config = config_from_dict(saved["config"])
-    return saved, config, create_study(config, saved["study_name"], saved["storage"])
 
 
 def open_monitor(config: Config) -> DiskMonitor:

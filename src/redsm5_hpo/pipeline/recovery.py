@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +29,9 @@ from redsm5_hpo.pipeline.parts import (
     RESUME_OF_ATTR,
     ROLLBACK_ATTR,
     RUN_ID_ATTR,
-    STUDY_FILE,
     open_tracker,
 )
+from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.tracking.base import Tracker
 
 log = logging.getLogger(__name__)
@@ -92,13 +91,13 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
     checkpoints are deleted, ``overrides`` (e.g. a lower ``train.lr_head``) go into the trial's config, and
     the trial is re-queued to continue from that epoch in a new MLflow run (tagged ``rolled_back_from``)
     at the next ``resume``. Returns a summary line."""
-    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    record = StudyRecord.read(study_dir)
     with study_lock(study_dir):
-        study = create_study(config_from_dict(saved["config"]), saved["study_name"], saved["storage"])
+        study = create_study(record.resolved_config(), record.study_name, record.storage)
         requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
         matches = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("trial_id") == trial_id]
         if not matches:
-            raise StudyError(f"no trial {trial_id} in study {saved['study_id']}")
+            raise StudyError(f"no trial {trial_id} in study {record.study_id}")
         trial = matches[-1]
         interrupted = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL)
         if trial.state not in interrupted or trial.number in uncounted(study):

@@ -13,16 +13,17 @@ from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, trial_counts
-from redsm5_hpo.pipeline.parts import STUDY_REPORT, open_saved_study
+from redsm5_hpo.pipeline.parts import STUDY_REPORT
+from redsm5_hpo.pipeline.record import open_saved_study
 from redsm5_hpo.pipeline.study import write_plots
 
 
 def reevaluate_study(study_dir: Path, device: str | None = None) -> tuple[dict[str, Any], list[Path]]:
     """Score the best trial's retained best/co-best checkpoints on test again (on ``device`` instead of the
     configured one when given) and rewrite the report."""
-    saved, config, study = open_saved_study(study_dir)
+    record, config, study = open_saved_study(study_dir)
     corpus = load_corpus(config.data, config.seed)
-    report = evaluate_best_trial(study, saved["study_id"], config, corpus, device)
+    report = evaluate_best_trial(study, record.study_id, config, corpus, device)
     write_report(study_dir / STUDY_REPORT, report, "study_report")
     return report, write_plots(study, study_dir, config)
 

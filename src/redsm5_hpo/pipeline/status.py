@@ -14,13 +14,13 @@ from pathlib import Path
 import optuna
 
 from redsm5_hpo.checkpoints.disk import DiskLevel, DiskUsage, Thresholds, assess, disk_usage, human_bytes
-from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.lock import is_locked
 from redsm5_hpo.hpo.progress import format_duration
 from redsm5_hpo.hpo.storage import is_shared, open_storage
 from redsm5_hpo.hpo.study import SLOT_ATTR, WORKER_ATTR, uncounted
-from redsm5_hpo.pipeline.parts import JOURNAL_DIR, LIFECYCLE_ATTR, STUDY_FILE, STUDY_REPORT, experiments_root
+from redsm5_hpo.pipeline.parts import JOURNAL_DIR, LIFECYCLE_ATTR, STUDY_REPORT, experiments_root
+from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.work import study_progress_of
 from redsm5_hpo.tracking.journal import pending_in
 
@@ -56,9 +56,9 @@ class StudyStatus:
 
 
 def read_status(study_dir: Path) -> StudyStatus:
-    saved = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
-    config: Config = config_from_dict(saved["config"])
-    study = optuna.load_study(study_name=saved["study_name"], storage=open_storage(saved["storage"]))
+    record = StudyRecord.read(study_dir)
+    config: Config = record.resolved_config()
+    study = optuna.load_study(study_name=record.study_name, storage=open_storage(record.storage))
     skip = uncounted(study)
     trials = [t for t in study.get_trials(deepcopy=False) if t.number not in skip]
     states = optuna.trial.TrialState
@@ -72,7 +72,7 @@ def read_status(study_dir: Path) -> StudyStatus:
     running = [_running_trial(t, config.hpo.n_workers > 1) for t in trials if t.state == states.RUNNING]
     if (study_dir / STUDY_REPORT).is_file() and not counts["running"] and not counts["queued"]:
         state = "finished"
-    elif (is_shared(saved["storage"]) and counts["running"]) or is_locked(study_dir):
+    elif (is_shared(record.storage) and counts["running"]) or is_locked(study_dir):
         state = "running"
     else:
         state = "stopped"
@@ -82,7 +82,7 @@ def read_status(study_dir: Path) -> StudyStatus:
     guard = config.disk_guard
     journal = Path(config.tracking.journal_dir) if config.tracking.journal_dir else root / JOURNAL_DIR
     return StudyStatus(
-        saved["study_id"],
+        record.study_id,
         state,
         config.hpo.n_trials,
         config.train.epochs,

@@ -17,17 +17,16 @@ from typing import Any
 import optuna
 
 from redsm5_hpo import __version__
-from redsm5_hpo.atomic_files import PRIVATE, write_json_atomic
 from redsm5_hpo.checkpoints.disk import (
     DiskSpaceError,
 )
+from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.errors import ConfigError
-from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.resume import override_keys, resume_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.config.validation import tune_problems
 from redsm5_hpo.data.loading import load_corpus
-from redsm5_hpo.devices import resolve_runtime
+from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
@@ -38,7 +37,6 @@ from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_run_metrics
 from redsm5_hpo.pipeline.parts import (
-    STUDY_FILE,
     STUDY_REPORT,
     TRIAL_REPORT,
     dataset_input,
@@ -47,9 +45,11 @@ from redsm5_hpo.pipeline.parts import (
     open_monitor,
     open_tracker,
 )
+from redsm5_hpo.pipeline.record import STUDY_FILE, StudyRecord
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.work import Worker, open_study_storage
 from redsm5_hpo.pipeline.workers import run_workers, worker_device
+from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,58 @@ def find_study_dir(config: Config, study: str | None) -> Path:
     return studies[-1].parent
 
 
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a study run works from, settled before any work: its configuration, identity and storage."""
+
+    config: Config
+    saved: StudyRecord | None
+    """The study's record when it is resumed (or joined); None for a new study."""
+    changed: dict[str, Any]
+    """Settings a resume changed (``config.resume``), saved back into the record."""
+    study_name: str
+    study_dir: Path
+    storage_url: str
+    runtime: Runtime
+    device: str | None
+
+    @property
+    def study_id(self) -> str:
+        return self.study_name.removeprefix("study_")
+
+    @property
+    def shared(self) -> bool:
+        """A database server: several machines may run this study at once (no study lock)."""
+        return is_shared(self.storage_url)
+
+    @property
+    def log_name(self) -> str:
+        return f"events.{socket.gethostname()}-{os.getpid()}.jsonl" if self.shared else "events.jsonl"
+
+
+def plan_study(config: Config, resume_dir: Path | None, device: str | None, overrides: Sequence[str]) -> StudyPlan:
+    """New or resumed: a directory holding ``study.json`` (``resume_dir``, or the ``hpo.study_name`` of an
+    existing study) is continued with its saved configuration plus the resume-safe ``overrides``."""
+    if problems := tune_problems(config):
+        raise ConfigError(problems)
+    root = experiments_root(config)
+    if resume_dir is None and config.hpo.study_name and (root / config.hpo.study_name / STUDY_FILE).is_file():
+        resume_dir = root / config.hpo.study_name
+    saved = StudyRecord.read(resume_dir) if resume_dir else None
+    changed: dict[str, Any] = {}
+    if saved:
+        config, changed = resume_config(saved.resolved_config(), config, override_keys(overrides))
+    runtime = resolve_runtime(config.train, device)  # a missing device fails before any work
+    study_name = saved.study_name if saved else config.hpo.study_name or f"study_{uuid.uuid4().hex}"
+    storage_url = (
+        saved.storage
+        if saved
+        else config.hpo.storage or default_storage(experiments_root(config) / study_name, config.hpo.n_workers)
+    )
+    study_dir = experiments_root(config) / study_name
+    return StudyPlan(config, saved, changed, study_name, study_dir, storage_url, runtime, device)
+
+
 def run_study(
     config: Config,
     progress: bool = True,
@@ -89,106 +141,125 @@ def run_study(
 ) -> StudyResult:
     """``redsm5-hpo tune`` / ``resume``: the study, then one test evaluation of the best trial.
 
-    A study directory that already holds ``study.json`` (``resume_dir``, or ``tune`` with the
-    ``hpo.study_name`` of an existing study) is continued with its saved configuration: finished trials
-    stay as they are, interrupted trials resume from their newest valid checkpoint in the same MLflow run
-    (or restart cleanly if they never saved one), and the remaining trials run. ``device`` replaces the
-    saved ``train.device`` of the study and its trials (resuming on another machine). ``overrides`` are the
-    keys the user set (``config`` holds their values): a resumed study takes those that do not change what
-    its trials compute (``config.resume``), keeps them in ``study.json``, and refuses the others."""
-    if problems := tune_problems(config):
-        raise ConfigError(problems)
-    if (
-        resume_dir is None
-        and config.hpo.study_name
-        and (experiments_root(config) / config.hpo.study_name / STUDY_FILE).is_file()
-    ):
-        resume_dir = experiments_root(config) / config.hpo.study_name
-    saved = json.loads((resume_dir / STUDY_FILE).read_text(encoding="utf-8")) if resume_dir else None
-    changed: dict[str, Any] = {}
-    if saved:
-        config, changed = resume_config(config_from_dict(saved["config"]), config, override_keys(overrides))
-    runtime = resolve_runtime(config.train, device)  # a missing device fails before any work
-    study_name = saved["study_name"] if saved else config.hpo.study_name or f"study_{uuid.uuid4().hex}"
-    study_id = study_name.removeprefix("study_")
-    study_dir = experiments_root(config) / study_name
-    study_dir.mkdir(parents=True, exist_ok=True)
-    storage_url = saved["storage"] if saved else config.hpo.storage or default_storage(study_dir, config.hpo.n_workers)
-    shared = is_shared(storage_url)  # a database server: several machines may run this study at once
-    log_name = f"events.{socket.gethostname()}-{os.getpid()}.jsonl" if shared else "events.jsonl"
+    A resumed study keeps its finished trials; interrupted trials resume from their newest valid
+    checkpoint in the same MLflow run (or restart cleanly if they never saved one), and the remaining
+    trials run. ``device`` replaces the saved ``train.device`` of the study and its trials (resuming on
+    another machine). ``overrides`` are the keys the user set (``config`` holds their values): a resumed
+    study takes those that do not change what its trials compute (``config.resume``), keeps them in
+    ``study.json``, and refuses the others."""
+    plan = plan_study(config, resume_dir, device, overrides)
+    plan.study_dir.mkdir(parents=True, exist_ok=True)
     with (
-        contextlib.nullcontext() if shared else study_lock(study_dir),
-        json_log_file(study_dir / "logs" / log_name, config.logs),
-        open_monitor(config) as monitor,
-        open_tracker(config) as tracker,
+        contextlib.nullcontext() if plan.shared else study_lock(plan.study_dir),
+        json_log_file(plan.study_dir / "logs" / plan.log_name, plan.config.logs),
+        open_monitor(plan.config) as monitor,
+        open_tracker(plan.config) as tracker,
     ):
-        corpus = load_corpus(config.data, config.seed)
-        splits = {k: len(v) for k, v in corpus.splits.items()}
-        log.info("study %s: data %s@%s, splits %s", study_id, corpus.source, corpus.revision, splits)
+        session = StudySession(plan, tracker, monitor, progress)
+        session.setup()
+        ran = session.run()
+        return session.finish(ran)
+
+
+class StudySession:
+    """One process's run of a study: ``setup`` (data, MLflow run, Optuna study), ``run`` (the trials, in
+    this process or in worker processes), ``finish`` (the test evaluation and the report)."""
+
+    def __init__(self, plan: StudyPlan, tracker: Tracker, monitor: DiskMonitor, progress: bool) -> None:
+        self.plan, self.config, self.progress = plan, plan.config, progress
+        self.tracker, self.monitor = tracker, monitor
+
+    def setup(self) -> None:
+        self._setup_data()
+        self._setup_run()
+        self._setup_optuna()
+
+    def _setup_data(self) -> None:
+        self.corpus = load_corpus(self.config.data, self.config.seed)
+        splits = {k: len(v) for k, v in self.corpus.splits.items()}
+        log.info(
+            "study %s: data %s@%s, splits %s", self.plan.study_id, self.corpus.source, self.corpus.revision, splits
+        )
+
+    def _setup_run(self) -> None:
+        """The study's MLflow run: reopened on a resume, else started, and ``study.json`` written."""
+        plan, tracker, saved = self.plan, self.tracker, self.plan.saved
         if saved:
-            study_run = str(saved["mlflow_run_id"])
-            tracker.reopen_run(study_run)
-            tracker.set_tags(study_run, runtime.describe())  # the machine resuming it may differ
-            log.info("resuming study %s", study_id)
-            if changed:
-                log.info("the resumed study now runs with %s", ", ".join(f"{k}={v}" for k, v in changed.items()))
-                write_json_atomic(study_dir / STUDY_FILE, {**saved, "config": dataclasses.asdict(config)}, PRIVATE)
+            self.study_run = saved.mlflow_run_id
+            tracker.reopen_run(self.study_run)
+            tracker.set_tags(self.study_run, plan.runtime.describe())  # the machine resuming it may differ
+            log.info("resuming study %s", plan.study_id)
+            if plan.changed:
+                log.info("the resumed study now runs with %s", ", ".join(f"{k}={v}" for k, v in plan.changed.items()))
+                saved.with_config(self.config).write(plan.study_dir)
             fault_point("resume_setup")
-        else:
-            tags = {"study_id": study_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
-            study_run = tracker.start_run(study_name, tags | runtime.describe())
-            tracker.log_params(study_run, dataclasses.asdict(config))
-            tracker.log_dataset(study_run, dataset_input(corpus))
-            record = {
-                "study_id": study_id,
-                "study_name": study_name,
-                "storage": storage_url,
-                "mlflow_run_id": study_run,
-                "config": dataclasses.asdict(config),
-            }
-            write_json_atomic(study_dir / STUDY_FILE, record, PRIVATE)  # the config with its secrets
-        storage = open_study_storage(storage_url, config, tracker)
-        study = create_study(config, study_name, storage)
-        enqueue_slots(study, config.hpo.n_trials)
-        if saved:  # with the study lock held, every RUNNING trial's process is dead
-            fail_stale_trials(study)  # a database server: Optuna's heartbeats tell which ones are
-            requeue_interrupted_trials(study, tracker, lambda t: not shared)
-        device_here = worker_device(config.hpo.devices, 0, device)  # one worker: this process
-        worker = Worker(config, study_id, study_run, corpus, tracker, monitor, progress, device_here)
+            return
+        tags = {"study_id": plan.study_id, "seed": str(self.config.seed), "code_version": __version__}
+        self.study_run = tracker.start_run(plan.study_name, tags | dataset_tags(self.corpus) | plan.runtime.describe())
+        tracker.log_params(self.study_run, dataclasses.asdict(self.config))
+        tracker.log_dataset(self.study_run, dataset_input(self.corpus))
+        record = StudyRecord(plan.study_id, plan.study_name, plan.storage_url, self.study_run, {})
+        record.with_config(self.config).write(plan.study_dir)  # the config with its secrets
+
+    def _setup_optuna(self) -> None:
+        self.storage = open_study_storage(self.plan.storage_url, self.config, self.tracker)
+        self.study = create_study(self.config, self.plan.study_name, self.storage)
+        enqueue_slots(self.study, self.config.hpo.n_trials)
+        if self.plan.saved:  # with the study lock held, every RUNNING trial's process is dead
+            fail_stale_trials(self.study)  # a database server: Optuna's heartbeats tell which ones are
+            requeue_interrupted_trials(self.study, self.tracker, lambda t: not self.plan.shared)
+
+    def run(self) -> int:
+        """The trials this machine runs; how many."""
+        plan, config = self.plan, self.config
+        disk_errors: list[DiskSpaceError] = []
         try:
             if config.hpo.n_workers > 1:
-                ran = run_workers(study, study_dir, config.hpo, device, tracker, study_run)
-                _require_finished(study, shared, study_id)
+                ran = run_workers(self.study, plan.study_dir, config.hpo, plan.device, self.tracker, self.study_run)
+                _require_finished(self.study, plan.shared, plan.study_id)
             else:
-                ran = worker.run(study, storage)
+                ran, disk_errors = self._run_here()
             raise_if_requested()  # not even the test evaluation once a stop was asked for
         except StopRequested as e:
             log.warning(
                 "%s: study %s stopped; the interrupted trial resumes from its newest checkpoint with "
                 "`redsm5-hpo resume --study %s`",
                 e,
-                study_id,
-                study_id,
+                plan.study_id,
+                plan.study_id,
             )
             raise
         except DiskSpaceError:
-            tracker.end_run(study_run, "FAILED")
+            self.tracker.end_run(self.study_run, "FAILED")
             raise
-        disk_errors = worker.disk_errors
         if disk_errors:
-            tracker.end_run(study_run, "FAILED")
+            self.tracker.end_run(self.study_run, "FAILED")
             raise disk_errors[0]
-        if shared and not _claim_report(study, study_dir):
+        return ran
+
+    def _run_here(self) -> tuple[int, list[DiskSpaceError]]:
+        """One worker: this process trains the trials itself."""
+        device = worker_device(self.config.hpo.devices, 0, self.plan.device)
+        plan, config = self.plan, self.config
+        worker = Worker(
+            config, plan.study_id, self.study_run, self.corpus, self.tracker, self.monitor, self.progress, device
+        )
+        return worker.run(self.study, self.storage), worker.disk_errors
+
+    def finish(self, ran: int) -> StudyResult:
+        """The test evaluation of the best trial, the report, its metrics and plots in the study's run."""
+        plan, tracker = self.plan, self.tracker
+        if plan.shared and not _claim_report(self.study, plan.study_dir):
             log.info("this worker ran %d trial(s); the worker that finishes the last trial writes the report", ran)
-            return StudyResult(study_id, study_dir, study_dir / STUDY_REPORT, None)
-        report = evaluate_best_trial(study, study_id, config, corpus, device)
-        path = write_report(study_dir / STUDY_REPORT, report, "study_report")
-        tracker.log_metrics(study_run, study_run_metrics(report), step=0)
-        for artifact in [path, *write_plots(study, study_dir, config)]:
-            tracker.log_artifact(study_run, artifact)
-        tracker.end_run(study_run)
+            return StudyResult(plan.study_id, plan.study_dir, plan.study_dir / STUDY_REPORT, None)
+        report = evaluate_best_trial(self.study, plan.study_id, self.config, self.corpus, plan.device)
+        path = write_report(plan.study_dir / STUDY_REPORT, report, "study_report")
+        tracker.log_metrics(self.study_run, study_run_metrics(report), step=0)
+        for artifact in [path, *write_plots(self.study, plan.study_dir, self.config)]:
+            tracker.log_artifact(self.study_run, artifact)
+        tracker.end_run(self.study_run)
         log.info("study report: %s", path)
-    return StudyResult(study_id, study_dir, path, report)
+        return StudyResult(plan.study_id, plan.study_dir, path, report)
 
 
 def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Path]:

@@ -6,9 +6,10 @@ import dataclasses
 import json
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,7 +27,7 @@ from redsm5_hpo.checkpoints.loading import load_first_valid, newest_resumable_fi
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
-from redsm5_hpo.checkpoints.store import CheckpointStore, load_training_state
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, load_training_state
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.devices import Runtime, configure_determinism, resolve_runtime
@@ -37,6 +38,7 @@ from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec, failure_reason
 from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.interrupts import StopRequested
+from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
@@ -51,7 +53,7 @@ from redsm5_hpo.pipeline.parts import (
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import TRACEBACK, json_log_file, trial_context
 from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, PruningHook, TrialPruned
-from redsm5_hpo.training.loop import NonFiniteLossError, TrainingHook, fit
+from redsm5_hpo.training.loop import FitResult, NonFiniteLossError, TrainingHook, fit
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,8 @@ class TrialContext:
     """Pauses before each checkpoint while the Hugging Face token is expired."""
     should_prune: Callable[[int, float], bool] | None = None
     """Told each epoch's objective; True stops the trial as pruned."""
-    on_lifecycle: Callable[[str], None] | None = None
-    """Told each stage the trial enters: preparing, running, finishing."""
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    """Records each stage the trial enters (in MLflow, and in Optuna for a study's trial)."""
     device_override: str | None = None
     """Run on this device instead of the configured ``train.device`` (``resume --device``)."""
 
@@ -98,188 +100,44 @@ def run_trial(
     corpus: Corpus,
     context: TrialContext,
     trial_id: str | None = None,
-    resume_run_id: str | None = None,
-    continue_training: bool = False,
+    start: TrialStart = TrialStart.FRESH,
+    run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> TrialResult:
     """Train one configuration in ``experiments/trial_<uuid>/`` and write its validation report.
 
-    With ``resume_run_id`` the trial continues from its newest valid checkpoint in that MLflow run,
-    logging only the (metric, step) pairs the run does not hold yet. With ``continue_training`` alone
-    it continues from that checkpoint in a new run (a rollback)."""
-    continue_training = continue_training or resume_run_id is not None
-    runtime = resolve_runtime(config.train, context.device_override)
-    configure_determinism(config.train.deterministic)
-    trial_id = trial_id or uuid.uuid4().hex
-    trial_dir = experiments_root(config) / f"trial_{trial_id}"
-    (trial_dir / "logs").mkdir(parents=True, exist_ok=True)
-    if not continue_training:
-        config_text = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
-        write_text_atomic(trial_dir / "config.yaml", config_text, PRIVATE)  # resume reads it, secrets and all
-    tags = {"trial_id": trial_id, "seed": str(config.seed), "code_version": __version__, **dataset_tags(corpus)}
-    if context.study_id:
-        tags["study_id"] = context.study_id
-    if context.spec:
-        tags |= {
-            "trial_number": str(context.spec.number),
-            "trial_progress": f"{context.spec.number + 1}/{context.spec.total}",
-        }
-    tracker = context.tracker
-    if resume_run_id:
-        run_id = resume_run_id
-        tracker.reopen_run(run_id)
-    else:
-        run_id = tracker.start_run(f"trial_{trial_id}", tags | (extra_tags or {}), context.parent_run_id)
-    if context.on_run_started:
-        context.on_run_started(run_id)
-    tracker.set_tags(run_id, runtime.describe())
-    _enter(context, run_id, "preparing")
-    with trial_context(trial_id), json_log_file(trial_dir / "logs" / "events.jsonl", config.logs):
-        try:
-            result = _train_and_report(
-                config, corpus, context, runtime, run_id, trial_id, trial_dir, continue_training, bool(resume_run_id)
-            )
-        except StopRequested as e:
-            log.warning("trial %s interrupted (%s); it can resume from its newest checkpoint", trial_id, e)
-            tracker.set_tags(run_id, {"lifecycle": "interrupted"})
-            tracker.end_run(run_id, "KILLED")  # `resume` reopens this run and continues in it
-            raise
-        except TrialPruned as e:
-            log.info("trial %s %s", trial_id, e)
-            tracker.set_tags(run_id, {"lifecycle": "pruned", "pruned_reason": str(e)})
-            tracker.end_run(run_id, "KILLED")
-            raise
-        except BaseException as e:
-            reason = failure_reason(e)
-            log.error(
-                "trial %s failed: %s",
-                trial_id,
-                str(e) if isinstance(e, NonFiniteLossError) else reason,
-                extra={TRACEBACK: traceback_text(e)},
-            )
-            tracker.set_tags(run_id, {"lifecycle": "failed", "fail_reason": reason})
-            tracker.end_run(run_id, "FAILED" if isinstance(e, Exception) else "KILLED")
-            raise
-    tracker.set_tags(run_id, {"lifecycle": "completed"})
-    tracker.end_run(run_id)
-    return result
+    ``start`` says where training begins: ``FRESH`` from epoch 0 in a new run, ``RESUMED`` from the
+    trial's newest valid checkpoint in its MLflow run ``run_id`` (logging only the (metric, step) pairs
+    the run does not hold yet), ``ROLLED_BACK`` from that checkpoint in a new run."""
+    return TrialRunner(config, corpus, context, trial_id or uuid.uuid4().hex, start, run_id, extra_tags or {}).run()
 
 
-def _enter(context: TrialContext, run_id: str, stage: str) -> None:
-    """The trial's lifecycle stage, as an MLflow tag and (through ``on_lifecycle``) an Optuna user attr."""
-    context.tracker.set_tags(run_id, {"lifecycle": stage})
-    if context.on_lifecycle:
-        context.on_lifecycle(stage)
+def stage_of(error: BaseException) -> Stage:
+    """The stage a trial ends in when ``error`` stops it."""
+    if isinstance(error, StopRequested):
+        return Stage.INTERRUPTED
+    return Stage.PRUNED if isinstance(error, TrialPruned) else Stage.FAILED
 
 
-def _train_and_report(
-    config: Config,
-    corpus: Corpus,
-    context: TrialContext,
-    runtime: Runtime,
-    run_id: str,
+def trial_report(
+    *,
     trial_id: str,
-    trial_dir: Path,
-    resuming: bool,
-    same_run: bool,
-) -> TrialResult:
-    tracker = context.tracker
-    level = config.evaluation.evidence_metric
-    logged = tracker.logged_metric_steps(run_id) if same_run else set()
-    if not same_run:
-        tracker.log_params(run_id, dataclasses.asdict(config))
-        tracker.log_dataset(run_id, dataset_input(corpus))
-    model, tokenizer = build_model(config, corpus, runtime)
-    train_set, val_set = split_datasets(config, corpus, tokenizer, "train", "validation")
-    truncation = dict(zip(TRUNCATION_METRICS, (train_set.truncation_loss, val_set.truncation_loss), strict=True))
-    if not any((k, 0) in logged for k in truncation):
-        tracker.log_metrics(run_id, truncation, step=0)
-    log.info(
-        "trial %s: %d train / %d validation posts (%d / %d %s examples in %d / %d windows), encoder %s on %s in %s",
-        trial_id,
-        len(train_set.posts),
-        len(val_set.posts),
-        len(train_set),
-        len(val_set),
-        config.data.input_format,
-        len(train_set.examples),
-        len(val_set.examples),
-        config.model.encoder,
-        runtime.name,
-        runtime.precision,
-    )
-    hooks: list[TrainingHook] = [MetricsLoggingHook(tracker, run_id, config.train.optimization_metric, logged)]
-    if context.should_prune:
-        hooks.append(PruningHook(context.should_prune))
-    manager = None
-    resume_from = None
-    if config.train.save_checkpoints:
-        study = context.study_checkpoints
-        policy = study.policy() if study else policy_from_config(config.retention_policy)
-        manager = CheckpointManager(
-            CheckpointStore(trial_dir / "checkpoints"),
-            policy,
-            experiments_root(config),
-            context.monitor,
-            int(config.disk_guard.reserve_mb * MB),
-            study,
-            context.spec.number if context.spec else None,  # its slot: the logical position that breaks ties
-        )
-        manager.start(model)
-        meta = {
-            "architecture": model.architecture_signature(),
-            "head_config": dataclasses.asdict(config.model),
-            "trial_id": trial_id,
-            "runtime": runtime.describe(),
-        }
-        gate = context.token_gate
-        before_save = (lambda epoch: gate.wait_until_valid(f"the epoch {epoch} checkpoint")) if gate else None
-        final_weights_only = config.retention_policy.release_finished_trials
-        hooks.append(CheckpointHook(manager, config.train, meta, config.seed, before_save, final_weights_only))
-        if resuming:
-            loaded = load_first_valid(
-                newest_resumable_first(manager.store.list()), model, model.architecture_signature()
-            )
-            resume_from = load_training_state(loaded)
-            log.info("trial %s resumes after epoch %d from %s", trial_id, loaded.epoch, loaded.path)
-            _warn_if_other_runtime(loaded.manifest.get("runtime"), runtime)
-    try:
-        _enter(context, run_id, "running")
-        with system_metrics(config, run_id):
-            fitted = fit(
-                model,
-                train_set,
-                val_set,
-                config.train,
-                config.seed,
-                hooks,
-                context.progress,
-                resume_from,
-                runtime=runtime,
-                evidence_level=level,
-            )
-        _enter(context, run_id, "finishing")
-        kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
-    finally:
-        if manager:
-            manager.close()  # a trial stopped for another reason still commits the write in flight
-    best = [c for c in kept if float(c.manifest["objective"]) == fitted.best_value]
-    if best:  # calibrate the model the study would evaluate: the best checkpoint, not the last epoch
-        load_first_valid(best, model, model.architecture_signature())
-    val_predictions = predict(model, val_set, config.train, runtime)
-    thresholds = calibrate(val_predictions, val_set, level)
-    calibrated = score_calibrated(val_predictions, val_set, "val", thresholds, level)
-    log.info(
-        "trial %s: thresholds calibrated on validation; %s %.4f at 0.5 -> %.4f",
-        trial_id,
-        "val_criteria_macro_f1",
-        fitted.history[fitted.best_epoch - 1]["val_criteria_macro_f1"],
-        calibrated["val_criteria_macro_f1"],
-    )
-    report = {
+    study_id: str | None,
+    spec: TrialSpec | None,
+    config: Config,
+    fitted: FitResult,
+    best: Sequence[StoredCheckpoint],
+    dataset: dict[str, str],
+    runtime: dict[str, str],
+    run_id: str,
+    thresholds: dict[str, Any],
+    calibrated: dict[str, float],
+) -> dict[str, Any]:
+    """The trial's ``evaluation_report.json`` (validation scores only, never test scores)."""
+    return {
         "trial_id": trial_id,
-        "study_id": context.study_id,
-        "trial_number": context.spec.number if context.spec else None,
+        "study_id": study_id,
+        "trial_number": spec.number if spec else None,
         "optimization_metric": config.train.optimization_metric,
         "best_epoch": fitted.best_epoch,
         "best_value": fitted.best_value,
@@ -289,25 +147,246 @@ def _train_and_report(
             {"checkpoint": str(c.path), "epoch": c.epoch, "validation_metrics": fitted.history[c.epoch - 1]}
             for c in best
         ],
-        "params": context.spec.params if context.spec else {},
+        "params": spec.params if spec else {},
         "seed": config.seed,
-        "dataset": {"source": corpus.source, "revision": corpus.revision},
-        "runtime": runtime.describe(),
+        "dataset": dataset,
+        "runtime": runtime,
         "mlflow_run_id": run_id,
         "history": fitted.history,
         "thresholds": thresholds,
         "calibrated_validation_metrics": calibrated,
     }
-    path = write_report(trial_dir / TRIAL_REPORT, report, "trial_report")
-    tracker.log_artifact(run_id, path)
-    tracker.set_tags(run_id, {"best_epoch": str(fitted.best_epoch)})
-    if manager:
-        tracker.log_metrics(
-            run_id,
-            dict(zip(CHECKPOINT_METRICS, (manager.bytes_written, sum(c.size_bytes for c in kept)), strict=True)),
-            step=config.train.epochs,
+
+
+class TrialRunner:
+    """One trial as named steps: set up its directory and MLflow run, then (logging to the trial's JSON
+    file) its data and model, hooks and checkpoints, training, calibration and report; every way it can
+    end is recorded once, through ``context.lifecycle``."""
+
+    def __init__(
+        self,
+        config: Config,
+        corpus: Corpus,
+        context: TrialContext,
+        trial_id: str,
+        start: TrialStart,
+        run_id: str | None,
+        extra_tags: dict[str, str],
+    ) -> None:
+        self.config, self.corpus, self.context, self.trial_id = config, corpus, context, trial_id
+        self.start, self.run_id, self.extra_tags = start, run_id, extra_tags
+        self.tracker, self.lifecycle = context.tracker, context.lifecycle
+        self.trial_dir = experiments_root(config) / f"trial_{trial_id}"
+        self.manager: CheckpointManager | None = None
+        self.resume_from: dict[str, Any] | None = None
+
+    def run(self) -> TrialResult:
+        try:
+            self._setup_run()
+        except BaseException as e:
+            self.lifecycle.enter(stage_of(e))  # before its MLflow run exists
+            raise
+        with trial_context(self.trial_id), json_log_file(self.trial_dir / "logs" / "events.jsonl", self.config.logs):
+            try:
+                self._setup_data()
+                self._setup_hooks()
+                fitted, kept = self._train()
+                result = self._finish(fitted, kept)
+            except BaseException as e:
+                self._end_early(e)
+                raise
+        self.lifecycle.enter(Stage.COMPLETED)
+        assert self.run_id is not None
+        self.tracker.end_run(self.run_id)
+        return result
+
+    def _setup_run(self) -> None:
+        """The device, the trial's directory and config (new trials), and its MLflow run (started or reopened)."""
+        config, context = self.config, self.context
+        self.runtime = resolve_runtime(config.train, context.device_override)
+        configure_determinism(config.train.deterministic)
+        (self.trial_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not self.start.from_checkpoint:
+            config_text = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+            write_text_atomic(self.trial_dir / "config.yaml", config_text, PRIVATE)  # resume reads it, secrets and all
+        tags = {"trial_id": self.trial_id, "seed": str(config.seed), "code_version": __version__}
+        tags |= dataset_tags(self.corpus)
+        if context.study_id:
+            tags["study_id"] = context.study_id
+        if context.spec:
+            tags |= {
+                "trial_number": str(context.spec.number),
+                "trial_progress": f"{context.spec.number + 1}/{context.spec.total}",
+            }
+        if self.start.same_run and self.run_id:
+            self.tracker.reopen_run(self.run_id)
+        else:
+            self.run_id = self.tracker.start_run(
+                f"trial_{self.trial_id}", tags | self.extra_tags, context.parent_run_id
+            )
+        if context.on_run_started:
+            context.on_run_started(self.run_id)
+        self.tracker.set_tags(self.run_id, self.runtime.describe())
+        self.lifecycle.attach(self.tracker, self.run_id)
+        self.lifecycle.enter(Stage.PREPARING)
+
+    def _setup_data(self) -> None:
+        """Params and dataset input (a new run), the model, the datasets and their truncation loss."""
+        config, tracker, run_id = self.config, self.tracker, self.run_id
+        assert run_id is not None
+        self.logged = tracker.logged_metric_steps(run_id) if self.start.same_run else set()
+        if not self.start.same_run:
+            tracker.log_params(run_id, dataclasses.asdict(config))
+            tracker.log_dataset(run_id, dataset_input(self.corpus))
+        self.model, tokenizer = build_model(config, self.corpus, self.runtime)
+        self.train_set, self.val_set = split_datasets(config, self.corpus, tokenizer, "train", "validation")
+        losses = (self.train_set.truncation_loss, self.val_set.truncation_loss)
+        truncation = dict(zip(TRUNCATION_METRICS, losses, strict=True))
+        if not any((k, 0) in self.logged for k in truncation):
+            tracker.log_metrics(run_id, truncation, step=0)
+        log.info(
+            "trial %s: %d train / %d validation posts (%d / %d %s examples in %d / %d windows), encoder %s on %s in %s",
+            self.trial_id,
+            len(self.train_set.posts),
+            len(self.val_set.posts),
+            len(self.train_set),
+            len(self.val_set),
+            config.data.input_format,
+            len(self.train_set.examples),
+            len(self.val_set.examples),
+            config.model.encoder,
+            self.runtime.name,
+            self.runtime.precision,
         )
-    return TrialResult(trial_id, trial_dir, run_id, fitted.best_value, path)
+
+    def _setup_hooks(self) -> None:
+        """Metrics and pruning hooks; with checkpoints on, the manager, its hook and the resume point."""
+        config, context, model = self.config, self.context, self.model
+        assert self.run_id is not None
+        metrics_hook = MetricsLoggingHook(self.tracker, self.run_id, config.train.optimization_metric, self.logged)
+        self.hooks: list[TrainingHook] = [metrics_hook]
+        if context.should_prune:
+            self.hooks.append(PruningHook(context.should_prune))
+        if not config.train.save_checkpoints:
+            return
+        study = context.study_checkpoints
+        self.manager = CheckpointManager(
+            CheckpointStore(self.trial_dir / "checkpoints"),
+            study.policy() if study else policy_from_config(config.retention_policy),
+            experiments_root(config),
+            context.monitor,
+            int(config.disk_guard.reserve_mb * MB),
+            study,
+            context.spec.number if context.spec else None,  # its slot: the logical position that breaks ties
+        )
+        self.manager.start(model)
+        meta = {
+            "architecture": model.architecture_signature(),
+            "head_config": dataclasses.asdict(config.model),
+            "trial_id": self.trial_id,
+            "runtime": self.runtime.describe(),
+        }
+        gate = context.token_gate
+        before_save = (lambda epoch: gate.wait_until_valid(f"the epoch {epoch} checkpoint")) if gate else None
+        final_weights_only = config.retention_policy.release_finished_trials
+        self.hooks.append(
+            CheckpointHook(self.manager, config.train, meta, config.seed, before_save, final_weights_only)
+        )
+        if self.start.from_checkpoint:
+            stored = newest_resumable_first(self.manager.store.list())
+            loaded = load_first_valid(stored, model, model.architecture_signature())
+            self.resume_from = load_training_state(loaded)
+            log.info("trial %s resumes after epoch %d from %s", self.trial_id, loaded.epoch, loaded.path)
+            _warn_if_other_runtime(loaded.manifest.get("runtime"), self.runtime)
+
+    def _train(self) -> tuple[FitResult, list[StoredCheckpoint]]:
+        """The epochs, then the checkpoints the trial keeps (the write in flight is committed whatever happens)."""
+        config, manager = self.config, self.manager
+        assert self.run_id is not None
+        try:
+            self.lifecycle.enter(Stage.RUNNING)
+            with system_metrics(config, self.run_id):
+                fitted = fit(
+                    self.model,
+                    self.train_set,
+                    self.val_set,
+                    config.train,
+                    config.seed,
+                    self.hooks,
+                    self.context.progress,
+                    self.resume_from,
+                    runtime=self.runtime,
+                    evidence_level=config.evaluation.evidence_metric,
+                )
+            self.lifecycle.enter(Stage.FINISHING)
+            kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
+        finally:
+            if manager:
+                manager.close()  # a trial stopped for another reason still commits the write in flight
+        return fitted, kept
+
+    def _finish(self, fitted: FitResult, kept: list[StoredCheckpoint]) -> TrialResult:
+        """Thresholds calibrated on validation with the best checkpoint, the report, checkpoint byte counts."""
+        config, tracker, model, level = self.config, self.tracker, self.model, self.config.evaluation.evidence_metric
+        assert self.run_id is not None
+        best = [c for c in kept if float(c.manifest["objective"]) == fitted.best_value]
+        if best:  # calibrate the model the study would evaluate: the best checkpoint, not the last epoch
+            load_first_valid(best, model, model.architecture_signature())
+        val_predictions = predict(model, self.val_set, config.train, self.runtime)
+        thresholds = calibrate(val_predictions, self.val_set, level)
+        calibrated = score_calibrated(val_predictions, self.val_set, "val", thresholds, level)
+        log.info(
+            "trial %s: thresholds calibrated on validation; %s %.4f at 0.5 -> %.4f",
+            self.trial_id,
+            "val_criteria_macro_f1",
+            fitted.history[fitted.best_epoch - 1]["val_criteria_macro_f1"],
+            calibrated["val_criteria_macro_f1"],
+        )
+        report = trial_report(
+            trial_id=self.trial_id,
+            study_id=self.context.study_id,
+            spec=self.context.spec,
+            config=config,
+            fitted=fitted,
+            best=best,
+            dataset={"source": self.corpus.source, "revision": self.corpus.revision},
+            runtime=self.runtime.describe(),
+            run_id=self.run_id,
+            thresholds=thresholds,
+            calibrated=calibrated,
+        )
+        path = write_report(self.trial_dir / TRIAL_REPORT, report, "trial_report")
+        tracker.log_artifact(self.run_id, path)
+        tracker.set_tags(self.run_id, {"best_epoch": str(fitted.best_epoch)})
+        if self.manager:
+            written_kept = (self.manager.bytes_written, sum(c.size_bytes for c in kept))
+            tracker.log_metrics(
+                self.run_id, dict(zip(CHECKPOINT_METRICS, written_kept, strict=True)), step=config.train.epochs
+            )
+        return TrialResult(self.trial_id, self.trial_dir, self.run_id, fitted.best_value, path)
+
+    def _end_early(self, error: BaseException) -> None:
+        """Interrupted (resumable, its run reopens later), pruned or failed: logged and recorded once."""
+        assert self.run_id is not None
+        stage = stage_of(error)
+        if stage is Stage.INTERRUPTED:
+            log.warning("trial %s interrupted (%s); it can resume from its newest checkpoint", self.trial_id, error)
+            self.lifecycle.enter(stage)
+            self.tracker.end_run(self.run_id, "KILLED")  # `resume` reopens this run and continues in it
+        elif stage is Stage.PRUNED:
+            log.info("trial %s %s", self.trial_id, error)
+            self.lifecycle.enter(stage, pruned_reason=str(error))
+            self.tracker.end_run(self.run_id, "KILLED")
+        else:
+            reason = failure_reason(error)
+            log.error(
+                "trial %s failed: %s",
+                self.trial_id,
+                str(error) if isinstance(error, NonFiniteLossError) else reason,
+                extra={TRACEBACK: traceback_text(error)},
+            )
+            self.lifecycle.enter(stage, fail_reason=reason)
+            self.tracker.end_run(self.run_id, "FAILED" if isinstance(error, Exception) else "KILLED")
 
 
 def _warn_if_other_runtime(saved: dict[str, str] | None, runtime: Runtime) -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.storage import JOURNAL_SCHEME, is_journal
-from redsm5_hpo.pipeline.parts import STUDY_FILE, experiments_root
+from redsm5_hpo.pipeline.parts import experiments_root
+from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.study import find_study_dir
 from redsm5_hpo.processes import die_with_parent
 from redsm5_hpo.tracking.mlflow_tracker import default_tracking_uri
@@ -62,7 +63,7 @@ def ui_commands(config: Config, study_dir: Path | None, mlflow_port: int, dashbo
             "1",
         ]
     if study_dir is not None:
-        storage = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))["storage"]
+        storage = StudyRecord.read(study_dir).storage
         target = [storage.removeprefix(JOURNAL_SCHEME), "--storage-class", "JournalFileStorage"]
         commands["optuna-dashboard"] = [
             str(bin_dir / "optuna-dashboard"),

@@ -12,7 +12,8 @@ from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.study import uncounted
 from redsm5_hpo.pipeline.evaluate import study_run_metrics
-from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_REPORT, open_saved_study, open_tracker
+from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_REPORT, open_tracker
+from redsm5_hpo.pipeline.record import StudyRecord, open_saved_study
 from redsm5_hpo.pipeline.trial import CHECKPOINT_METRICS, TRUNCATION_METRICS
 from redsm5_hpo.tracking.audit import AuditResult, ExpectedRun, audit
 from redsm5_hpo.tracking.buffered import JournalingTracker
@@ -34,17 +35,17 @@ def sync_journal(config: Config, timeout_s: float) -> tuple[int, int]:
 def verify_study(config: Config, study_dir: Path, timeout_s: float) -> AuditResult:
     """Replay the journal (up to ``timeout_s``), then compare the study's expected metric series with the
     tracker's: every (run, metric, step) exactly once."""
-    saved, _, study = open_saved_study(study_dir)
+    record, _, study = open_saved_study(study_dir)
     with open_tracker(config) as tracker:
         tracker.flush(timeout_s)
-        expected, partial = expected_runs(study, saved, study_dir)
+        expected, partial = expected_runs(study, record, study_dir)
         run_ids = {r.run_id for r in expected} | {run_id for run_id, _ in partial}
         held = {run_id: _points(tracker, run_id) for run_id in run_ids}
     return audit(expected, held, partial)
 
 
 def expected_runs(
-    study: optuna.Study, saved: dict[str, object], study_dir: Path
+    study: optuna.Study, record: StudyRecord, study_dir: Path
 ) -> tuple[list[ExpectedRun], list[tuple[str, str]]]:
     """Runs with a known full series, and (run id, label) of runs only checked for duplicates."""
     requeued = uncounted(study)
@@ -75,7 +76,7 @@ def expected_runs(
     report = study_dir / STUDY_REPORT
     if report.is_file():
         study_points |= {(m, 0) for m in study_run_metrics(json.loads(report.read_text(encoding="utf-8")))}
-    expected.append(ExpectedRun(str(saved["mlflow_run_id"]), "study", frozenset(study_points)))
+    expected.append(ExpectedRun(record.mlflow_run_id, "study", frozenset(study_points)))
     return expected, partial
 
 

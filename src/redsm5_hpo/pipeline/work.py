@@ -7,7 +7,6 @@ process it starts (``redsm5-hpo worker``, ``work_on_study``) runs it on the same
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import socket
@@ -40,16 +39,16 @@ from redsm5_hpo.hpo.study import (
 )
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.interrupts import StopRequested
+from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
 from redsm5_hpo.pipeline.parts import (
-    LIFECYCLE_ATTR,
     RESUME_OF_ATTR,
     ROLLBACK_ATTR,
     RUN_ID_ATTR,
-    STUDY_FILE,
     experiments_root,
     open_monitor,
     open_tracker,
 )
+from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.recovery import requeue_trial
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
 from redsm5_hpo.tracking.base import Tracker
@@ -111,7 +110,8 @@ class Worker:
         previous = study.trials[origin].user_attrs if origin is not None else {}
         trial_id = previous.get("trial_id") or uuid.uuid4().hex
         trial_dir = experiments_root(config) / f"trial_{trial_id}"
-        trial.set_user_attr(LIFECYCLE_ATTR, "queued")
+        lifecycle = Lifecycle(trial)
+        lifecycle.enter(Stage.QUEUED)
         trial.set_user_attr("trial_id", trial_id)
         trial.set_user_attr("trial_dir", str(trial_dir))
         trial_config, extra_tags = spec.config, {}
@@ -126,6 +126,7 @@ class Worker:
             resume_run_id = None
         if resume_run_id:
             trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
+        start = TrialStart.FRESH if origin is None else TrialStart.RESUMED if resume_run_id else TrialStart.ROLLED_BACK
         progress_now = study_progress_of(study, config.hpo.n_trials, starting=True)
         if origin is not None:
             log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
@@ -145,25 +146,20 @@ class Worker:
             on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
             token_gate=self.token_gate,
             should_prune=lambda epoch, value: _report_epoch(trial, epoch, value),
-            on_lifecycle=lambda stage: trial.set_user_attr(LIFECYCLE_ATTR, stage),
+            lifecycle=lifecycle,
             device_override=self.device,
         )
         try:
-            continuing = origin is not None
-            value = run_trial(trial_config, self.corpus, context, trial_id, resume_run_id, continuing, extra_tags)
-            trial.set_user_attr(LIFECYCLE_ATTR, "completed")
+            value = run_trial(trial_config, self.corpus, context, trial_id, start, resume_run_id, extra_tags)
             return value.best_value
         except StopRequested as e:
-            trial.set_user_attr(LIFECYCLE_ATTR, "interrupted")
             trial.set_user_attr("fail_reason", f"interrupted: {e}; resumable")
             trial.set_user_attr(RESUMABLE_ATTR, True)  # `resume` continues it from its newest checkpoint
             raise
         except TrialPruned as e:
-            trial.set_user_attr(LIFECYCLE_ATTR, "pruned")
             trial.set_user_attr("prune_reason", f"{config.hpo.pruner} pruner: {e}")
             raise optuna.TrialPruned(str(e)) from None
         except Exception as e:
-            trial.set_user_attr(LIFECYCLE_ATTR, "failed")
             trial.set_user_attr("fail_reason", failure_reason(e))
             if isinstance(e, NonFiniteLossError):
                 trial.set_user_attr(DIVERGED_ATTR, True)  # its last resume point stays for a rollback
@@ -218,20 +214,18 @@ def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int
     """``redsm5-hpo worker``: one of the worker processes a study started (``hpo.n_workers``). Runs waiting
     trials of the study in ``study_dir`` until none is left; the study process that started it watches it
     and writes the report. Raises ``DiskSpaceError`` after its trial when the disk filled."""
-    saved = json.loads((Path(study_dir) / STUDY_FILE).read_text(encoding="utf-8"))
-    config = config_from_dict(saved["config"])
+    record = StudyRecord.read(study_dir)
+    config = record.resolved_config()
     resolve_runtime(config.train, device)
     with (
         json_log_file(Path(study_dir) / "logs" / f"events.worker-{index}.jsonl", config.logs),
         open_monitor(config) as monitor,
         open_tracker(config) as tracker,
     ):
-        storage = open_study_storage(saved["storage"], config, tracker)
-        study = create_study(config, saved["study_name"], storage)
+        storage = open_study_storage(record.storage, config, tracker)
+        study = create_study(config, record.study_name, storage)
         corpus = load_corpus(config.data, config.seed)
-        worker = Worker(
-            config, saved["study_id"], str(saved["mlflow_run_id"]), corpus, tracker, monitor, False, device, index
-        )
+        worker = Worker(config, record.study_id, record.mlflow_run_id, corpus, tracker, monitor, False, device, index)
         ran = worker.run(study, storage)
         log.info("worker %d ran %d trial(s)", index, ran)
         if worker.disk_errors:

@@ -1,0 +1,62 @@
+"""A trial's lifecycle: how it starts, the stages it goes through, and the one observer that records
+each stage in both places a user looks (the MLflow run's tags and the Optuna trial's user attrs)."""
+
+from __future__ import annotations
+
+import enum
+
+import optuna
+
+from redsm5_hpo.pipeline.parts import LIFECYCLE_ATTR
+from redsm5_hpo.tracking.base import Tracker
+
+
+class TrialStart(enum.Enum):
+    """How a trial starts."""
+
+    FRESH = "fresh"
+    """From epoch 0, in a new MLflow run."""
+    RESUMED = "resumed"
+    """From its newest valid checkpoint, in the MLflow run it was interrupted in."""
+    ROLLED_BACK = "rolled_back"
+    """From the earlier checkpoint a rollback kept, in a new MLflow run."""
+
+    @property
+    def from_checkpoint(self) -> bool:
+        return self is not TrialStart.FRESH
+
+    @property
+    def same_run(self) -> bool:
+        return self is TrialStart.RESUMED
+
+
+class Stage(enum.StrEnum):
+    """queued -> preparing -> running -> finishing -> completed | interrupted | pruned | failed."""
+
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    RUNNING = "running"
+    FINISHING = "finishing"
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+    PRUNED = "pruned"
+    FAILED = "failed"
+
+
+class Lifecycle:
+    """Records each stage a trial enters: the ``lifecycle`` tag of its MLflow run (once ``attach`` gave
+    the run) with any extra tags, and the ``lifecycle`` user attr of its Optuna trial (when it has one)."""
+
+    def __init__(self, trial: optuna.Trial | None = None) -> None:
+        self.trial = trial
+        self.tracker: Tracker | None = None
+        self.run_id: str | None = None
+
+    def attach(self, tracker: Tracker, run_id: str) -> None:
+        self.tracker, self.run_id = tracker, run_id
+
+    def enter(self, stage: Stage, **tags: str) -> None:
+        if self.tracker is not None and self.run_id is not None:
+            self.tracker.set_tags(self.run_id, {"lifecycle": stage.value, **tags})
+        if self.trial is not None:
+            self.trial.set_user_attr(LIFECYCLE_ATTR, stage.value)

@@ -1,0 +1,60 @@
+"""``study.json``: what identifies a study and lets any process resume it or join it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from redsm5_hpo.atomic_files import PRIVATE, write_json_atomic
+from redsm5_hpo.config.loading import config_from_dict
+from redsm5_hpo.config.schema import Config
+from redsm5_hpo.hpo.study import create_study
+
+STUDY_FILE = "study.json"
+"""Study identity for resuming: id, Optuna name and storage, MLflow run, resolved config."""
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """The contents of ``study_<id>/study.json``. It holds the resolved configuration with its secrets in
+    clear (a resume needs them), so it is written with mode 0600."""
+
+    study_id: str
+    study_name: str
+    storage: str
+    """The Optuna storage URL (SQLite, ``journal://...`` or a database server)."""
+    mlflow_run_id: str
+    """The study's parent MLflow run."""
+    config: dict[str, Any]
+
+    @classmethod
+    def read(cls, study_dir: Path) -> StudyRecord:
+        saved = json.loads((Path(study_dir) / STUDY_FILE).read_text(encoding="utf-8"))
+        return cls(
+            str(saved["study_id"]),
+            str(saved["study_name"]),
+            str(saved["storage"]),
+            str(saved["mlflow_run_id"]),
+            dict(saved["config"]),
+        )
+
+    def write(self, study_dir: Path) -> Path:
+        return write_json_atomic(Path(study_dir) / STUDY_FILE, dataclasses.asdict(self), PRIVATE)
+
+    def resolved_config(self) -> Config:
+        return config_from_dict(self.config)
+
+    def with_config(self, config: Config) -> StudyRecord:
+        return dataclasses.replace(self, config=dataclasses.asdict(config))
+
+
+def open_saved_study(study_dir: Path) -> tuple[StudyRecord, Config, optuna.Study]:
+    """A study's record, the resolved config saved in it, and its Optuna study."""
+    record = StudyRecord.read(study_dir)
+    config = record.resolved_config()
+    return record, config, create_study(config, record.study_name, record.storage)
