@@ -8,13 +8,15 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError, human_bytes
 from redsm5_hpo.checkpoints.store import CheckpointError
 from redsm5_hpo.config.errors import ConfigError
-from redsm5_hpo.config.loading import load_config
+from redsm5_hpo.config.loading import ConfigDeprecationWarning, load_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
 from redsm5_hpo.errors import first_line
@@ -473,7 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    """A renamed configuration key is a one-line note for the user, not a source location."""
+    if issubclass(category, ConfigDeprecationWarning):
+        return f"warning: {message}\n"
+    return _FORMAT_WARNING(message, category, *args, **kwargs)
+
+
+_FORMAT_WARNING = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [a for a in extra if a.startswith("-") or "=" not in a]

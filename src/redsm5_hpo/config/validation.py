@@ -70,7 +70,16 @@ def augment_methods(config: Config) -> set[str]:
 
 def validate(config: Config) -> list[str]:
     """Every problem of ``config`` as one readable line each (empty list = valid)."""
-    d, m, t, h = config.data, config.model, config.train, config.hpo
+    problems = _data_problems(config) + _hpo_problems(config) + _model_zoo_problems(config)
+    problems += _augment_problems(config) + _train_problems(config) + _hardware_problems(config)
+    problems += _retention_problems(config) + _search_space_problems(config) + _tracking_problems(config)
+    for check in package_checks():
+        problems += check(config)
+    return problems
+
+
+def _data_problems(config: Config) -> list[str]:
+    d = config.data
     problems: list[str] = []
     if not d.source:
         problems.append("data.source: must be 'sample', a directory or a hub dataset id")
@@ -99,8 +108,14 @@ def validate(config: Config) -> list[str]:
         problems.append(
             f"data.split_names: needs exactly the keys train, validation, test, got {sorted(d.split_names)}"
         )
-    if not 0 <= t.momentum < 1:
-        problems.append(f"train.momentum: must be in [0, 1), got {t.momentum}")
+    return problems
+
+
+def _hpo_problems(config: Config) -> list[str]:
+    h = config.hpo
+    problems: list[str] = []
+    if h.n_trials < 1:
+        problems.append(f"hpo.n_trials: must be >= 1, got {h.n_trials}")
     if h.pruner_startup_trials < 0 or h.pruner_warmup_epochs < 0 or h.hyperband_reduction_factor < 2:
         problems.append(
             "hpo.pruner_startup_trials/pruner_warmup_epochs: must be >= 0, hpo.hyperband_reduction_factor >= 2"
@@ -115,8 +130,14 @@ def validate(config: Config) -> list[str]:
             "hpo.heartbeat_interval_s/stale_after_s: need 0 < 2 x heartbeat_interval_s < stale_after_s, "
             f"got {h.heartbeat_interval_s} and {h.stale_after_s}"
         )
-    problems += _model_zoo_problems(config)
-    problems += _augment_problems(config)
+    return problems
+
+
+def _train_problems(config: Config) -> list[str]:
+    m, t = config.model, config.train
+    problems: list[str] = []
+    if not 0 <= t.momentum < 1:
+        problems.append(f"train.momentum: must be in [0, 1), got {t.momentum}")
     if m.dropout_samples < 1:
         problems.append(f"model.dropout_samples: must be >= 1, got {m.dropout_samples}")
     if m.head_hidden < 1:
@@ -133,14 +154,6 @@ def validate(config: Config) -> list[str]:
         problems.append(f"train.warmup_ratio: must be in [0, 1), got {t.warmup_ratio}")
     if t.max_steps_per_epoch is not None and t.max_steps_per_epoch < 1:
         problems.append(f"train.max_steps_per_epoch: null or >= 1, got {t.max_steps_per_epoch}")
-    problems += _hardware_problems(config)
-    problems += _retention_problems(config)
-    if h.n_trials < 1:
-        problems.append(f"hpo.n_trials: must be >= 1, got {h.n_trials}")
-    problems += _search_space_problems(config)
-    problems += _tracking_problems(config)
-    for check in package_checks():
-        problems += check(config)
     return problems
 
 

@@ -59,6 +59,33 @@ def export_model(loaded: LoadedModel, output: Path) -> Path:
     return card
 
 
+INTENDED_USE = [
+    "## Intended use and limits",
+    "",
+    "- For research on mental-health language and for screening text at scale **with human review**. "
+    "It is **not a diagnostic tool**: a post is not a patient, and a criterion found in text is not a "
+    "clinical finding. Do not use it to make decisions about a person.",
+    "- Evidence spans are for a reviewer to read the model's reasons, not proof of a symptom.",
+    "- Trained on English Reddit posts; other genres, languages and populations are untested. Errors are "
+    "not evenly spread over criteria (see the per-criterion metrics), and rare criteria are least reliable.",
+    "- Texts about mental health are sensitive: keep inputs and outputs under the same care as the posts.",
+    "",
+]
+HOW_TO_USE = [
+    "## How to use",
+    "",
+    "```python",
+    "from transformers import AutoModel, AutoTokenizer",
+    "encoder = AutoModel.from_pretrained('THIS_DIR')  # the encoder; the heads are in heads.safetensors",
+    "```",
+    "",
+    "```bash",
+    "redsm5-hpo predict posts.csv --output predictions.csv --checkpoint THIS_DIR",
+    "```",
+    "",
+]
+
+
 def model_card(loaded: LoadedModel, meta: dict[str, Any]) -> str:
     """A Hugging Face model card: YAML metadata, then what the model does, how well, on what, and its limits."""
     config = meta["config"]
@@ -81,47 +108,46 @@ def model_card(loaded: LoadedModel, meta: dict[str, Any]) -> str:
         "criteria and the character spans of the post that support them. Trained with redsm5-hpo "
         f"{meta['code_version']} from `{meta['source']}`.",
         "",
-        "## Intended use and limits",
-        "",
-        "- For research on mental-health language and for screening text at scale **with human review**. "
-        "It is **not a diagnostic tool**: a post is not a patient, and a criterion found in text is not a "
-        "clinical finding. Do not use it to make decisions about a person.",
-        "- Evidence spans are for a reviewer to read the model's reasons, not proof of a symptom.",
-        "- Trained on English Reddit posts; other genres, languages and populations are untested. Errors are "
-        "not evenly spread over criteria (see the per-criterion metrics), and rare criteria are least reliable.",
-        "- Texts about mental health are sensitive: keep inputs and outputs under the same care as the posts.",
-        "",
+        *INTENDED_USE,
         "## Data",
         "",
         f"- Source: `{source}`, revision `{dataset.get('revision', 'unknown')}`",
     ]
     if dataset.get("splits"):
         lines.append(f"- Splits (posts): {', '.join(f'{k} {v}' for k, v in dataset['splits'].items())}")
-    lines += ["", "## Evaluation", ""]
-    if report:
-        test = report["test_metrics"]
+    lines += ["", "## Evaluation", "", *_evaluation(report), *_settings(meta, config), *HOW_TO_USE]
+    return "\n".join(lines)
+
+
+def _evaluation(report: dict[str, Any] | None) -> list[str]:
+    if not report:
+        return ["Exported from a checkpoint, not a finished study: no test evaluation is attached."]
+    lines = [
+        "Test split, decisions at the thresholds calibrated on validation:",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *(f"| {k} | {v:.4f} |" for k, v in sorted(report["test_metrics"].items()) if isinstance(v, int | float)),
+    ]
+    paper = report.get("paper_metrics") or {}
+    scalars = {k: v for k, v in paper.items() if isinstance(v, int | float)}
+    if scalars:
         lines += [
-            "Test split, decisions at the thresholds calibrated on validation:",
+            "",
+            "Published-baseline protocol (10 classes, probability > 0.5):",
             "",
             "| metric | value |",
             "| --- | --- |",
-            *(f"| {k} | {v:.4f} |" for k, v in sorted(test.items()) if isinstance(v, int | float)),
+            *(f"| {k} | {v:.4f} |" for k, v in sorted(scalars.items())),
         ]
-        paper = report.get("paper_metrics") or {}
-        scalars = {k: v for k, v in paper.items() if isinstance(v, int | float)}
-        if scalars:
-            lines += [
-                "",
-                "Published-baseline protocol (10 classes, probability > 0.5):",
-                "",
-                "| metric | value |",
-                "| --- | --- |",
-                *(f"| {k} | {v:.4f} |" for k, v in sorted(scalars.items())),
-            ]
-    else:
-        lines.append("Exported from a checkpoint, not a finished study: no test evaluation is attached.")
+    return lines
+
+
+def _settings(meta: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The decision thresholds and the training configuration."""
     thresholds = meta["thresholds"] or {}
-    lines += [
+    data, train = config["data"], config["train"]
+    return [
         "",
         "## Decision thresholds",
         "",
@@ -132,23 +158,10 @@ def model_card(loaded: LoadedModel, meta: dict[str, Any]) -> str:
         "## Training configuration",
         "",
         f"- Encoder: `{config['model']['encoder']}`; heads: `{meta['architecture']}`",
-        f"- Input: `{config['data']['input_format']}`, max length {config['data']['max_length']} tokens, "
-        f"long posts: `{config['data']['long_posts']}`",
-        f"- Optimizer `{config['train']['optimizer']}`, lr encoder {config['train']['lr_encoder']:.3g}, lr head "
-        f"{config['train']['lr_head']:.3g}, {config['train']['epochs']} epochs, batch {config['train']['batch_size']}, "
-        f"seed {config['seed']}",
+        f"- Input: `{data['input_format']}`, max length {data['max_length']} tokens, "
+        f"long posts: `{data['long_posts']}`",
+        f"- Optimizer `{train['optimizer']}`, lr encoder {train['lr_encoder']:.3g}, lr head "
+        f"{train['lr_head']:.3g}, {train['epochs']} epochs, batch {train['batch_size']}, seed {config['seed']}",
         "- The full configuration is in `config.json` under `redsm5_hpo`.",
         "",
-        "## How to use",
-        "",
-        "```python",
-        "from transformers import AutoModel, AutoTokenizer",
-        "encoder = AutoModel.from_pretrained('THIS_DIR')  # the encoder; the heads are in heads.safetensors",
-        "```",
-        "",
-        "```bash",
-        "redsm5-hpo predict posts.csv --output predictions.csv --checkpoint THIS_DIR",
-        "```",
-        "",
     ]
-    return "\n".join(lines)

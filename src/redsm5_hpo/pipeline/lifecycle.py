@@ -8,7 +8,7 @@ import enum
 import optuna
 
 from redsm5_hpo.pipeline.parts import LIFECYCLE_ATTR
-from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.tracking.base import TrackerWriter
 
 
 class TrialStart(enum.Enum):
@@ -49,10 +49,10 @@ class Lifecycle:
 
     def __init__(self, trial: optuna.Trial | None = None) -> None:
         self.trial = trial
-        self.tracker: Tracker | None = None
+        self.tracker: TrackerWriter | None = None
         self.run_id: str | None = None
 
-    def attach(self, tracker: Tracker, run_id: str) -> None:
+    def attach(self, tracker: TrackerWriter, run_id: str) -> None:
         self.tracker, self.run_id = tracker, run_id
 
     def enter(self, stage: Stage, **tags: str) -> None:

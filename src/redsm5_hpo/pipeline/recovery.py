@@ -32,13 +32,13 @@ from redsm5_hpo.pipeline.parts import (
     open_tracker,
 )
 from redsm5_hpo.pipeline.record import StudyRecord
-from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.tracking.base import TrackerWriter
 
 log = logging.getLogger(__name__)
 
 
 def requeue_interrupted_trials(
-    study: optuna.Study, tracker: Tracker, dead: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
+    study: optuna.Study, tracker: TrackerWriter, dead: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
 ) -> list[int]:
     """Trials left RUNNING by a dead process (``dead`` tells which: all of them for the process holding the
     study lock, those of one worker for the process that watched it die) and trials stopped by a full disk
@@ -56,7 +56,7 @@ def requeue_interrupted_trials(
 
 
 def requeue_trial(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, tracker: Tracker, queue_first: bool = True
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, tracker: TrackerWriter, queue_first: bool = True
 ) -> None:
     """An interrupted trial goes back into the queue with its parameters and slot: from its newest valid
     checkpoint in the same MLflow run when it has one, from scratch in a new run otherwise. The original

@@ -51,7 +51,7 @@ from redsm5_hpo.pipeline.parts import (
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.recovery import requeue_trial
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
-from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.tracking.base import Tracker, TrackerWriter
 from redsm5_hpo.tracking.logs import json_log_file
 from redsm5_hpo.training.hooks import TrialPruned
 from redsm5_hpo.training.loop import NonFiniteLossError
@@ -105,35 +105,13 @@ class Worker:
         trial.set_user_attr(WORKER_ATTR, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname()})
 
     def train_trial(self, spec: TrialSpec, trial: optuna.Trial) -> float:
-        config, study = self.config, self.study
-        origin = trial.user_attrs.get(RESUME_OF_ATTR)
-        previous = study.trials[origin].user_attrs if origin is not None else {}
-        trial_id = previous.get("trial_id") or uuid.uuid4().hex
-        trial_dir = experiments_root(config) / f"trial_{trial_id}"
+        """Train the claimed trial (new, or the continuation of an interrupted or rolled-back one); its
+        Optuna user attrs record why it stopped when it did not complete."""
         lifecycle = Lifecycle(trial)
         lifecycle.enter(Stage.QUEUED)
-        trial.set_user_attr("trial_id", trial_id)
-        trial.set_user_attr("trial_dir", str(trial_dir))
-        trial_config, extra_tags = spec.config, {}
-        resume_run_id = previous.get(RUN_ID_ATTR)
-        if origin is not None:  # the trial's own config: a rollback may have changed it
-            trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
-        if ROLLBACK_ATTR in trial.user_attrs:  # continue from the earlier checkpoint in a new run
-            extra_tags = {
-                "rolled_back_from": str(resume_run_id),
-                "rollback_epoch": str(trial.user_attrs[ROLLBACK_ATTR]),
-            }
-            resume_run_id = None
-        if resume_run_id:
-            trial.set_user_attr(RUN_ID_ATTR, resume_run_id)
-        start = TrialStart.FRESH if origin is None else TrialStart.RESUMED if resume_run_id else TrialStart.ROLLED_BACK
-        progress_now = study_progress_of(study, config.hpo.n_trials, starting=True)
-        if origin is not None:
-            log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
-        else:
-            log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)  # its slot in the study
+        trial_id, trial_config, start, run_id, extra_tags = self._continuation(spec, trial)
+        progress_now = study_progress_of(self.study, self.config.hpo.n_trials, starting=True)
         report_progress(self.tracker, self.study_run, progress_now)
-        extra_tags |= progress_now.as_tags()
         self.token_gate.wait_until_valid(f"trial {progress_now.trial}")
         context = TrialContext(
             self.tracker,
@@ -149,15 +127,15 @@ class Worker:
             lifecycle=lifecycle,
             device_override=self.device,
         )
+        tags = extra_tags | progress_now.as_tags()
         try:
-            value = run_trial(trial_config, self.corpus, context, trial_id, start, resume_run_id, extra_tags)
-            return value.best_value
+            return run_trial(trial_config, self.corpus, context, trial_id, start, run_id, tags).best_value
         except StopRequested as e:
             trial.set_user_attr("fail_reason", f"interrupted: {e}; resumable")
             trial.set_user_attr(RESUMABLE_ATTR, True)  # `resume` continues it from its newest checkpoint
             raise
         except TrialPruned as e:
-            trial.set_user_attr("prune_reason", f"{config.hpo.pruner} pruner: {e}")
+            trial.set_user_attr("prune_reason", f"{self.config.hpo.pruner} pruner: {e}")
             raise optuna.TrialPruned(str(e)) from None
         except Exception as e:
             trial.set_user_attr("fail_reason", failure_reason(e))
@@ -167,6 +145,32 @@ class Worker:
                 trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
                 self.disk_errors.append(e)  # the worker stops after this trial (run_trials' stop)
             raise
+
+    def _continuation(
+        self, spec: TrialSpec, trial: optuna.Trial
+    ) -> tuple[str, Config, TrialStart, str | None, dict[str, str]]:
+        """Which trial this is: a new one, or the continuation of the interrupted trial it was re-queued
+        for (its id, its own config, its run); records the id and directory on the Optuna trial."""
+        origin = trial.user_attrs.get(RESUME_OF_ATTR)
+        previous = self.study.trials[origin].user_attrs if origin is not None else {}
+        trial_id = previous.get("trial_id") or uuid.uuid4().hex
+        trial_dir = experiments_root(self.config) / f"trial_{trial_id}"
+        trial.set_user_attr("trial_id", trial_id)
+        trial.set_user_attr("trial_dir", str(trial_dir))
+        if origin is None:
+            log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)  # its slot in the study
+            return trial_id, spec.config, TrialStart.FRESH, None, {}
+        log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
+        # the trial's own config: a rollback may have changed it
+        trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
+        run_id = previous.get(RUN_ID_ATTR)
+        if ROLLBACK_ATTR in trial.user_attrs:  # continue from the earlier checkpoint in a new run
+            tags = {"rolled_back_from": str(run_id), "rollback_epoch": str(trial.user_attrs[ROLLBACK_ATTR])}
+            return trial_id, trial_config, TrialStart.ROLLED_BACK, None, tags
+        if run_id:
+            trial.set_user_attr(RUN_ID_ATTR, run_id)
+            return trial_id, trial_config, TrialStart.RESUMED, run_id, {}
+        return trial_id, trial_config, TrialStart.ROLLED_BACK, None, {}
 
     def on_trial_end(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.study_checkpoints.release_finished()
@@ -191,7 +195,7 @@ def study_progress_of(study: optuna.Study, total: int, starting: bool, workers: 
     return study_progress(len(finished) + int(starting), total, durations, values, study_direction(study), workers)
 
 
-def report_progress(tracker: Tracker, study_run: str, progress: Progress) -> None:
+def report_progress(tracker: TrackerWriter, study_run: str, progress: Progress) -> None:
     """On stdout and in the JSON log (``progress`` field), and as tags of the study's run."""
     log.info("%s", progress.describe(), extra={"progress": progress.as_dict()})
     tracker.set_tags(study_run, progress.as_tags())

@@ -32,7 +32,7 @@ from redsm5_hpo.pipeline.parts import LIFECYCLE_ATTR
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.work import study_progress_of
 from redsm5_hpo.processes import die_with_parent
-from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.tracking.base import TrackerWriter
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def start_worker(study_dir: Path, index: int, device: str | None, threads: int) 
 
 
 def run_workers(
-    study: optuna.Study, study_dir: Path, hpo: HpoConfig, device: str | None, tracker: Tracker, study_run: str
+    study: optuna.Study, study_dir: Path, hpo: HpoConfig, device: str | None, tracker: TrackerWriter, study_run: str
 ) -> int:
     """Run the study's waiting trials on ``hpo.n_workers`` processes (devices from ``hpo.devices``, else
     ``device``) until every one has exited. Raises ``StopRequested`` after a forwarded signal,
@@ -169,7 +169,7 @@ class ProgressLine:
     """One line for the whole study: trials done / running (which worker runs which) / queued, best so
     far and ETA; logged when it changes (and every ``PROGRESS_EVERY_S``), and set as the study run's tags."""
 
-    def __init__(self, study: optuna.Study, total: int, n_workers: int, tracker: Tracker, study_run: str):
+    def __init__(self, study: optuna.Study, total: int, n_workers: int, tracker: TrackerWriter, study_run: str):
         self.study = study
         self.total = total
         self.n_workers = n_workers

@@ -1,4 +1,5 @@
-"""The tracker interface the rest of the code talks to."""
+"""The tracker interface the rest of the code talks to: what writes (training and the study only ever
+write) and what reads (a resume and ``verify``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
-class Tracker(Protocol):
+class TrackerWriter(Protocol):
+    """Everything a run records. ``JournalingTracker`` journals each call and returns; only ``start_run``
+    may ask the tracker (see ``tracking.buffered``)."""
+
     def start_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
         """Open a run and return its id."""
         ...
@@ -33,6 +37,10 @@ class Tracker(Protocol):
         """Mark an interrupted run as running again (a resume continues the same run)."""
         ...
 
+
+class TrackerReader(Protocol):
+    """What the tracker holds; each call asks it (one request)."""
+
     def logged_metric_steps(self, run_id: str) -> set[tuple[str, int]]:
         """Every (metric, step) the run already holds (or is on its way there)."""
         ...
@@ -41,6 +49,8 @@ class Tracker(Protocol):
         """Every (metric, step, timestamp_ms) the tracker holds for the run, duplicates included."""
         ...
 
+
+class Tracker(TrackerWriter, TrackerReader, Protocol):
     def close(self) -> object:
         """Deliver what is buffered (as far as the tracker lets it) and release resources."""
         ...

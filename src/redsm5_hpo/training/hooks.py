@@ -10,7 +10,7 @@ from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.evaluation.metrics import metric_direction
 from redsm5_hpo.faults import fault_point
-from redsm5_hpo.tracking.base import Tracker
+from redsm5_hpo.tracking.base import TrackerWriter
 from redsm5_hpo.training.loop import EpochResult, LoopState, resume_state
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ class MetricsLoggingHook:
     """Logs every epoch's metrics once, at step = epoch, to the tracker and the log."""
 
     def __init__(
-        self, tracker: Tracker, run_id: str, optimization_metric: str, logged: set[tuple[str, int]] | None = None
+        self, tracker: TrackerWriter, run_id: str, optimization_metric: str, logged: set[tuple[str, int]] | None = None
     ):
         self.tracker = tracker
         self.run_id = run_id

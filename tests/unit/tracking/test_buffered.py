@@ -12,17 +12,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from redsm5_hpo.tracking.buffered import (
     LOCAL_PREFIX,
     BufferSettings,
     JournalingTracker,
-    backoff_delay,
-    replay_order,
-    take_batch,
-    unseen_metrics,
 )
 from redsm5_hpo.tracking.journal import Pending, expand_metrics, pending_in
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_uri
@@ -35,10 +28,6 @@ def sqlite_store(root: Path):
 
 def unreachable():
     return lambda: MLflowTracker(f"http://127.0.0.1:{free_port()}", "exp")
-
-
-def test_backoff_is_1_2_4_8_16_then_stays_at_16() -> None:
-    assert [backoff_delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 16, 16]
 
 
 def test_metrics_arrive_once_with_their_timestamps(tmp_path) -> None:
@@ -72,7 +61,7 @@ def test_an_outage_gets_local_run_ids_that_the_next_process_creates_and_fills(tm
     real = up.resolve(run)
     assert not real.startswith(LOCAL_PREFIX)
     assert sorted((m, s) for m, s, _ in up.metric_points(run)) == [("loss", 1), ("loss", 2)]
-    mlflow_run = up._tracker().client.get_run(real)
+    mlflow_run = up.connection.get().client.get_run(real)
     assert mlflow_run.data.params == {"train.lr": "0.1"} and mlflow_run.info.status == "FINISHED"
     up.close()
     assert pending_in(journal) == 0
@@ -85,12 +74,12 @@ def test_records_sent_but_not_acknowledged_are_not_sent_twice(tmp_path) -> None:
     first.log_metrics(run, {"loss": 0.5, "f1": 0.25}, 1)
     assert first.flush(30)
     segment = first.journal.active
-    with first._cond:  # as if the process died between the upload and its acknowledgement
-        first._closed = True
-        first._stopping = True
+    with first.sender.cond:  # as if the process died between the upload and its acknowledgement
+        first.sender.closed = True
+        first.sender.stopping = True
         for s in first.journal.segments:
             os.close(s.fd)
-    first._thread.join(5)
+    first.sender.thread.join(5)
     segment.ack_path.write_text("0")
     second = JournalingTracker(sqlite_store(tmp_path), journal)
     assert second.flush(30)
@@ -141,39 +130,6 @@ def test_secrets_never_reach_the_journal(tmp_path) -> None:
 
 def pending(entries: list[dict]) -> list[Pending]:
     return [Pending(None, i, e) for i, e in enumerate(entries)]  # type: ignore[arg-type]
-
-
-def test_batches_group_consecutive_metrics_of_one_run() -> None:
-    entries = [
-        {"kind": "metric", "run_id": "a", "metric": "m", "step": 1, "timestamp": 1},
-        {"kind": "metric", "run_id": "a", "metric": "n", "step": 1, "timestamp": 1},
-        {"kind": "metric", "run_id": "b", "metric": "m", "step": 1, "timestamp": 2},
-        {"kind": "tags", "run_id": "b", "tags": {}},
-    ]
-    queue = pending(entries)
-    assert [p.position for p in take_batch(queue)] == [0, 1]
-    assert [p.position for p in take_batch(queue[2:])] == [2]
-    assert [p.position for p in take_batch(queue[3:])] == [3]
-    assert len(take_batch(pending([entries[0]] * 30), limit=10)) == 10
-
-
-@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 5), st.integers(0, 5)), max_size=40))
-def test_dedupe_keeps_exactly_one_of_each_key_not_already_held(keys) -> None:
-    entries = [{"metric": m, "step": s, "timestamp": t, "value": 0.0} for m, s, t in keys]
-    held = set(keys[: len(keys) // 2])
-    fresh = unseen_metrics(entries, held)
-    fresh_keys = [(e["metric"], e["step"], e["timestamp"]) for e in fresh]
-    assert len(fresh_keys) == len(set(fresh_keys))
-    assert set(fresh_keys) == set(keys) - held
-
-
-@given(st.lists(st.lists(st.integers(0, 100), max_size=10), max_size=4))
-def test_replay_merges_segments_by_timestamp_keeping_each_segment_in_order(groups) -> None:
-    segments = [pending([{"timestamp": t, "step": 0, "seg": g} for t in sorted(ts)]) for g, ts in enumerate(groups)]
-    merged = replay_order(segments)
-    assert [p.entry["timestamp"] for p in merged] == sorted(t for ts in groups for t in ts)
-    for g in range(len(groups)):
-        assert [p.position for p in merged if p.entry["seg"] == g] == list(range(len(groups[g])))
 
 
 def test_the_log_call_only_writes_and_the_sender_fsyncs_within_the_window(tmp_path) -> None:

@@ -1,0 +1,142 @@
+"""Delivery of journal records to MLflow: one batch at a time, dispatched by record kind, with local run
+ids mapped to real ones and, after a failure, metrics the tracker already holds skipped.
+
+Only the sender thread delivers. Every call here talks to the tracker and may block for one request:
+up to ``tracking.request_timeout_s`` (MLflow's own retries are off; the sender retries with backoff),
+plus ``tracking.token_command`` when the bearer token is due for renewal.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from redsm5_hpo.atomic_files import write_json_atomic
+from redsm5_hpo.tracking.auth import TokenProvider
+from redsm5_hpo.tracking.journal import METRIC_KINDS, Entry, expand_metrics
+from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
+from redsm5_hpo.tracking.records import LOCAL_PREFIX, Rejected, unseen_metrics
+
+RUN_IDS_FILE = "run_ids.json"
+
+
+class RunIdMap:
+    """Local run ids (minted during an outage) -> the tracker's run ids, persisted for other processes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._ids: dict[str, str] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        if self.path.is_file():
+            self._ids.update(json.loads(self.path.read_text(encoding="utf-8")))
+
+    def resolve(self, run_id: str) -> str:
+        if run_id.startswith(LOCAL_PREFIX) and run_id not in self._ids:
+            self.reload()
+        return self._ids.get(run_id, run_id)
+
+    def record(self, local: str, real: str) -> None:
+        self.reload()
+        self._ids[local] = real
+        write_json_atomic(self.path, self._ids)
+
+
+class Connection:
+    """The MLflow client, connected on first use (after a fresh token); safe to share between threads."""
+
+    def __init__(self, connect: Callable[[], MLflowTracker], token_provider: TokenProvider | None) -> None:
+        self._connect = connect
+        self.token_provider = token_provider
+        self._inner: MLflowTracker | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> MLflowTracker:
+        if self._inner is None:
+            import mlflow.tracking  # noqa: F401 - the slow first import happens before the token is fetched
+
+        if self.token_provider:
+            self.token_provider.ensure_fresh()
+        with self._lock:
+            if self._inner is None:
+                self._inner = self._connect()
+            return self._inner
+
+
+class Delivery:
+    """Sends one batch of records (``deliver``); keeps, per run, the metric points the tracker is known to
+    hold, so a resend after a lost confirmation is not a duplicate."""
+
+    def __init__(self, connection: Connection, run_ids: RunIdMap) -> None:
+        self.connection = connection
+        self.run_ids = run_ids
+        self.skipped_duplicates = 0
+        self._held: dict[str, tuple[set[str], set[tuple[str, int, int]]]] = {}
+
+    def forget_held(self, run_id: str | None = None) -> None:
+        """After a failure the tracker may hold more than we know: look again before the next send."""
+        if run_id is None:
+            self._held.clear()
+        else:
+            self._held.pop(run_id, None)
+
+    def deliver(self, entries: list[Entry], check_tracker: bool) -> None:
+        """Raises what the tracker raised; ``Rejected`` for a record that can never be delivered."""
+        tracker = self.connection.get()
+        first = entries[0]
+        kind = first["kind"]
+        if kind == "create_run":
+            parent = self.run_ids.resolve(first["parent"]) if first.get("parent") else None
+            real = tracker.start_run(first["name"], first["tags"], parent)
+            self.run_ids.record(first["run_id"], real)
+            return
+        run_id = self.run_ids.resolve(first["run_id"])
+        if run_id.startswith(LOCAL_PREFIX):
+            raise Rejected(f"run {first['run_id']} was never created in the tracker")
+        if kind in METRIC_KINDS:
+            self._deliver_metrics(tracker, run_id, [m for e in entries for m in expand_metrics(e)], check_tracker)
+        elif kind == "params":
+            tracker.log_params(run_id, first["params"])
+        elif kind == "tags":
+            tracker.set_tags(run_id, first["tags"])
+        elif kind == "artifact":
+            if not Path(first["path"]).is_file():
+                raise Rejected(f"artifact {first['path']} no longer exists")
+            tracker.log_artifact(run_id, Path(first["path"]))
+        elif kind == "dataset":
+            tracker.log_dataset(run_id, first["dataset"])
+        elif kind == "status":
+            if first["status"] == "RUNNING":
+                tracker.reopen_run(run_id)
+            else:
+                tracker.end_run(run_id, first["status"])
+        else:
+            raise Rejected(f"unknown record kind {kind!r}")
+
+    def _deliver_metrics(self, tracker: MLflowTracker, run_id: str, entries: list[Entry], check: bool) -> None:
+        if check:
+            fresh = unseen_metrics(entries, self._held_points(tracker, run_id, {e["metric"] for e in entries}))
+            self.skipped_duplicates += len(entries) - len(fresh)
+            entries = fresh
+            if not entries:
+                return
+        try:
+            tracker.log_metric_points(run_id, [(e["metric"], e["value"], e["timestamp"], e["step"]) for e in entries])
+        except Exception:
+            self.forget_held(run_id)  # some of it may have arrived: look again next time
+            raise
+        if run_id in self._held:
+            self._held[run_id][1].update((e["metric"], e["step"], e["timestamp"]) for e in entries)
+
+    def _held_points(self, tracker: MLflowTracker, run_id: str, keys: set[str]) -> set[tuple[str, int, int]]:
+        """The (metric, step, timestamp) points of ``keys`` the tracker holds for the run, fetched once per
+        metric and then kept up to date with what this process sends."""
+        known_keys, points = self._held.setdefault(run_id, (set(), set()))
+        missing = keys - known_keys
+        if missing:
+            points.update(tracker.metric_points(run_id, missing))
+            known_keys.update(missing)
+        return points
