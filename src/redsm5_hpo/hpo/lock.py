@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_FILE = ".lock"
+CLAIM_FILE = ".claim.lock"
 
 
 class StudyLockedError(RuntimeError):
@@ -50,6 +51,20 @@ def study_lock(study_dir: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
+def claim_lock(study_dir: Path) -> Iterator[None]:
+    """Workers sharing the study directory claim trials one at a time: the look for a waiting trial and
+    Optuna's ``ask`` happen under an exclusive ``flock`` on ``<study_dir>/.claim.lock``, so two workers do
+    not both find the last waiting trial (the one that loses would get a surplus trial). Waits only while
+    another worker claims (a storage round trip or two)."""
+    fd = os.open(Path(study_dir) / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

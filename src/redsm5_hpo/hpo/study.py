@@ -7,6 +7,7 @@ one configuration and return the value of the optimization metric.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
@@ -201,6 +202,7 @@ def run_trials(
     stop: Callable[[], bool] = lambda: False,
     storage: optuna.storages.BaseStorage | None = None,
     on_claim: Callable[[optuna.Trial], None] | None = None,
+    claim_guard: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> int:
     """Run queued trial slots one at a time until none is left (other workers may take some) or ``stop()``
     says so after a trial; a failing trial is recorded and the study goes on. A new study gets its
@@ -208,14 +210,17 @@ def run_trials(
     trial as soon as this worker holds it. With a database ``storage`` the running trial records Optuna
     heartbeats, and before each claim the trials of dead workers are failed and re-queued
     (``storage.fail_stale_trials``). After a SIGTERM / SIGINT (``interrupts``) the running trial is told
-    FAIL (its ``train_trial`` marked it resumable) and ``StopRequested`` propagates; no new trial starts."""
+    FAIL (its ``train_trial`` marked it resumable) and ``StopRequested`` propagates; no new trial starts.
+    Each claim happens inside ``claim_guard()`` (``hpo.lock.claim_lock`` for workers sharing a directory)."""
     total = config.hpo.n_trials
     enqueue_slots(study, total)
     ran = 0
     while not stop():
         raise_if_requested()  # before a slot is claimed: no trial is left RUNNING for nothing
         fail_stale_trials(study)
-        if (trial := claim_slot(study)) is None:
+        with claim_guard():
+            trial = claim_slot(study)
+        if trial is None:
             break
         ran += 1
         if on_claim:

@@ -241,9 +241,8 @@ class StudySession:
         """One worker: this process trains the trials itself."""
         device = worker_device(self.config.hpo.devices, 0, self.plan.device)
         plan, config = self.plan, self.config
-        worker = Worker(
-            config, plan.study_id, self.study_run, self.corpus, self.tracker, self.monitor, self.progress, device
-        )
+        worker = Worker(config, plan.study_id, self.study_run, self.corpus, self.tracker, self.monitor)
+        worker.progress, worker.device, worker.study_dir = self.progress, device, plan.study_dir
         return worker.run(self.study, self.storage), worker.disk_errors
 
     def finish(self, ran: int) -> StudyResult:

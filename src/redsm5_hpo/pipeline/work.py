@@ -6,6 +6,7 @@ process it starts (``redsm5-hpo worker``, ``work_on_study``) runs it on the same
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -25,6 +26,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.metrics import best_of
+from redsm5_hpo.hpo.lock import claim_lock
 from redsm5_hpo.hpo.progress import Progress, study_progress
 from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
 from redsm5_hpo.hpo.storage import open_storage
@@ -72,6 +74,8 @@ class Worker:
     progress: bool = True
     device: str | None = None
     index: int = 0
+    study_dir: Path | None = None
+    """Workers that share it claim trials one at a time (``hpo.lock.claim_lock``)."""
     disk_errors: list[DiskSpaceError] = field(default_factory=list)
 
     def run(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
@@ -97,6 +101,7 @@ class Worker:
                 stop=lambda: bool(self.disk_errors),
                 storage=storage,
                 on_claim=self.on_claim,
+                claim_guard=functools.partial(claim_lock, self.study_dir) if self.study_dir else contextlib.nullcontext,
             )
         finally:
             self.bar.close()
@@ -229,7 +234,9 @@ def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int
         storage = open_study_storage(record.storage, config, tracker)
         study = create_study(config, record.study_name, storage)
         corpus = load_corpus(config.data, config.seed)
-        worker = Worker(config, record.study_id, record.mlflow_run_id, corpus, tracker, monitor, False, device, index)
+        worker = Worker(
+            config, record.study_id, record.mlflow_run_id, corpus, tracker, monitor, False, device, index, study_dir
+        )
         ran = worker.run(study, storage)
         log.info("worker %d ran %d trial(s)", index, ran)
         if worker.disk_errors:
