@@ -72,8 +72,12 @@ gpu-check: $(STAMP)
 zoo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/zoo.py $(ARGS)
 
+# The suite runs on every core (TEST_JOBS=1 for one process), each test process with one torch thread so the
+# processes do not fight over the cores.
+TEST_JOBS ?= auto
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 --durations=15 $(ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest \
+		-n $(TEST_JOBS) --dist worksteal --cov=redsm5_hpo --cov-report=term-missing:skip-covered --cov-fail-under=80 --durations=15 $(ARGS)
 
 # The unit tests alone (no study, no server): the inner loop, a few minutes.
 test-fast: $(STAMP)

@@ -3,9 +3,9 @@
 SIGTERM, resumed with two workers, killed with SIGKILL (every process), and resumed with one worker, it
 still does, with every metric logged once.
 
-Each worker gets its share of the cores (one torch thread here, two for the one-worker study), and the
-order of a sum over threads changes the last bits of the weights: the test metrics are equal, the
-weights equal to float32 rounding."""
+Each worker gets its share of the cores (one torch thread on two cores; ``make test`` gives every test
+process one thread anyway), and the order of a sum over threads changes the last bits of the weights:
+the test metrics are equal, the weights equal to float32 rounding."""
 
 from __future__ import annotations
 
@@ -76,12 +76,15 @@ def test_two_workers_run_the_one_worker_study(uninterrupted, uninterrupted_root,
     assert {t.user_attrs["worker"]["index"] for t in trials} == {0, 1}, "each worker ran a trial"
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     report = assert_same_study(root, uninterrupted, uninterrupted_root)
-    # both trials finished at about the same time, in two processes: the study's best kept, the other released
+    # both trials finished at about the same time, in two processes: the study's best kept, the other not.
+    # Which way depends on the timing: finished first, its checkpoints were released when the best one
+    # finished (its report says so); finished second, it kept none, since the best had already finished
     kept = {p.parent.parent.name for p in root.glob("trial_*/checkpoints/epoch_*")}
     assert kept == {f"trial_{report['best_trial_id']}"}
     other = [t for t in trials if t.user_attrs["trial_id"] != report["best_trial_id"]]
     other_report = json.loads((Path(other[0].user_attrs["trial_dir"]) / "evaluation_report.json").read_text())
-    assert other_report["released"] is True and other_report["checkpoint_references"] == []
+    assert other_report["checkpoint_references"] == []
+    assert other_report.get("released", True) is True
 
 
 def test_sigterm_then_sigkill_of_every_worker_resume_to_the_same_study(
