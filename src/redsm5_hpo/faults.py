@@ -5,7 +5,8 @@ Points: ``mid_epoch`` (after a training batch), ``mid_validation`` (after a vali
 ``checkpoint_write`` (weights written, manifest not yet), ``checkpoint_commit`` (every file and the
 manifest written and fsynced, the directory not renamed into place yet; both in the background writer),
 ``tracking_write`` (metrics written, the epoch's checkpoint not yet), ``resume_setup`` (a resume has
-started, before training).
+started, before training), ``setup_metrics_logged`` (a trial's set-up metrics logged, its first epoch not
+begun), ``test_metrics_logged`` (the study's test metrics and plots logged, its report not yet written).
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def test_pruning_prunes_and_records_why(study) -> None:
         assert t.last_step is not None and t.last_step < 3
     assert all(t.user_attrs["lifecycle"] == "completed" for t in complete)
     assert report["trials"]["pruned"] == len(pruned) and report["trials"]["completed"] == len(complete)
-    assert [p["trial"] for p in report["summary"]["pruned"]] == [t.number for t in pruned]
+    # trials are numbered as the log's `trial k/N` numbers them: from 1, by their slot in the study
+    assert [p["trial"] for p in report["summary"]["pruned"]] == [t.user_attrs["slot"] + 1 for t in pruned]
 
 
 def test_a_conditional_parameter_never_appears_without_its_parent(study) -> None:
@@ -85,7 +86,7 @@ def test_report_validates_and_holds_the_summary_and_plots(study) -> None:
     root, study_dir, trials, report = study
     validate_report(report, "study_report")
     history = report["summary"]["best_value_history"]
-    assert [h["trial"] for h in history] == [t.number for t in trials]
+    assert [h["trial"] for h in history] == [t.user_attrs["slot"] + 1 for t in trials] == list(range(1, 7))
     assert history[-1]["best_so_far"] == pytest.approx(report["best_validation_value"])
     plots = sorted(p.name for p in (study_dir / "plots").glob("*.png"))
     expected = ["intermediate_values", "learning_curves", "optimization_history", "param_importances"]

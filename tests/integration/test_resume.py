@@ -2,12 +2,16 @@
 uninterrupted run: same report, same best weights, every (run, metric, step) exactly once."""
 
 import json
+import re
+import sqlite3
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from redsm5_hpo.cli.main import EXIT_ALREADY_RUNNING
 from redsm5_hpo.hpo.lock import study_lock
+from redsm5_hpo.pipeline.evaluate import study_run_metrics
+from redsm5_hpo.pipeline.verify import STUDY_RUN_METRICS as STUDY_SERIES
 from tests.helpers.study_cli import STUDY_OVERRIDES, cli, metric_counts, outcome
 
 OVERRIDES = STUDY_OVERRIDES
@@ -21,6 +25,8 @@ KILL_POINTS = {
     "checkpoint_commit:2": "background write of the epoch 2 checkpoint about to commit, epoch 3 training",
     "tracking_write:2": "epoch 2 metrics logged, its checkpoint not yet written",
     "mid_epoch:100": "second trial, epoch 3",
+    "setup_metrics_logged:2": "second trial's set-up metrics logged, before its first epoch",
+    "test_metrics_logged:1": "the test metrics logged, the report not yet written",
 }
 
 
@@ -37,11 +43,42 @@ def test_killed_and_resumed_study_matches_the_uninterrupted_one(uninterrupted, t
     assert report["best_validation_value"] == expected_report["best_validation_value"]
     assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
     assert weights_sha == expected_sha
-    for name, steps in metric_counts(root).items():
+    counts = metric_counts(root)
+    for name, steps in counts.items():
         assert set(steps.values()) == {1}, f"{name} logged twice: {steps}"
+    # the study's series are stepped 1..n_trials, whatever numbers Optuna gave the continuations
+    (best_so_far,) = [steps for name, steps in counts.items() if re.fullmatch(r"study_\w+/best_so_far", name)]
+    assert sorted(best_so_far) == [1, 2]
+    assert [h["trial"] for h in report["summary"]["best_value_history"]] == [1, 2]
+    test_metrics = {name.split("/")[1] for name in counts if name.startswith("study_")} - {*STUDY_SERIES}
+    assert test_metrics == set(study_run_metrics(report))  # each test metric once, at step 0
     epochs = {name: sorted(steps) for name, steps in metric_counts(root).items() if name.endswith("/val_loss")}
     finished = [steps for steps in epochs.values() if steps == [1, 2, 3]]
     assert len(finished) == 2  # both trials hold every epoch; a run killed before its first checkpoint is extra
+
+
+def tracker_rows(root) -> dict[str, list[tuple]]:
+    """Every row MLflow's store holds about runs: metrics, params, tags and the runs themselves."""
+    with sqlite3.connect(root / "mlflow.db") as db:
+        return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall()) for t in ("metrics", "params", "tags", "runs")}
+
+
+def test_a_finished_study_resumed_does_nothing_and_says_so(uninterrupted_root) -> None:
+    root = uninterrupted_root
+    (report_path,) = root.glob("study_*/study_report.json")
+    study_id = report_path.parent.name.removeprefix("study_")
+    report, rows = report_path.read_bytes(), tracker_rows(root)
+    for args in (["resume"], ["resume"], ["resume", "seed=13", "train.epochs=3"]):  # the study's own values
+        again = cli(root, *args)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert f"study {study_id} had finished: nothing ran and nothing was logged again" in again.stdout
+        assert f"study report: {report_path}" in again.stdout and "test macro-F1:" in again.stdout
+        assert report_path.read_bytes() == report and tracker_rows(root) == rows
+    hint = re.search(r"`(redsm5-hpo evaluate [^`]+)`", again.stdout)
+    assert hint and f"experiments_dir={root}" in hint.group(1)  # complete: it works pasted anywhere
+    changed = cli(root, "resume", "seed=14")
+    assert changed.returncode == 2 and "resume: seed would change what the study's trials compute" in changed.stderr
+    assert report_path.read_bytes() == report and tracker_rows(root) == rows
 
 
 def test_a_resume_killed_during_set_up_can_be_resumed_again(uninterrupted, tmp_path) -> None:

@@ -140,6 +140,31 @@ def test_outage_across_a_killed_process_replays_on_resume(tmp_path, server) -> N
     assert verified.returncode == 0, verified.stdout
 
 
+def test_a_trial_resumed_during_an_outage_reaches_the_tracker_once(tmp_path, server) -> None:
+    """A continuation cannot read what its run holds while the tracker is down, so it logs its set-up metrics
+    (and the epoch it redoes) again; the tracker gets each (metric, step) once when it is back."""
+    root = tmp_path / "experiments"
+    args = ["tune", *TINY, "train.epochs=3", "hpo.n_trials=1", f"tracking.uri={server.uri}", "--no-progress"]
+    study = Cli(root, *args)
+    study.wait_for("epoch 2: ")  # epoch 1's checkpoint is on disk, epoch 2's metrics are logged
+    study.process.send_signal(signal.SIGKILL)
+    assert study.finish() == -9
+    synced = run(root, "sync", f"tracking.uri={server.uri}")  # the tracker holds all the killed run logged
+    assert synced.returncode == 0 and pending_in(root / "tracking_journal") == 0, synced.stdout[-2000:]
+    server.stop()
+    down = ["resume", f"tracking.uri={server.uri}", "tracking.flush_timeout_s=1", "--no-progress"]
+    resumed = run(root, *down)
+    assert resumed.returncode == 0, resumed.stdout[-4000:]
+    assert "cannot read run" in resumed.stdout  # it could not tell what its run held
+    assert pending_in(root / "tracking_journal") > 0
+    server.start()
+    verified = run(root, "verify", f"tracking.uri={server.uri}")
+    assert verified.returncode == 0, verified.stdout
+    counts = metric_counts(server.uri)
+    assert set(counts.values()) == {1}, [k for k, n in counts.items() if n > 1]
+    assert {step for (_, key, step) in counts if key == "train_evidence_truncation_loss"} == {0}
+
+
 def test_corrupted_tracking_database_keeps_metrics_and_says_how_to_repair(tmp_path) -> None:
     root = tmp_path / "experiments"
     root.mkdir()

@@ -15,6 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.helpers.study_cli import cli, metric_counts
 from tests.integration.test_tracking_outage import TINY, Cli
 
 ADMIN_URL = os.environ.get("REDSM5_TEST_POSTGRES")
@@ -31,6 +32,18 @@ def postgres_url():
         admin.execute(f"CREATE DATABASE {name}")
         yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_a_study_on_a_shared_database_without_a_name_is_refused_before_any_work(tmp_path, postgres_url) -> None:
+    """Two machines running the same `tune` without hpo.study_name would each start a study of their own."""
+    root = tmp_path / "experiments"
+    common = [*TINY, "train.epochs=1", "hpo.n_trials=2", f"hpo.storage={postgres_url}", "--no-progress"]
+    workers = [Cli(root, "tune", *common), Cli(root, "tune", *common)]
+    for worker in workers:
+        assert worker.finish() == 2, worker.output[-3000:]
+        assert "hpo.study_name=<name>" in worker.output and "Traceback" not in worker.output
+    assert optuna.get_all_study_names(storage=postgres_url) == []
+    assert not list(root.glob("study_*")) and not list(root.glob("trial_*"))
 
 
 def test_two_workers_share_one_study(tmp_path, postgres_url) -> None:
@@ -96,3 +109,22 @@ def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_continued_elsewhere
     assert continuation.user_attrs["mlflow_run_id"] == first_trial.user_attrs["mlflow_run_id"]
     report = json.loads((root / study_name / "study_report.json").read_text())
     assert report["trials"]["completed"] == 1
+
+
+def test_a_shared_study_killed_before_its_report_is_finished_by_resume(tmp_path, postgres_url) -> None:
+    """The process that claimed the report died after logging the test metrics: a resume on the same machine
+    succeeds its claim, writes the one report, and MLflow holds each test metric once."""
+    root = tmp_path / "experiments"
+    study_name = f"study_{uuid.uuid4().hex}"
+    common = [*TINY, "train.epochs=1", "hpo.n_trials=1", f"hpo.storage={postgres_url}", f"hpo.study_name={study_name}"]
+    assert cli(root, "tune", *common, fault="test_metrics_logged:1").returncode == -9
+    assert (root / study_name / ".report_claim").is_file() and not (root / study_name / "study_report.json").exists()
+    resumed = cli(root, "resume", "--study", study_name)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    report = json.loads((root / study_name / "study_report.json").read_text())
+    assert report["trials"]["completed"] == 1
+    counts = metric_counts(root)
+    tests = {name: steps for name, steps in counts.items() if name.startswith(f"{study_name}/test_")}
+    assert tests and all(steps == {0: 1} for steps in tests.values())
+    again = cli(root, "resume", "--study", study_name)
+    assert again.returncode == 0 and "had finished" in again.stdout

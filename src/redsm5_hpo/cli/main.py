@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError, human_bytes
 from redsm5_hpo.checkpoints.store import CheckpointError
@@ -26,6 +25,9 @@ from redsm5_hpo.interrupts import StopRequested, graceful_stop
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.tracking.logs import setup_logging
 from redsm5_hpo.tracking.sanitize import mask_secrets
+
+if TYPE_CHECKING:
+    from redsm5_hpo.pipeline.study import StudyResult
 
 log = logging.getLogger("redsm5_hpo.cli")
 
@@ -61,16 +63,17 @@ Finished trials stay as they are; a trial interrupted after a checkpoint continu
 valid checkpoint in the same MLflow run (optimizer, scheduler, RNG and data order restored, no metric
 logged twice); one interrupted before its first checkpoint restarts from epoch 0. Safe to repeat: a
 resume that is itself interrupted can be resumed again, and a second process on a running study exits
-with code 4 and a message. `tune hpo.study_name=study_<id>` does the same.
+with code 4 and a message. `tune hpo.study_name=study_<id>` does the same. A study that has finished
+(its report current) is left as it is: resume prints its summary and exits 0, logs nothing and does not
+score the test split again (`evaluate` does that on purpose).
 
 The study keeps its saved configuration; --device moves it to another device (e.g. a study started
 on a GPU machine, resumed on a CPU one). Resuming on the device and precision that wrote the checkpoint
 is exact; elsewhere training continues and a warning says that exactness is not promised. Overrides
 that do not change what a trial computes are accepted and saved with the study (retention_policy,
 disk_guard, tracking, logs, hub, train.device, train.checkpoint_interval_epochs, hpo.n_workers,
-hpo.devices, hpo heartbeats); any
-other is refused with the list. SIGTERM or SIGINT stops a study at the next batch, resumable (exit 143 /
-130).
+hpo.devices, hpo heartbeats), and so is any key set to the value the study saved; any other is refused
+with the list. SIGTERM or SIGINT stops a study at the next batch, resumable (exit 143 / 130).
 
 example:
   redsm5-hpo resume                       # the newest study under experiments/
@@ -210,28 +213,29 @@ OVERRIDES_HELP = (
 
 def _cmd_tune(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import dry_run, run_study  # heavy imports only when a command runs
-    from redsm5_hpo.pipeline.report import paper_summary
 
     if args.dry_run:
         print(dry_run(config))
         return 0
-    result = run_study(config, progress=not args.no_progress)
+    _print_study_result(run_study(config, progress=not args.no_progress))
+    return 0
+
+
+def _print_study_result(result: StudyResult) -> None:
+    """The end of ``tune`` and ``resume``: the best trial, its test scores and the report's path."""
+    from redsm5_hpo.pipeline.report import result_lines
+
     if result.report is None:
         print(f"worker done; another worker writes {result.report_path} when the last trial ends")
-        return 0
-    metrics = result.report["test_metrics"]
-    print(
-        f"best trial: {result.report['best_trial_id']} "
-        f"({config.train.optimization_metric}={result.report['best_validation_value']:.4f})"
-    )
-    print(
-        f"test macro-F1: {metrics['test_criteria_macro_f1']:.4f}  micro-F1: {metrics['test_criteria_micro_f1']:.4f}  "
-        f"evidence F1: {metrics['test_evidence_f1']:.4f}"
-    )
-    print(paper_summary(result.report))
-    print(f"baselines (test macro-F1): {json.dumps(result.report['baselines'])}")
+        return
+    if result.finished_before:
+        print(
+            f"study {result.study_id} had finished: nothing ran and nothing was logged again, and its test split "
+            f"was not scored again (`redsm5-hpo evaluate --study {result.study_id} "
+            f"experiments_dir={result.study_dir.parent}` redoes the test evaluation)"
+        )
+    print("\n".join(result_lines(result.report)))
     print(f"study report: {result.report_path}")
-    return 0
 
 
 def _cmd_train(config: Config, args: argparse.Namespace) -> int:
@@ -253,11 +257,7 @@ def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
     result = run_study(
         config, progress=not args.no_progress, resume_dir=study_dir, device=args.device, overrides=args.overrides
     )
-    if result.report is None:
-        print(f"worker done; another worker writes {result.report_path} when the last trial ends")
-        return 0
-    print(f"best trial: {result.report['best_trial_id']}")
-    print(f"study report: {result.report_path}")
+    _print_study_result(result)
     return 0
 
 

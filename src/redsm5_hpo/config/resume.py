@@ -10,7 +10,7 @@ would make the resumed trials differ from the uninterrupted ones, and is refused
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redsm5_hpo.config.errors import ConfigError
@@ -44,9 +44,26 @@ def is_resume_safe(key: str) -> bool:
     return any(key == safe or key.startswith(f"{safe}.") for safe in RESUME_SAFE)
 
 
+MISSING = object()
+
+
+def value_at(config: Config, key: str) -> Any:
+    """The value of a dotted ``key`` (a section, a field, or an entry of a mapping field); ``MISSING`` when
+    ``config`` has no such key."""
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part, MISSING) if isinstance(node, Mapping) else getattr(node, part, MISSING)
+        if node is MISSING:
+            break
+    return node
+
+
 def resume_config(saved: Config, requested: Config, keys: Sequence[str]) -> tuple[Config, dict[str, Any]]:
     """``saved`` with the values ``requested`` holds for ``keys`` (the user's overrides), and those values
-    by dotted key. Raises ``ConfigError`` listing every key a resume cannot change."""
+    by dotted key. A key set to the value the study saved changes nothing and is accepted whatever it is
+    (a script that re-runs its ``tune`` line as ``resume`` repeats the study's own settings). Raises
+    ``ConfigError`` listing every other key a resume cannot change."""
+    keys = [k for k in keys if not _unchanged(saved, requested, k)]
     refused = sorted({k for k in keys if k not in LOCATORS and not is_resume_safe(k)})
     if refused:
         raise ConfigError(
@@ -61,11 +78,14 @@ def resume_config(saved: Config, requested: Config, keys: Sequence[str]) -> tupl
     for key in keys:
         if key in LOCATORS:
             continue
-        node: Any = requested
-        for part in key.split("."):
-            node = getattr(node, part)
+        node = value_at(requested, key)
         if dataclasses.is_dataclass(node) and not isinstance(node, type):  # a section: retention_policy=aggressive
             values |= {f"{key}.{name}": value for name, value in dataclasses.asdict(node).items()}
         else:
             values[key] = node
     return (apply_overrides(saved, values) if values else saved), values
+
+
+def _unchanged(saved: Config, requested: Config, key: str) -> bool:
+    value = value_at(requested, key)
+    return value is not MISSING and value == value_at(saved, key)

@@ -350,7 +350,9 @@ class HpoConfig:
     """Optuna storage URL; default a SQLite file in the study directory for one worker, a journal file
     (``journal://<path>``) for several."""
     study_name: str | None = None
-    """Optuna study name; default ``study_<uuid>``."""
+    """Optuna study name; default ``study_<uuid>``. Required for a new study on a database server
+    (``hpo.storage=postgresql://...``): every machine runs the same command with the same name and joins one
+    study. Naming an existing study continues it (like ``resume``)."""
     search_space: dict[str, Any] = field(default_factory=dict)
     """Nested mapping ``area.field`` -> parameter spec (type, low/high/log or choices; ``when`` makes it
     conditional on other parameters' values)."""

@@ -1,4 +1,4 @@
-"""Study progress (M-41): trial index / total, completion rate, best so far and ETA."""
+"""Study progress: trial index / total, completion rate, best so far and ETA, and the study's series."""
 
 from __future__ import annotations
 
@@ -73,3 +73,35 @@ def format_duration(seconds: float | None) -> str:
     hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """The study after its trial ``trial`` (1-based index, the ``k`` of ``trial k/N``) finished."""
+
+    trial: int
+    number: int
+    """The trial's Optuna number (a continuation gets a new one; ``trial`` stays)."""
+    state: str
+    """complete, pruned or fail."""
+    value: float | None
+    best_so_far: float | None
+    """The best value among the finished trials 1..``trial``."""
+    completed: int
+    """How many of the finished trials 1..``trial`` completed."""
+
+
+def best_value_history(
+    outcomes: Sequence[tuple[int, int, str, float | None]], direction: Direction = "maximize"
+) -> list[HistoryPoint]:
+    """One point per finished trial, ``outcomes`` being (index, number, state, value) in index order: the
+    study's best-value series, stepped 1..n whatever numbers Optuna gave its trials."""
+    points: list[HistoryPoint] = []
+    best: float | None = None
+    completed = 0
+    for index, number, state, value in outcomes:
+        if state == "complete" and value is not None:
+            best = best_of([value] if best is None else [best, value], direction)
+            completed += 1
+        points.append(HistoryPoint(index, number, state, value, best, completed))
+    return points

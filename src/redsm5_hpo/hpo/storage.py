@@ -47,6 +47,19 @@ def is_shared(url: str) -> bool:
     return not (url.startswith("sqlite") or is_journal(url))
 
 
+def unnamed_shared_study(storage: str | None, study_name: str | None) -> str | None:
+    """What is wrong with starting a study on a database server without ``hpo.study_name`` (None when
+    nothing is): every machine that runs the same command would create a study of its own."""
+    if not storage or not is_shared(storage) or study_name:
+        return None
+    return (
+        "hpo.study_name: hpo.storage is a database server that other machines share, so a new study on it needs "
+        "a name they all use (without one, each `tune` would start a study of its own and run the same trials "
+        "again). Add hpo.study_name=<name>, e.g. hpo.study_name=study_lr_sweep, and run the same command on "
+        "every machine"
+    )
+
+
 def open_storage(
     url: str, heartbeat_interval_s: float = 30.0, stale_after_s: float = 300.0, on_stale: StaleCallback | None = None
 ) -> optuna.storages.BaseStorage:

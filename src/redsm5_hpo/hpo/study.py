@@ -22,6 +22,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.errors import first_line
 from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.progress import HistoryPoint, best_value_history
 from redsm5_hpo.hpo.space import suggest
 from redsm5_hpo.hpo.storage import ask, fail_stale_trials, heartbeat, open_storage
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
@@ -179,6 +180,22 @@ def logical_position(trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.tr
         seen.add(trial.number)
         trial = trials[int(trial.user_attrs[RESUME_FIRST])]
     return int(trial.user_attrs.get(SLOT_ATTR, trial.number))
+
+
+def counted_trials(study: optuna.Study) -> list[tuple[int, optuna.trial.FrozenTrial]]:
+    """The finished trials that count towards ``hpo.n_trials``, each with its 1-based index in the study, in
+    index order. The index is the ``k`` of the log's ``trial k/N`` (its queue slot, which a continuation
+    takes over), whatever number Optuna gave it: the study's series are stepped by it."""
+    trials = study.get_trials(deepcopy=False)
+    skip = uncounted(study)
+    finished = [t for t in trials if t.state.is_finished() and t.number not in skip]
+    return sorted(((logical_position(t, trials) + 1, t) for t in finished), key=lambda p: (p[0], p[1].number))
+
+
+def study_history(study: optuna.Study) -> list[HistoryPoint]:
+    """The study's best-value series over its counted trials (``counted_trials``), stepped by their index."""
+    outcomes = [(index, t.number, t.state.name.lower(), t.value) for index, t in counted_trials(study)]
+    return best_value_history(outcomes, study_direction(study))
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

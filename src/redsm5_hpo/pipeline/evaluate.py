@@ -19,10 +19,11 @@ from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime, resolve_runtime
-from redsm5_hpo.evaluation.metrics import best_of, constant_baselines, paper_metrics
+from redsm5_hpo.evaluation.metrics import constant_baselines, paper_metrics
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import best_trial, study_direction, uncounted
+from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
+from redsm5_hpo.hpo.study import best_trial, counted_trials, study_history
 from redsm5_hpo.pipeline.parts import (
     TRIAL_REPORT,
     build_model,
@@ -104,27 +105,38 @@ def trial_counts(summary: dict[str, Any], requested: int) -> dict[str, int]:
     }
 
 
+def report_is_current(report: dict[str, Any], study: optuna.Study, n_trials: int) -> bool:
+    """True when ``study`` has nothing left to run (``n_trials`` trials finished, none waiting, running or
+    stopped by a full disk) and ``report`` describes it as it is now: the same best trial, the same counts."""
+    live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+    counted = counted_trials(study)
+    if study.get_trials(deepcopy=False, states=live) or len(counted) < n_trials:
+        return False
+    if any(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(RESUMABLE_ATTR) for _, t in counted):
+        return False
+    best = best_trial(study)
+    if best is None or report.get("best_trial_id") != best.user_attrs.get("trial_id"):
+        return False
+    return bool(report.get("trials") == trial_counts(study_summary(study), n_trials))
+
+
 def study_summary(study: optuna.Study) -> dict[str, Any]:
     """Trials by outcome (with the reason of each pruned or failed one) and the best value after each
-    finished trial."""
-    requeued = uncounted(study)
-    finished = [t for t in study.trials if t.state.is_finished() and t.number not in requeued]
-    history, best = [], None
-    direction = study_direction(study)
-    for t in finished:
-        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None:
-            best = best_of([t.value] if best is None else [best, t.value], direction)
-        history.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value, "best_so_far": best})
+    finished trial, each trial by its 1-based index (the ``k`` of the log's ``trial k/N``)."""
+    counted = counted_trials(study)
     return {
-        "best_value_history": history,
+        "best_value_history": [
+            {"trial": p.trial, "state": p.state, "value": p.value, "best_so_far": p.best_so_far}
+            for p in study_history(study)
+        ],
         "pruned": [
-            {"trial": t.number, "epoch": t.last_step, "reason": t.user_attrs.get("prune_reason", "pruned")}
-            for t in finished
+            {"trial": k, "epoch": t.last_step, "reason": t.user_attrs.get("prune_reason", "pruned")}
+            for k, t in counted
             if t.state == optuna.trial.TrialState.PRUNED
         ],
         "failed": [
-            {"trial": t.number, "reason": t.user_attrs.get("fail_reason", "unknown")}
-            for t in finished
+            {"trial": k, "reason": t.user_attrs.get("fail_reason", "unknown")}
+            for k, t in counted
             if t.state == optuna.trial.TrialState.FAIL
         ],
     }

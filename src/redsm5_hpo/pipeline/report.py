@@ -60,6 +60,19 @@ def paper_summary(report: dict[str, Any]) -> str:
     )
 
 
+def result_lines(report: dict[str, Any]) -> list[str]:
+    """What ``tune`` and ``resume`` print at the end: the best trial and its test scores."""
+    metrics = report["test_metrics"]
+    return [
+        f"best trial: {report['best_trial_id']} "
+        f"({report['optimization_metric']}={report['best_validation_value']:.4f})",
+        f"test macro-F1: {metrics['test_criteria_macro_f1']:.4f}  micro-F1: {metrics['test_criteria_micro_f1']:.4f}  "
+        f"evidence F1: {metrics['test_evidence_f1']:.4f}",
+        paper_summary(report),
+        f"baselines (test macro-F1): {json.dumps(report['baselines'])}",
+    ]
+
+
 def describe(report: dict[str, Any], plots: list[Path]) -> str:
     metrics = report["test_metrics"]
     trials = report["trials"]

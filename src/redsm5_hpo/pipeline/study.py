@@ -32,10 +32,10 @@ from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
-from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared
+from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, unnamed_shared_study
 from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
-from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_run_metrics
+from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, report_is_current, study_run_metrics
 from redsm5_hpo.pipeline.parts import (
     STUDY_REPORT,
     TRIAL_REPORT,
@@ -64,6 +64,8 @@ class StudyResult:
     report_path: Path
     report: dict[str, Any] | None
     """None for a worker that did not write the report (another worker finishes the study)."""
+    finished_before: bool = False
+    """The study had finished and its report was current: this run did nothing (``finished_report``)."""
 
 
 def find_study_dir(config: Config, study: str | None) -> Path:
@@ -112,12 +114,15 @@ class StudyPlan:
 def plan_study(config: Config, resume_dir: Path | None, device: str | None, overrides: Sequence[str]) -> StudyPlan:
     """New or resumed: a directory holding ``study.json`` (``resume_dir``, or the ``hpo.study_name`` of an
     existing study) is continued with its saved configuration plus the resume-safe ``overrides``."""
-    if problems := tune_problems(config):
-        raise ConfigError(problems)
     root = experiments_root(config)
     if resume_dir is None and config.hpo.study_name and (root / config.hpo.study_name / STUDY_FILE).is_file():
         resume_dir = root / config.hpo.study_name
     saved = StudyRecord.read(resume_dir) if resume_dir else None
+    problems = tune_problems(config)
+    if saved is None and (unnamed := unnamed_shared_study(config.hpo.storage, config.hpo.study_name)):
+        problems.append(unnamed)
+    if problems:
+        raise ConfigError(problems)
     changed: dict[str, Any] = {}
     if saved:
         config, changed = resume_config(saved.resolved_config(), config, override_keys(overrides))
@@ -152,13 +157,28 @@ def run_study(
     with (
         contextlib.nullcontext() if plan.shared else study_lock(plan.study_dir),
         json_log_file(plan.study_dir / "logs" / plan.log_name, plan.config.logs),
-        open_monitor(plan.config) as monitor,
-        open_tracker(plan.config) as tracker,
     ):
-        session = StudySession(plan, tracker, monitor, progress)
-        session.setup()
-        ran = session.run()
-        return session.finish(ran)
+        if plan.saved and (report := finished_report(plan)) is not None:
+            log.info("study %s had finished and its report is current: nothing to do", plan.study_id)
+            return StudyResult(plan.study_id, plan.study_dir, plan.study_dir / STUDY_REPORT, report, True)
+        with open_monitor(plan.config) as monitor, open_tracker(plan.config) as tracker:
+            session = StudySession(plan, tracker, monitor, progress)
+            session.setup()
+            ran = session.run()
+            return session.finish(ran)
+
+
+def finished_report(plan: StudyPlan) -> dict[str, Any] | None:
+    """The report of a study that has finished, when it is current (``report_is_current``); None when the
+    study has work left or its report is missing, unreadable or out of date. Opens neither the tracker nor
+    the data: a resume of a finished study touches nothing."""
+    path = plan.study_dir / STUDY_REPORT
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    study = create_study(plan.config, plan.study_name, plan.storage_url)
+    return report if report_is_current(report, study, plan.config.hpo.n_trials) else None
 
 
 class StudySession:
@@ -248,14 +268,19 @@ class StudySession:
     def finish(self, ran: int) -> StudyResult:
         """The test evaluation of the best trial, the report, its metrics and plots in the study's run."""
         plan, tracker = self.plan, self.tracker
-        if plan.shared and not _claim_report(self.study, plan.study_dir):
+        if plan.shared and not claim_report(self.study, plan.study_dir):
             log.info("this worker ran %d trial(s); the worker that finishes the last trial writes the report", ran)
             return StudyResult(plan.study_id, plan.study_dir, plan.study_dir / STUDY_REPORT, None)
         report = evaluate_best_trial(self.study, plan.study_id, self.config, self.corpus, plan.device)
-        path = write_report(plan.study_dir / STUDY_REPORT, report, "study_report")
         tracker.log_metrics(self.study_run, study_run_metrics(report), step=0)
-        for artifact in [path, *write_plots(self.study, plan.study_dir, self.config)]:
-            tracker.log_artifact(self.study_run, artifact)
+        for plot in write_plots(self.study, plan.study_dir, self.config):
+            tracker.log_artifact(self.study_run, plot)
+        fault_point("test_metrics_logged")
+        # the report comes last: once it is written, a resume finds the study finished and does nothing, so
+        # everything the tracker needs is journaled before (a restart before it logs the same keys again,
+        # which the tracker keeps once)
+        path = write_report(plan.study_dir / STUDY_REPORT, report, "study_report")
+        tracker.log_artifact(self.study_run, path)
         tracker.end_run(self.study_run)
         log.info("study report: %s", path)
         return StudyResult(plan.study_id, plan.study_dir, path, report)
@@ -283,16 +308,38 @@ def _require_finished(study: optuna.Study, shared: bool, study_id: str) -> None:
         )
 
 
-def _claim_report(study: optuna.Study, study_dir: Path) -> bool:
+def claim_report(study: optuna.Study, study_dir: Path) -> bool:
     """True for exactly one worker, once no trial is waiting or running: it writes the study report.
-    The claim is a file created with O_EXCL in the shared study directory."""
+    The claim is a file created with O_EXCL in the shared study directory, holding ``<host> <pid>``. A
+    claimer that died on this machine before its report was written is succeeded through the same kind of
+    file, ``.report_claim.<host>-<pid>`` (one successor per dead claimer), so a resume finishes the study."""
     live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
     if study.get_trials(deepcopy=False, states=live):
         return False
-    try:
-        fd = os.open(study_dir / REPORT_CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
+    claim = study_dir / REPORT_CLAIM
+    while True:
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = claim.read_text(encoding="utf-8").split()
+            if not died_here(holder):
+                log.info("the report is claimed by %s (%s)", " ".join(holder) or "a worker starting now", claim)
+                return False
+            claim = study_dir / f"{REPORT_CLAIM}.{'-'.join(holder)}"
+            continue
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        os.close(fd)
+        return True
+
+
+def died_here(holder: list[str]) -> bool:
+    """A claim's ``[host, pid]`` names a process of this machine that is gone."""
+    if len(holder) != 2 or holder[0] != socket.gethostname() or not holder[1].isdigit():
         return False
-    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-    os.close(fd)
-    return True
+    try:
+        os.kill(int(holder[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

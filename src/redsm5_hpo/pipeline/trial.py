@@ -34,6 +34,7 @@ from redsm5_hpo.devices import Runtime, configure_determinism, resolve_runtime
 from redsm5_hpo.errors import traceback_text
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
+from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec, failure_reason
 from redsm5_hpo.hub_token import TokenGate
@@ -244,6 +245,7 @@ class TrialRunner:
         truncation = dict(zip(TRUNCATION_METRICS, losses, strict=True))
         if not any((k, 0) in self.logged for k in truncation):
             tracker.log_metrics(run_id, truncation, step=0)
+        fault_point("setup_metrics_logged")
         log.info(
             "trial %s: %d train / %d validation posts (%d / %d %s examples in %d / %d windows), encoder %s on %s in %s",
             self.trial_id,

@@ -10,7 +10,7 @@ import yaml
 
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.hpo.study import uncounted
+from redsm5_hpo.hpo.study import counted_trials
 from redsm5_hpo.pipeline.evaluate import study_run_metrics
 from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_REPORT, open_tracker
 from redsm5_hpo.pipeline.record import StudyRecord, open_saved_study
@@ -48,7 +48,7 @@ def expected_runs(
     study: optuna.Study, record: StudyRecord, study_dir: Path
 ) -> tuple[list[ExpectedRun], list[tuple[str, str]]]:
     """Runs with a known full series, and (run id, label) of runs only checked for duplicates."""
-    requeued = uncounted(study)
+    index = {t.number: k for k, t in counted_trials(study)}  # the study run's step for each counted trial
     complete = optuna.trial.TrialState.COMPLETE
     pruned = optuna.trial.TrialState.PRUNED
     expected: list[ExpectedRun] = []
@@ -57,11 +57,11 @@ def expected_runs(
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         label = f"trial {trial.number} ({trial.user_attrs.get('trial_id', '?')})"
-        if trial.state not in (complete, pruned) or trial.number in requeued:
+        if trial.state not in (complete, pruned) or trial.number not in index:
             if run_id:
                 partial.append((str(run_id), label))
             continue
-        study_points |= {(m, trial.number + 1) for m in STUDY_RUN_METRICS}
+        study_points |= {(m, index[trial.number]) for m in STUDY_RUN_METRICS}
         if not run_id:
             continue
         trial_config = _trial_config(Path(str(trial.user_attrs["trial_dir"])))

@@ -25,7 +25,6 @@ from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.devices import resolve_runtime
-from redsm5_hpo.evaluation.metrics import best_of
 from redsm5_hpo.hpo.lock import claim_lock
 from redsm5_hpo.hpo.progress import Progress, study_progress
 from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
@@ -33,11 +32,12 @@ from redsm5_hpo.hpo.storage import open_storage
 from redsm5_hpo.hpo.study import (
     WORKER_ATTR,
     TrialSpec,
+    counted_trials,
     create_study,
     failure_reason,
     run_trials,
     study_direction,
-    uncounted,
+    study_history,
 )
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.interrupts import StopRequested
@@ -179,11 +179,8 @@ class Worker:
 
     def on_trial_end(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.study_checkpoints.release_finished()
-        done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-        best = best_of((t.value for t in done if t.value is not None), study_direction(study))
-        best = float("nan") if best is None else best
-        metrics = {"best_so_far": best, "completed_trials": len(done)}
-        self.tracker.log_metrics(self.study_run, metrics, step=trial.number + 1)
+        if not trial.user_attrs.get(RESUMABLE_ATTR):  # a disk-full trial continues later: its point then
+            log_study_series(self.tracker, self.study_run, study, trial.number)
         progress = study_progress_of(study, self.config.hpo.n_trials, False)
         report_progress(self.tracker, self.study_run, progress)
         self.bar.update(progress.finished - self.bar.n)
@@ -191,10 +188,20 @@ class Worker:
             self.bar.set_postfix(best=f"{progress.best_so_far:.4f}")
 
 
+def log_study_series(tracker: TrackerWriter, study_run: str, study: optuna.Study, number: int) -> None:
+    """The study run's ``best_so_far`` and ``completed_trials`` once trial ``number`` finished, at the step
+    of its 1-based index in the study (``hpo.study.counted_trials``): steps 1..n_trials, whatever numbers
+    Optuna gave continuations. Each index is logged by the one worker that finished its trial."""
+    point = next((p for p in study_history(study) if p.number == number), None)
+    if point is None:  # a trial that does not count (a surplus claim): no point of its own
+        return
+    best = float("nan") if point.best_so_far is None else point.best_so_far
+    tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": point.completed}, step=point.trial)
+
+
 def study_progress_of(study: optuna.Study, total: int, starting: bool, workers: int = 1) -> Progress:
     """Progress over the trials that count (finished, not re-queued); ``starting``: the next one begins."""
-    requeued = uncounted(study)
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in requeued]
+    finished = [t for _, t in counted_trials(study)]
     durations = [t.duration.total_seconds() for t in finished if t.duration is not None]
     values = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
     return study_progress(len(finished) + int(starting), total, durations, values, study_direction(study), workers)

@@ -9,9 +9,13 @@ What may block, and for how long:
   ``tracking.request_timeout_s``. When that fails, or during an outage, it returns at once with a local
   id (``local-<hex>``) and the sender creates the real run later (``run_ids.json`` keeps the mapping).
 - The reads ``logged_metric_steps`` (once when a trial resumes) and ``metric_points`` (``verify``) ask
-  the tracker: up to one request each.
+  the tracker: one request per metric the run holds.
 - ``flush`` and ``close`` wait for the sender, at most their timeout (``tracking.flush_timeout_s``).
 The token command (``tracking.token_command``) runs before a request when the token is due for renewal.
+
+Writes are idempotent: a metric is delivered at most once per (run, metric, step), so whatever restarts
+and logs it again (a trial redoing an epoch, a study redoing its end, a journal replayed after a crash),
+the tracker holds it once, with the first value logged (``delivery``).
 
 The parts: ``records`` (pure decisions: batches, replay order, backoff, duplicates), ``journal`` (the
 files), ``delivery`` (one batch to MLflow, run-id mapping), ``sender`` (the thread, sole owner of the
@@ -84,9 +88,12 @@ class JournalingTracker:
         parent = self.run_ids.resolve(parent_run_id) if parent_run_id else None
         if not self.sender.in_outage and not (parent or "").startswith(LOCAL_PREFIX):
             try:
-                return self.connection.get().start_run(name, tags, parent)
+                run_id = self.connection.get().start_run(name, tags, parent)
             except Exception as e:
                 self.sender.failed(e)
+            else:
+                self.delivery.created(run_id)
+                return run_id
         local = f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
         masked = {k: mask_secrets(str(v)) for k, v in tags.items()}
         self.sender.append(

@@ -1,5 +1,5 @@
 """Delivery of journal records to MLflow: one batch at a time, dispatched by record kind, with local run
-ids mapped to real ones and, after a failure, metrics the tracker already holds skipped.
+ids mapped to real ones and every metric delivered once per (run, metric, step).
 
 Only the sender thread delivers. Every call here talks to the tracker and may block for one request:
 up to ``tracking.request_timeout_s`` (MLflow's own retries are off; the sender retries with backoff),
@@ -17,7 +17,7 @@ from redsm5_hpo.atomic_files import write_json_atomic
 from redsm5_hpo.tracking.auth import TokenProvider
 from redsm5_hpo.tracking.journal import METRIC_KINDS, Entry, expand_metrics
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
-from redsm5_hpo.tracking.records import LOCAL_PREFIX, Rejected, unseen_metrics
+from redsm5_hpo.tracking.records import LOCAL_PREFIX, Rejected, metric_key, unseen_metrics
 
 RUN_IDS_FILE = "run_ids.json"
 
@@ -67,23 +67,30 @@ class Connection:
 
 
 class Delivery:
-    """Sends one batch of records (``deliver``); keeps, per run, the metric points the tracker is known to
-    hold, so a resend after a lost confirmation is not a duplicate."""
+    """Sends one batch of records (``deliver``). Every metric is delivered at most once per (run, metric,
+    step): per run it keeps the keys the tracker holds (read once, on the first metric for a run this
+    process did not create, then kept up to date with what it sends), so a record written again by a
+    restart, or sent again after a lost confirmation, is skipped."""
 
     def __init__(self, connection: Connection, run_ids: RunIdMap) -> None:
         self.connection = connection
         self.run_ids = run_ids
         self.skipped_duplicates = 0
-        self._held: dict[str, tuple[set[str], set[tuple[str, int, int]]]] = {}
+        self._held: dict[str, set[tuple[str, int]]] = {}
+        self._lock = threading.Lock()
+        """Guards ``_held``: ``created`` comes from the caller's thread, the rest from the sender's."""
 
-    def forget_held(self, run_id: str | None = None) -> None:
-        """After a failure the tracker may hold more than we know: look again before the next send."""
-        if run_id is None:
-            self._held.clear()
-        else:
+    def created(self, run_id: str) -> None:
+        """This process created the run just now: the tracker holds none of its metrics yet (no read needed)."""
+        with self._lock:
+            self._held[run_id] = set()
+
+    def forget_held(self, run_id: str) -> None:
+        """After a failure the tracker may hold more of the run than we know: look again before the next send."""
+        with self._lock:
             self._held.pop(run_id, None)
 
-    def deliver(self, entries: list[Entry], check_tracker: bool) -> None:
+    def deliver(self, entries: list[Entry]) -> None:
         """Raises what the tracker raised; ``Rejected`` for a record that can never be delivered."""
         tracker = self.connection.get()
         first = entries[0]
@@ -92,12 +99,13 @@ class Delivery:
             parent = self.run_ids.resolve(first["parent"]) if first.get("parent") else None
             real = tracker.start_run(first["name"], first["tags"], parent)
             self.run_ids.record(first["run_id"], real)
+            self.created(real)
             return
         run_id = self.run_ids.resolve(first["run_id"])
         if run_id.startswith(LOCAL_PREFIX):
             raise Rejected(f"run {first['run_id']} was never created in the tracker")
         if kind in METRIC_KINDS:
-            self._deliver_metrics(tracker, run_id, [m for e in entries for m in expand_metrics(e)], check_tracker)
+            self._deliver_metrics(tracker, run_id, [m for e in entries for m in expand_metrics(e)])
         elif kind == "params":
             tracker.log_params(run_id, first["params"])
         elif kind == "tags":
@@ -113,30 +121,30 @@ class Delivery:
                 tracker.reopen_run(run_id)
             else:
                 tracker.end_run(run_id, first["status"])
+                self.forget_held(run_id)  # a run that is reopened later is read again then
         else:
             raise Rejected(f"unknown record kind {kind!r}")
 
-    def _deliver_metrics(self, tracker: MLflowTracker, run_id: str, entries: list[Entry], check: bool) -> None:
-        if check:
-            fresh = unseen_metrics(entries, self._held_points(tracker, run_id, {e["metric"] for e in entries}))
-            self.skipped_duplicates += len(entries) - len(fresh)
-            entries = fresh
-            if not entries:
-                return
+    def _deliver_metrics(self, tracker: MLflowTracker, run_id: str, entries: list[Entry]) -> None:
+        held = self._held_keys(tracker, run_id)
+        fresh = unseen_metrics(entries, held)
+        self.skipped_duplicates += len(entries) - len(fresh)
+        if not fresh:
+            return
         try:
-            tracker.log_metric_points(run_id, [(e["metric"], e["value"], e["timestamp"], e["step"]) for e in entries])
+            tracker.log_metric_points(run_id, [(e["metric"], e["value"], e["timestamp"], e["step"]) for e in fresh])
         except Exception:
             self.forget_held(run_id)  # some of it may have arrived: look again next time
             raise
-        if run_id in self._held:
-            self._held[run_id][1].update((e["metric"], e["step"], e["timestamp"]) for e in entries)
+        held.update(metric_key(e) for e in fresh)
 
-    def _held_points(self, tracker: MLflowTracker, run_id: str, keys: set[str]) -> set[tuple[str, int, int]]:
-        """The (metric, step, timestamp) points of ``keys`` the tracker holds for the run, fetched once per
-        metric and then kept up to date with what this process sends."""
-        known_keys, points = self._held.setdefault(run_id, (set(), set()))
-        missing = keys - known_keys
-        if missing:
-            points.update(tracker.metric_points(run_id, missing))
-            known_keys.update(missing)
-        return points
+    def _held_keys(self, tracker: MLflowTracker, run_id: str) -> set[tuple[str, int]]:
+        """The (metric, step) keys the tracker holds for the run: read once (one request per metric the run
+        has), then kept up to date with what this process sends."""
+        with self._lock:
+            held = self._held.get(run_id)
+        if held is None:
+            held = tracker.logged_metric_steps(run_id)
+            with self._lock:
+                self._held[run_id] = held
+        return held

@@ -11,7 +11,8 @@ called by the tracker's sender thread at most ``sync_interval_s`` after a write,
 failure loses at most that window. With ``sync_interval_s=0`` every append fsyncs before it returns.
 
 A line is one operation: ``{"kind": "metrics", "run_id", "step", "timestamp", "values": {metric: value}}``
-(one log call: each metric is a record (run_id, metric, step, value, timestamp)), or ``create_run`` /
+(one log call: each metric is a record (run_id, metric, step, value, timestamp), whose key is (run_id,
+metric, step): the tracker gets one record per key, see ``records.metric_key``), or ``create_run`` /
 ``params`` / ``tags`` / ``artifact`` / ``status`` with their fields. Lines of earlier versions,
 ``{"kind": "metric", "run_id", "metric", "step", "value", "timestamp"}``, replay as well.
 """

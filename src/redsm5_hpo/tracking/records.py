@@ -61,12 +61,20 @@ def replay_order(groups: Iterable[list[Pending]]) -> list[Pending]:
     return list(heapq.merge(*groups, key=lambda p: (p.entry.get("timestamp", 0), p.entry.get("step", 0))))
 
 
-def unseen_metrics(entries: list[Entry], held: set[tuple[str, int, int]]) -> list[Entry]:
-    """Drop metrics the tracker (``held``: metric, step, timestamp) or an earlier entry already has."""
+def metric_key(entry: Entry) -> tuple[str, int]:
+    """What makes a metric record unique within its run: (metric, step). A restart of any kind (a trial
+    redoing an epoch, a study logging its test metrics again, a journal replayed after a crash) writes the
+    same key again, with another timestamp; the key stays the same, so it is delivered once."""
+    return str(entry["metric"]), int(entry["step"])
+
+
+def unseen_metrics(entries: list[Entry], held: set[tuple[str, int]]) -> list[Entry]:
+    """Drop metrics whose key the tracker (``held``: metric, step) or an earlier entry already has: the
+    first value logged at a step is the one kept."""
     seen = set(held)
     fresh = []
     for e in entries:
-        key = (e["metric"], int(e["step"]), int(e["timestamp"]))
+        key = metric_key(e)
         if key not in seen:
             seen.add(key)
             fresh.append(e)

@@ -51,15 +51,12 @@ class Sender:
         self.oldest_at = 0.0
         """When the oldest queued record was queued (monotonic)."""
         self.deadline = float("inf")
-        self.check_tracker = False
-        """Set after a failure or an adoption: a sent batch may have arrived, so look before resending."""
         self.retry_at = 0.0
         """After a failure, no batch goes out before this time (monotonic): the backoff."""
         self.warn_at = settings.warn_bytes
         self.replayed = 0
         adopted = journal.adopt_orphans()
         if adopted:
-            self.check_tracker = True
             by_segment: dict[Path, list[Pending]] = {}
             for item in adopted:
                 by_segment.setdefault(item.segment.path, []).append(item)
@@ -151,22 +148,19 @@ class Sender:
                 fds = self.journal.take_unsynced() if sync else []
                 batch = take_batch(self.queue) if send else []
                 done = not batch and self.stopping and (not self.queue or time.monotonic() >= self.deadline)
-                check = self.check_tracker
             Journal.sync_unsynced(fds)  # outside the lock: the loop's appends never wait for the disk
             if done:
                 return  # closing: everything sent, or the flush timeout passed (the rest stays journaled)
             if not batch:
                 continue
             try:
-                self.delivery.deliver([p.entry for p in batch], check)
+                self.delivery.deliver([p.entry for p in batch])
             except Exception as e:
                 if is_permanent(e):
                     self._reject(batch, e)
                     continue
-                self.delivery.forget_held()
                 with self.cond:
                     self.guidance.failed(e)
-                    self.check_tracker = True
                     self.retry_at = time.monotonic() + backoff_delay(self.guidance.failures, self.settings.backoff_s)
                 continue
             self._confirm(batch)
@@ -204,9 +198,7 @@ class Sender:
                 self.journal.rotate_if_confirmed(self.settings.rotate_bytes)
             except OSError as e:
                 log.warning("tracking journal: cannot start a new segment (%s)", e.strerror)
-            if not self.queue:
-                self.check_tracker = False
-            elif self.guidance.outage_since is None:
+            if self.queue and self.guidance.outage_since is None:
                 self.oldest_at = time.monotonic()  # what came in meanwhile lingers for company too
             self.replayed += len(batch)
             self.guidance.recovered()

@@ -180,11 +180,25 @@ def test_a_resume_takes_overrides_that_do_not_change_what_trials_compute() -> No
     assert resumed.experiments_dir == saved.experiments_dir  # a locator: it finds the study, changes nothing
     assert (resumed.model, resumed.train.lr_head) == (saved.model, 0.003)  # what trials compute is kept
     assert changed["retention_policy.keep_last_n"] == 0 and "experiments_dir" not in changed
+    changes = ["model.dropout=0.33", "train.lr_head=0.5", "tracking.uri=file:///tmp/mlruns", "data.max_length=128"]
     with pytest.raises(ConfigError) as error:
-        resume_config(saved, requested, ["model.dropout", "train.lr_head", "tracking.uri", "data"])
+        resume_config(saved, load_config(changes, CONFIG_DIR), override_keys(changes))
     refused = [p for p in error.value.problems if p.startswith("resume: ")]
-    assert [p.split()[1] for p in refused] == ["data", "model.dropout", "train.lr_head"]
+    assert [p.split()[1] for p in refused] == ["data.max_length", "model.dropout", "train.lr_head"]
     assert "resume accepts overrides of: retention_policy" in error.value.problems[-1]
+
+
+def test_a_resume_accepts_any_key_set_to_the_value_the_study_saved() -> None:
+    from redsm5_hpo.config.resume import override_keys, resume_config
+
+    tune_line = ["model=tiny", "seed=31", "train.epochs=4", "hpo.n_trials=3", "retention_policy.keep_last_n=2"]
+    saved = load_config(tune_line, CONFIG_DIR)
+    resumed, changed = resume_config(saved, load_config(tune_line, CONFIG_DIR), override_keys(tune_line))
+    assert resumed == saved and changed == {}  # the same line again changes nothing
+    other_seed = ["seed=32", "train.epochs=4"]
+    with pytest.raises(ConfigError) as error:
+        resume_config(saved, load_config(other_seed, CONFIG_DIR), override_keys(other_seed))
+    assert [p.split()[1] for p in error.value.problems if p.startswith("resume: ")] == ["seed"]
 
 
 def test_workers_and_their_devices_are_validated_and_may_change_on_resume() -> None:

@@ -34,3 +34,15 @@ def test_eta_counts_the_trials_left_in_rounds_of_the_workers() -> None:
     assert study_progress(3, 7, durations, [0.1, 0.2], workers=1).eta_s == 300
     assert study_progress(3, 7, durations, [0.1, 0.2], workers=2).eta_s == 180  # 3 rounds: 2 + 2 + 1
     assert study_progress(3, 7, durations, [0.1, 0.2], workers=8).eta_s == 60
+
+
+def test_best_value_history_is_stepped_by_index_with_the_best_of_the_trials_up_to_each() -> None:
+    from redsm5_hpo.hpo.progress import best_value_history
+
+    outcomes = [(1, 4, "complete", 0.3), (2, 5, "pruned", None), (3, 7, "complete", 0.6), (4, 8, "fail", None)]
+    points = best_value_history(outcomes)
+    assert [(p.trial, p.number) for p in points] == [(1, 4), (2, 5), (3, 7), (4, 8)]
+    assert [p.best_so_far for p in points] == [0.3, 0.3, 0.6, 0.6]
+    assert [p.completed for p in points] == [1, 1, 2, 2]
+    assert [p.best_so_far for p in best_value_history(outcomes, "minimize")] == [0.3, 0.3, 0.3, 0.3]
+    assert best_value_history([(1, 0, "fail", None)])[0].best_so_far is None

@@ -14,6 +14,7 @@ from redsm5_hpo.hpo.storage import (
     heartbeat,
     is_shared,
     open_storage,
+    unnamed_shared_study,
 )
 from redsm5_hpo.hpo.study import claim_slot, create_study, enqueue_slots
 from redsm5_hpo.pipeline.workers import threads_per_worker, worker_device
@@ -76,3 +77,13 @@ def test_workers_take_devices_round_robin(devices, index, default, expected) -> 
 def test_each_worker_gets_its_share_of_the_cores() -> None:
     assert threads_per_worker(2, cpus=16) == 8
     assert threads_per_worker(3, cpus=2) == 1  # never none
+
+
+def test_a_new_study_on_a_database_server_needs_a_name() -> None:
+    database = "postgresql://hpo:secret@db.internal/redsm5"
+    problem = unnamed_shared_study(database, None)
+    assert problem is not None and "hpo.study_name=<name>" in problem and "every machine" in problem
+    assert unnamed_shared_study(database, "study_lr_sweep") is None
+    assert unnamed_shared_study("sqlite:///x/optuna.db", None) is None  # one process's own storage
+    assert unnamed_shared_study("journal:///x/optuna.journal", None) is None
+    assert unnamed_shared_study(None, None) is None  # the default storage

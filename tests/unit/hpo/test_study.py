@@ -9,10 +9,12 @@ from redsm5_hpo.hpo.study import (
     RESUME_FIRST,
     SLOT_ATTR,
     claim_slot,
+    counted_trials,
     create_study,
     enqueue_slots,
     queue_behind_continuations,
     run_trials,
+    study_history,
     uncounted,
 )
 
@@ -112,6 +114,9 @@ def test_a_continuation_runs_before_the_slots_that_were_still_waiting(tiny_confi
     assert order == [0, 1, 2, 3]
     counted = [t for t in study.trials if t.number not in uncounted(study)]
     assert sorted(t.user_attrs[SLOT_ATTR] for t in counted) == [0, 1, 2, 3]
+    # the continuation and the slots queued again behind it have new numbers; the index stays 1..n
+    assert [(k, t.number) for k, t in counted_trials(study)] == [(1, 4), (2, 5), (3, 6), (4, 7)]
+    assert [p.trial for p in study_history(study)] == [1, 2, 3, 4]
 
 
 def test_a_trial_that_is_no_slot_is_closed_as_surplus_and_never_counts(tiny_config, tmp_path) -> None:

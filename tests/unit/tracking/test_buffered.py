@@ -88,6 +88,58 @@ def test_records_sent_but_not_acknowledged_are_not_sent_twice(tmp_path) -> None:
     second.close()
 
 
+def values(tracker: JournalingTracker, run: str, key: str) -> dict[int, list[float]]:
+    client = tracker.connection.get().client
+    history: dict[int, list[float]] = {}
+    for m in client.get_metric_history(tracker.resolve(run), key):
+        history.setdefault(m.step, []).append(m.value)
+    return history
+
+
+def test_a_metric_logged_again_by_a_restart_reaches_the_tracker_once(tmp_path) -> None:
+    journal = tmp_path / "journal"
+    first = JournalingTracker(sqlite_store(tmp_path), journal)
+    run = first.start_run("r", {})
+    first.log_metrics(run, {"loss": 0.5}, 0)
+    first.log_metrics(run, {"loss": 0.4, "f1": 0.1}, 1)
+    first.close()
+    time.sleep(0.01)  # a later timestamp: only (run, metric, step) says it is the same record
+    second = JournalingTracker(sqlite_store(tmp_path), journal)  # a restarted process, same run
+    second.reopen_run(run)
+    second.log_metrics(run, {"loss": 0.5}, 0)
+    second.log_metrics(run, {"loss": 0.9, "f1": 0.1}, 1)  # the first value logged at a step stays
+    second.log_metrics(run, {"loss": 0.3, "f1": 0.2}, 2)
+    assert second.flush(30)
+    assert values(second, run, "loss") == {0: [0.5], 1: [0.4], 2: [0.3]}
+    assert values(second, run, "f1") == {1: [0.1], 2: [0.2]}
+    assert second.skipped_duplicates == 3
+    second.close()
+
+
+def test_a_metric_logged_again_during_an_outage_is_delivered_once_after_it(tmp_path) -> None:
+    """A resumed trial cannot read what its run holds while the tracker is down, so it logs its set-up
+    metrics again; the process that delivers the journal later skips them."""
+    journal = tmp_path / "journal"
+    first = JournalingTracker(sqlite_store(tmp_path), journal)
+    run = first.start_run("trial", {})
+    first.log_metrics(run, {"train_evidence_truncation_loss": 0.0, "val_evidence_truncation_loss": 0.0}, 0)
+    first.close()
+    down = JournalingTracker(unreachable(), journal, BufferSettings(backoff_s=(0.1,)))
+    assert down.logged_metric_steps(run) == set()  # it cannot tell what the run holds
+    down.log_metrics(run, {"train_evidence_truncation_loss": 0.0, "val_evidence_truncation_loss": 0.0}, 0)
+    down.log_metrics(run, {"train_loss": 1.0}, 1)
+    assert down.close(timeout_s=0.2) == 2
+    up = JournalingTracker(sqlite_store(tmp_path), journal)  # adopts the journal and replays it
+    assert up.flush(30)
+    assert sorted((m, s) for m, s, _ in up.metric_points(run)) == [
+        ("train_evidence_truncation_loss", 0),
+        ("train_loss", 1),
+        ("val_evidence_truncation_loss", 0),
+    ]
+    up.close()
+    assert pending_in(journal) == 0
+
+
 def test_a_record_the_tracker_refuses_is_kept_aside_and_the_rest_goes_on(tmp_path, caplog) -> None:
     tracker = JournalingTracker(sqlite_store(tmp_path), tmp_path / "journal")
     run = tracker.start_run("r", {})

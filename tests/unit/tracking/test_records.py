@@ -32,13 +32,16 @@ def test_batches_group_consecutive_metrics_of_one_run() -> None:
 
 
 @given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 5), st.integers(0, 5)), max_size=40))
-def test_dedupe_keeps_exactly_one_of_each_key_not_already_held(keys) -> None:
-    entries = [{"metric": m, "step": s, "timestamp": t, "value": 0.0} for m, s, t in keys]
-    held = set(keys[: len(keys) // 2])
+def test_dedupe_keeps_the_first_record_of_each_metric_and_step_not_already_held(records) -> None:
+    entries = [{"metric": m, "step": s, "timestamp": t, "value": float(t)} for m, s, t in records]
+    held = {(m, s) for m, s, _ in records[: len(records) // 2]}
     fresh = unseen_metrics(entries, held)
-    fresh_keys = [(e["metric"], e["step"], e["timestamp"]) for e in fresh]
-    assert len(fresh_keys) == len(set(fresh_keys))
-    assert set(fresh_keys) == set(keys) - held
+    keys = [(e["metric"], e["step"]) for e in fresh]
+    assert len(keys) == len(set(keys))  # another timestamp does not make a record new
+    assert set(keys) == {(m, s) for m, s, _ in records} - held
+    for e in fresh:  # the first value logged at a step is the one kept
+        first = next(x for x in entries if (x["metric"], x["step"]) == (e["metric"], e["step"]))
+        assert e is first
 
 
 @given(st.lists(st.lists(st.integers(0, 100), max_size=10), max_size=4))
