@@ -6,8 +6,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm
 
 ARG VARIANT=cpu
 ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_CPU=https://download.pytorch.org/whl/cpu
-ARG TORCH_INDEX_CUDA=https://download.pytorch.org/whl/cu128
+ARG TORCH_CUDA=cu128
 
 # TOKENIZERS_PARALLELISM is the tokenizers library's switch, not a secret
 # hadolint ignore=DL3064
@@ -25,9 +24,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends wordnet-base \
 RUN useradd --create-home --uid 1000 redsm5
 WORKDIR /app
 
-# 1. torch, pinned, for the chosen variant (the layer stays cached while only the code changes)
-RUN if [ "$VARIANT" = "cuda" ]; then index="$TORCH_INDEX_CUDA"; else index="$TORCH_INDEX_CPU"; fi \
-    && python -m pip install --index-url "$index" --extra-index-url https://pypi.org/simple "torch==${TORCH_VERSION}"
+# 1. torch, pinned with its build's local version (torch==2.13.0+cu128 / +cpu): if that build is missing
+#    from PyTorch's index the build fails here, instead of pip taking another one; the CUDA image then
+#    checks that torch reports a CUDA version (the layer stays cached while only the code changes)
+RUN if [ "$VARIANT" = "cuda" ]; then build="$TORCH_CUDA"; else build=cpu; fi \
+    && python -m pip install --index-url "https://download.pytorch.org/whl/$build" \
+       --extra-index-url https://pypi.org/simple "torch==${TORCH_VERSION}+$build" \
+    && python -c "import sys, torch; sys.exit(0 if '$VARIANT' != 'cuda' or torch.version.cuda else 'torch has no CUDA')"
 
 # 2. every other dependency at the exact version in the lock
 COPY requirements.lock ./

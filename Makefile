@@ -3,17 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
+TORCH_CUDA ?= cu128
 STAMP := $(VENV)/.setup-stamp
 WORDNET := /usr/share/wordnet
 ARGS ?=
 
 .PHONY: setup train tune resume evaluate predict export status ui test test-fast docs lint format lock sample-data cleanup bench zoo gpu-check clean build shell train-container
 
+# On a machine with an NVIDIA driver, an environment set up before it (or by hand) with torch's CPU build
+# gets the CUDA build: checked at every `make setup` (a no-op without nvidia-smi).
 setup: $(STAMP)
+	@$(BIN)/python scripts/install_torch.py $(TORCH_VERSION) --cuda $(TORCH_CUDA) --gpu-only
 
 # WordNet files for synonym augmentation and chromium for the browser test, from the OS packages (as root;
 # otherwise a note says how);
-# torch first, pinned, so pip picks the build for this platform (CPU wheel, or CUDA on a GPU host);
+# torch first, pinned, in the build this machine needs (scripts/install_torch.py: the CUDA build where an NVIDIA
+# driver lists a GPU, else what pip picks for the platform);
 # then the exact lock; then the package itself (editable, no dependency resolution).
 $(STAMP): pyproject.toml requirements.lock
 	@test -f $(WORDNET)/index.noun || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null; }; } \
@@ -21,7 +26,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; } \
 		|| echo "note: no chromium; the real-browser test of redsm5-hpo ui is skipped (apt-get install chromium, as root)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python scripts/install_torch.py $(TORCH_VERSION) --cuda $(TORCH_CUDA)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
@@ -106,7 +111,8 @@ lock:
 	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
 	{ echo "# Exact pins for every dependency except torch (installed first by 'make setup')."; \
 	  echo "# Regenerate with 'make lock'."; \
-	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -E '^(torch|nvidia-|triton|cuda-)'; } > requirements.lock
+	  { .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -E '^(torch|nvidia-|triton|cuda-)'; \
+	    .lock-venv/bin/python -m pip freeze | grep -E '^nvidia-ml-py=='; } | sort -f; } > requirements.lock
 	rm -rf .lock-venv
 
 # Regenerate the bundled sample and the tiny vocab (deterministic; commit the result).

@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from redsm5_hpo.cli.main import EXIT_ALREADY_RUNNING
+from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.pipeline.evaluate import study_run_metrics
 from redsm5_hpo.pipeline.verify import STUDY_RUN_METRICS as STUDY_SERIES
@@ -55,6 +56,33 @@ def test_killed_and_resumed_study_matches_the_uninterrupted_one(uninterrupted, t
     epochs = {name: sorted(steps) for name, steps in metric_counts(root).items() if name.endswith("/val_loss")}
     finished = [steps for steps in epochs.values() if steps == [1, 2, 3]]
     assert len(finished) == 2  # both trials hold every epoch; a run killed before its first checkpoint is extra
+
+
+def test_a_gpu_failure_ends_the_process_and_resume_continues_the_trial(uninterrupted, tmp_path) -> None:
+    """A sticky CUDA error (a device-side assert from a fault point in epoch 2) leaves the process's CUDA
+    context unusable: the study stops with exit 5, its trial resumable, and a fresh process finishes it."""
+    root = tmp_path / "experiments"
+    failed = cli(root, "tune", *OVERRIDES, fault="mid_epoch:25:cuda_assert")
+    assert failed.returncode == EXIT_DEVICE_FAILED, failed.stderr[-2000:]
+    assert "the GPU failed (CUDA error: device-side assert triggered)" in failed.stderr
+    assert "Traceback" not in failed.stderr and "resume --study" in failed.stdout
+    resumed = cli(root, "resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    report, weights_sha = outcome(root)
+    assert report["test_metrics"] == uninterrupted[0]["test_metrics"] and weights_sha == uninterrupted[1]
+    assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
+    for name, steps in metric_counts(root).items():
+        assert set(steps.values()) == {1}, f"{name} logged twice: {steps}"
+
+
+def test_out_of_gpu_memory_fails_only_its_trial(tmp_path) -> None:
+    root = tmp_path / "experiments"
+    result = cli(root, "tune", *OVERRIDES, "train.epochs=1", fault="mid_epoch:3:oom")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(next(root.glob("study_*/study_report.json")).read_text())
+    assert report["trials"] == {"requested": 2, "completed": 1, "pruned": 0, "failed": 1}
+    (failure,) = report["summary"]["failed"]
+    assert failure["trial"] == 1 and failure["reason"].startswith("OutOfMemoryError: CUDA out of memory")
 
 
 def tracker_rows(root) -> dict[str, list[tuple]]:

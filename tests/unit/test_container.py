@@ -22,16 +22,20 @@ def dockerfile_runs() -> list[str]:
 def test_image_installs_the_same_torch_pin_lock_and_package_as_make_setup() -> None:
     makefile = (REPO / "Makefile").read_text()
     torch_version = re.search(r"^TORCH_VERSION := (\S+)", makefile, re.M).group(1)
-    assert f"ARG TORCH_VERSION={torch_version}" in (REPO / "Dockerfile").read_text()
+    cuda = re.search(r"^TORCH_CUDA \?= (\S+)", makefile, re.M).group(1)
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert f"ARG TORCH_VERSION={torch_version}" in dockerfile and f"ARG TORCH_CUDA={cuda}" in dockerfile
     setup = re.search(r"^\$\(STAMP\):.*?\n((?:\t.*\n)+)", makefile, re.M).group(1)
     runs = dockerfile_runs()
     for step in (
-        'pip install --quiet "torch==$(TORCH_VERSION)"',
+        "scripts/install_torch.py $(TORCH_VERSION) --cuda $(TORCH_CUDA)",
         "pip install --quiet -r requirements.lock",
         "pip install --quiet --no-deps -e .",
     ):
         assert step in setup
-    assert any('"torch==${TORCH_VERSION}"' in r for r in runs)
+    (torch_run,) = [r for r in runs if "torch==" in r]
+    assert '"torch==${TORCH_VERSION}+$build"' in torch_run  # the build's local version: no silent fallback
+    assert "torch.version.cuda" in torch_run  # and the CUDA image checks it got one
     assert any(r.endswith("pip install -r requirements.lock") for r in runs)
     assert any(r.endswith("pip install --no-deps -e .") for r in runs)
     order = [next(i for i, r in enumerate(runs) if key in r) for key in ("torch==", "requirements.lock", "--no-deps")]
@@ -81,6 +85,7 @@ def test_compose_mounts_data_read_only_and_outputs_read_write_with_gpu_access() 
         assert any(v.endswith(":/cache/huggingface") for v in volumes)
     devices = services["train-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert services["train-gpu"]["shm_size"] == "8gb"  # DataLoader workers share batches through /dev/shm
     assert "deploy" not in services["train"]  # the CPU service starts on a host without GPUs
     assert services["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
     assert Path(REPO / "Dockerfile").read_text().count("EXPOSE 5000") == 1

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from redsm5_hpo.checkpoints.store import CheckpointError, StoredCheckpoint, load_weights
+from redsm5_hpo.device_errors import is_device_error
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def load_first_valid(
         try:
             load_weights(checkpoint, model, architecture)
         except (CheckpointError, OSError, RuntimeError) as e:
+            if is_device_error(e):
+                raise  # the GPU failed, not the checkpoint: an earlier one would fail the same way
             problems.append(str(e))
             following = candidates[index + 1].path if index + 1 < len(candidates) else None
             log.warning(

@@ -38,24 +38,27 @@ class SnapshotBuffers:
         """Copy both into the buffers; the live state may change as soon as this returns. A buffer must not
         be copied into again before the writer of the previous snapshot is done (the manager waits)."""
         used: list[torch.Tensor] = []
-        copied_weights = {k: self._copy(v, f"weights.{k}", used) for k, v in weights.items()}
-        copied_state = None if training_state is None else self._tree(dict(training_state), "state", used)
-        if any(b.is_pinned() for b in used):
-            torch.cuda.synchronize()  # the copies from the GPU ran asynchronously
+        sources: set[torch.device] = set()
+        copied_weights = {k: self._copy(v, f"weights.{k}", used, sources) for k, v in weights.items()}
+        copied_state = None if training_state is None else self._tree(dict(training_state), "state", used, sources)
+        for device in devices_to_wait_for(sources):
+            torch.cuda.synchronize(device)  # the copies from that GPU ran asynchronously; the buffers are read after
         return Snapshot(copied_weights, copied_state, sum(b.numel() * b.element_size() for b in used))
 
-    def _tree(self, node: Any, path: str, used: list[torch.Tensor]) -> Any:
+    def _tree(self, node: Any, path: str, used: list[torch.Tensor], sources: set[torch.device]) -> Any:
         if isinstance(node, torch.Tensor):
-            return self._copy(node, path, used)
+            return self._copy(node, path, used, sources)
         if isinstance(node, Mapping):
-            return {k: self._tree(v, f"{path}.{k}", used) for k, v in node.items()}
+            return {k: self._tree(v, f"{path}.{k}", used, sources) for k, v in node.items()}
         if isinstance(node, list):
-            return [self._tree(v, f"{path}.{i}", used) for i, v in enumerate(node)]
+            return [self._tree(v, f"{path}.{i}", used, sources) for i, v in enumerate(node)]
         if isinstance(node, tuple):
-            return tuple(self._tree(v, f"{path}.{i}", used) for i, v in enumerate(node))
+            return tuple(self._tree(v, f"{path}.{i}", used, sources) for i, v in enumerate(node))
         return node  # numbers, strings, None: immutable
 
-    def _copy(self, tensor: torch.Tensor, path: str, used: list[torch.Tensor]) -> torch.Tensor:
+    def _copy(
+        self, tensor: torch.Tensor, path: str, used: list[torch.Tensor], sources: set[torch.device]
+    ) -> torch.Tensor:
         source = tensor.detach()
         buffer = self._buffers.get(path)
         if buffer is None or buffer.shape != source.shape or buffer.dtype != source.dtype:
@@ -63,4 +66,11 @@ class SnapshotBuffers:
             self._buffers[path] = buffer
         buffer.copy_(source, non_blocking=source.is_cuda)
         used.append(buffer)
+        sources.add(source.device)
         return buffer
+
+
+def devices_to_wait_for(sources: set[torch.device]) -> list[torch.device]:
+    """The CUDA devices whose copies into page-locked buffers ran asynchronously: each is synchronized on
+    its own (``torch.cuda.synchronize()`` alone waits for the current device only, not a ``cuda:1``)."""
+    return sorted((d for d in sources if d.type == "cuda"), key=lambda d: d.index or 0)

@@ -190,6 +190,7 @@ def load_weights(checkpoint: StoredCheckpoint, model: torch.nn.Module, architect
     another architecture."""
     check_compatible(checkpoint, architecture)
     verify(checkpoint)
+    fault_point("checkpoint_load")
     model.load_state_dict(load_file(checkpoint.path / WEIGHTS, device="cpu"))
 
 

@@ -18,6 +18,8 @@ from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import ConfigDeprecationWarning, load_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
+from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED, DeviceFailed
+from redsm5_hpo.devices import CUBLAS_WORKSPACE_CONFIG
 from redsm5_hpo.errors import first_line
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
@@ -499,8 +501,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = Config() if args.command in NO_CONFIG else load_config(args.overrides, args.config_dir)
         setup_logging(config.logs.stdout_level)
+        if config.train.deterministic:  # before any CUDA work, which fixes cuBLAS's workspace for the process
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
         with graceful_stop() if args.command in STOPPABLE else contextlib.nullcontext():
             return command(config, args)
+    except DeviceFailed as e:  # a fresh process can use the GPU again; the study logged how to resume
+        after = (
+            "the trial is resumable (the resume command is above)" if args.command != "train" else "checkpoints kept"
+        )
+        print(f"error: {e}; {after}", file=sys.stderr)
+        return EXIT_DEVICE_FAILED
     except StopRequested as e:  # the study logged how to resume; the run's checkpoints are on disk
         after = "the study is resumable: `redsm5-hpo resume`" if args.command != "train" else "checkpoints kept"
         print(f"{e}; {after}", file=sys.stderr)

@@ -61,7 +61,7 @@ def predict(
     for indices, cpu_batch in zip(batches, loader, strict=True):
         bar.update()
         batch = runtime.to_device(cpu_batch)
-        with runtime.autocast():
+        with runtime.compute():
             output = model(batch)
             loss = total_loss(model, output, batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
         loss_sum += loss.float() * len(indices)

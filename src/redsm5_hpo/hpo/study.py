@@ -8,7 +8,6 @@ one configuration and return the value of the optimization metric.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -19,6 +18,8 @@ import optuna
 
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.device_errors import DeviceFailed
+from redsm5_hpo.devices import release_device_memory
 from redsm5_hpo.errors import first_line
 from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
 from redsm5_hpo.hpo.errors import StudyError
@@ -227,7 +228,9 @@ def run_trials(
     trial as soon as this worker holds it. With a database ``storage`` the running trial records Optuna
     heartbeats, and before each claim the trials of dead workers are failed and re-queued
     (``storage.fail_stale_trials``). After a SIGTERM / SIGINT (``interrupts``) the running trial is told
-    FAIL (its ``train_trial`` marked it resumable) and ``StopRequested`` propagates; no new trial starts.
+    FAIL (its ``train_trial`` marked it resumable) and ``StopRequested`` propagates; no new trial starts;
+    the same for ``DeviceFailed`` (the GPU failed: the process must end). Between trials the device's memory
+    cache is handed back (``devices.release_device_memory``).
     Each claim happens inside ``claim_guard()`` (``hpo.lock.claim_lock`` for workers sharing a directory)."""
     total = config.hpo.n_trials
     enqueue_slots(study, total)
@@ -245,13 +248,13 @@ def run_trials(
         try:
             with heartbeat(storage, study, trial, config.hpo.heartbeat_interval_s):
                 state, value = _run_one(trial, config, train_trial, total)
-        except StopRequested:  # the trial is interrupted, not failed: train_trial marked it resumable
+        except (StopRequested, DeviceFailed):  # interrupted, not failed: train_trial marked it resumable
             study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             raise
         frozen = study.tell(trial, value, state=state, skip_if_finished=True)
         if on_trial_end:
             on_trial_end(study, frozen)
-        gc.collect()
+        release_device_memory()
     return ran
 
 

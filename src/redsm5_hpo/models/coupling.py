@@ -41,8 +41,9 @@ class EvidenceCoupling(nn.Module):
         if self.pooling == "mean":
             return (weights.unsqueeze(-1) * hidden).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp(min=1e-6)
         if self.pooling == "max":
-            weighted = (weights.unsqueeze(-1) * hidden).masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min)
+            weighted = weights.unsqueeze(-1) * hidden  # (B, T, H)
+            weighted = weighted.masked_fill(~mask.unsqueeze(-1), torch.finfo(weighted.dtype).min)
             return weighted.max(dim=1).values
-        scores = self.score(hidden).squeeze(-1) + torch.log(weights.clamp(min=1e-6))
-        scores = scores.masked_fill(~mask, torch.finfo(hidden.dtype).min)
+        scores = self.score(hidden).squeeze(-1) + torch.log(weights.clamp(min=1e-6))  # (B, T)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         return (torch.softmax(scores, dim=-1).unsqueeze(-1) * hidden).sum(dim=1)

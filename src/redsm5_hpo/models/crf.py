@@ -44,13 +44,16 @@ class CRF(nn.Module):
             best, pointer = candidates.max(dim=1)
             score = torch.where(mask[:, t, None], best + emissions[:, t], score)
             pointers.append(pointer)
-        score = score + self.end
+        last = (score + self.end).argmax(dim=1)  # (B,)
+        # backtracking indexes one pointer per token: on the CPU, moved there once per batch (not a GPU read
+        # per token)
+        lengths, last_tags = mask.sum(dim=1).tolist(), last.tolist()
+        back = torch.stack(pointers, dim=1).cpu().numpy() if pointers else None  # (B, T - 1, K)
         paths = []
-        for row, length in enumerate(mask.sum(dim=1).tolist()):
-            tag = int(score[row].argmax())
+        for row, (length, tag) in enumerate(zip(lengths, last_tags, strict=True)):
             path = [tag]
             for t in range(length - 1, 0, -1):
-                tag = int(pointers[t - 1][row, tag])
+                tag = int(back[row, t - 1, tag])  # type: ignore[index]  # length > 1: there are pointers
                 path.append(tag)
             paths.append(path[::-1])
         return paths

@@ -69,7 +69,7 @@ def balanced_bce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tenso
     negative = valid * (1 - targets)
     pos = (per_item * positive).sum() / positive.sum().clamp(min=1.0)
     neg = (per_item * negative).sum() / negative.sum().clamp(min=1.0)
-    return (pos + neg) / 2 if positive.sum() > 0 else neg
+    return torch.where(positive.sum() > 0, (pos + neg) / 2, neg)  # no Python branch on a GPU value
 
 
 class EvidenceHead(nn.Module):
@@ -181,10 +181,12 @@ class BiaffineHead(EvidenceHead):
         return content.unsqueeze(2) & content.unsqueeze(1) & band
 
     def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
-        targets = torch.zeros_like(out)
-        spans = batch["evidence_spans"]
-        rows, slots = torch.nonzero(spans[..., 0] >= 0, as_tuple=True)
-        targets[rows, spans[rows, slots, 0], spans[rows, slots, 1]] = 1.0
+        spans = batch["evidence_spans"]  # (B, S, 2); a first token < 0 pads the slot
+        positions = torch.arange(out.shape[1], device=out.device)
+        first = spans[..., 0, None, None] == positions.view(1, 1, -1, 1)  # (B, S, T, 1)
+        last = spans[..., 1, None, None] == positions.view(1, 1, 1, -1)  # (B, S, 1, T)
+        # elementwise, not a boolean index: no data-dependent shape (no GPU read to size it), deterministic
+        targets = (first & last).any(dim=1).to(out.dtype)  # (B, T, T): 1 at each gold span's cell
         return balanced_bce(out, targets, self.valid(batch, out.shape[1]))
 
     def token_scores(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -38,7 +38,8 @@ class Pooler(nn.Module):
         self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[torch.Tensor, ...] = ()
     ) -> torch.Tensor:
         if self.method == "attention":
-            scores = self.score(hidden).squeeze(-1).masked_fill(attention_mask == 0, torch.finfo(hidden.dtype).min)
+            scores = self.score(hidden).squeeze(-1)  # (B, T), in autocast's dtype
+            scores = scores.masked_fill(attention_mask == 0, torch.finfo(scores.dtype).min)
             weights = torch.softmax(scores, dim=-1).unsqueeze(-1)  # (B, T, 1)
             return (weights * hidden).sum(dim=1)
         if self.method == "scalar_mix":

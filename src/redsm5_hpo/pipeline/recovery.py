@@ -41,14 +41,14 @@ def requeue_interrupted_trials(
     study: optuna.Study, tracker: TrackerWriter, dead: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
 ) -> list[int]:
     """Trials left RUNNING by a dead process (``dead`` tells which: all of them for the process holding the
-    study lock, those of one worker for the process that watched it die) and trials stopped by a full disk
-    go back into the queue (``requeue_trial``). Returns their numbers."""
+    study lock, those of one worker for the process that watched it die) and trials stopped resumable (a
+    full disk, a failed GPU) go back into the queue (``requeue_trial``). Returns their numbers."""
     skip = uncounted(study)
     found = []
     for trial in study.get_trials(deepcopy=False):
         stale = trial.state == optuna.trial.TrialState.RUNNING and dead(trial)
-        disk_full = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
-        if trial.number not in skip and (stale or disk_full):
+        stopped = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
+        if trial.number not in skip and (stale or stopped):
             requeue_trial(study, trial, tracker, queue_first=False)
             found.append(trial.number)
     queue_behind_continuations(study)

@@ -26,6 +26,7 @@ from redsm5_hpo.config.resume import override_keys, resume_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.config.validation import tune_problems
 from redsm5_hpo.data.loading import load_corpus
+from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
@@ -240,13 +241,14 @@ class StudySession:
             else:
                 ran, disk_errors = self._run_here()
             raise_if_requested()  # not even the test evaluation once a stop was asked for
-        except StopRequested as e:
+        except (StopRequested, DeviceFailed) as e:
             log.warning(
                 "%s: study %s stopped; the interrupted trial resumes from its newest checkpoint with "
-                "`redsm5-hpo resume --study %s`",
+                "`redsm5-hpo resume --study %s experiments_dir=%s`",
                 e,
                 plan.study_id,
                 plan.study_id,
+                plan.study_dir.parent,
             )
             raise
         except DiskSpaceError:

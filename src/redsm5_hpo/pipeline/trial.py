@@ -30,7 +30,8 @@ from redsm5_hpo.checkpoints.retention import policy_from_config
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, load_training_state
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
-from redsm5_hpo.devices import Runtime, configure_determinism, resolve_runtime
+from redsm5_hpo.device_errors import DeviceFailed, is_sticky_cuda_error
+from redsm5_hpo.devices import Runtime, configure_determinism, reported_nondeterminism, resolve_runtime
 from redsm5_hpo.errors import traceback_text
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
@@ -115,7 +116,7 @@ def run_trial(
 
 def stage_of(error: BaseException) -> Stage:
     """The stage a trial ends in when ``error`` stops it."""
-    if isinstance(error, StopRequested):
+    if isinstance(error, StopRequested | DeviceFailed):
         return Stage.INTERRUPTED
     return Stage.PRUNED if isinstance(error, TrialPruned) else Stage.FAILED
 
@@ -194,8 +195,12 @@ class TrialRunner:
                 fitted, kept = self._train()
                 result = self._finish(fitted, kept)
             except BaseException as e:
-                self._end_early(e)
-                raise
+                if not is_sticky_cuda_error(e):
+                    self._end_early(e)
+                    raise
+                failed = DeviceFailed(e)  # this process's CUDA context is lost: a fresh one continues
+                self._end_early(failed)
+                raise failed from e
         self.lifecycle.enter(Stage.COMPLETED)
         assert self.run_id is not None
         self.tracker.end_run(self.run_id)
@@ -307,7 +312,7 @@ class TrialRunner:
         assert self.run_id is not None
         try:
             self.lifecycle.enter(Stage.RUNNING)
-            with system_metrics(config, self.run_id):
+            with system_metrics(config, self.run_id), reported_nondeterminism(f"trial {self.trial_id}"):
                 fitted = fit(
                     self.model,
                     self.train_set,
@@ -372,7 +377,7 @@ class TrialRunner:
         assert self.run_id is not None
         stage = stage_of(error)
         if stage is Stage.INTERRUPTED:
-            log.warning("trial %s interrupted (%s); it can resume from its newest checkpoint", self.trial_id, error)
+            log.warning("trial %s interrupted (%s); it resumes from its newest checkpoint", self.trial_id, error)
             self.lifecycle.enter(stage)
             self.tracker.end_run(self.run_id, "KILLED")  # `resume` reopens this run and continues in it
         elif stage is Stage.PRUNED:

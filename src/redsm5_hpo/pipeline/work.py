@@ -24,6 +24,7 @@ from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
+from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.hpo.lock import claim_lock
 from redsm5_hpo.hpo.progress import Progress, study_progress
@@ -135,7 +136,7 @@ class Worker:
         tags = extra_tags | progress_now.as_tags()
         try:
             return run_trial(trial_config, self.corpus, context, trial_id, start, run_id, tags).best_value
-        except StopRequested as e:
+        except (StopRequested, DeviceFailed) as e:
             trial.set_user_attr("fail_reason", f"interrupted: {e}; resumable")
             trial.set_user_attr(RESUMABLE_ATTR, True)  # `resume` continues it from its newest checkpoint
             raise

@@ -24,6 +24,8 @@ import optuna
 
 from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError
 from redsm5_hpo.config.schema import HpoConfig
+from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED
+from redsm5_hpo.devices import worker_gpu
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import format_duration
 from redsm5_hpo.hpo.study import SLOT_ATTR, WORKER_ATTR
@@ -64,11 +66,14 @@ def threads_per_worker(n_workers: int, cpus: int | None = None) -> int:
 
 
 def start_worker(study_dir: Path, index: int, device: str | None, threads: int) -> WorkerProcess:
+    """A worker on ``device``; one on ``cuda:N`` sees only that GPU (``devices.worker_gpu``)."""
     log_path = study_dir / "logs" / f"worker-{index}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    gpu_env, inside = worker_gpu(device, os.environ.get("CUDA_VISIBLE_DEVICES"))
     command = [sys.executable, "-m", "redsm5_hpo", "worker", "--study-dir", str(study_dir), "--index", str(index)]
-    command += ["--threads", str(threads)] + (["--device", device] if device else [])
+    command += ["--threads", str(threads)] + (["--device", inside] if inside else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    env |= gpu_env
     with log_path.open("ab") as out:
         process = subprocess.Popen(
             command,
@@ -79,10 +84,11 @@ def start_worker(study_dir: Path, index: int, device: str | None, threads: int) 
             preexec_fn=die_with_parent,
         )
     log.info(
-        "worker %d started (pid %d, device %s, %d thread(s)); its log: %s",
+        "worker %d started (pid %d, device %s%s, %d thread(s)); its log: %s",
         index,
         process.pid,
         device or "train.device",
+        f" as CUDA_VISIBLE_DEVICES={gpu_env['CUDA_VISIBLE_DEVICES']}" if gpu_env else "",
         threads,
         log_path,
     )
@@ -118,9 +124,10 @@ def run_workers(
             del running[index]
             if code == 0 or forwarded is not None:
                 continue
-            if code < 0:  # killed from outside (SIGKILL, the OOM killer): its trial continues elsewhere
-                pid = worker.process.pid
-                log.warning("worker %d (pid %d) was killed by %s", index, pid, signal.Signals(-code).name)
+            if code < 0 or code == EXIT_DEVICE_FAILED:  # killed from outside (SIGKILL, the OOM killer) or its
+                pid = worker.process.pid  # GPU failed: its trial continues in a fresh process
+                why = "its GPU failed" if code > 0 else f"killed by {signal.Signals(-code).name}"
+                log.warning("worker %d (pid %d) ended: %s", index, pid, why)
                 requeue_interrupted_trials(study, tracker, _run_by(pid))
                 if restarts_left and _waiting(study):
                     restarts_left -= 1

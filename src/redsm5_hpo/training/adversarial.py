@@ -33,23 +33,26 @@ class FGM:
         scaler: torch.amp.GradScaler,
     ) -> None:
         """The perturbed pass, under the same autocast and loss scale as the clean one (a scaled gradient
-        points the same way, so the perturbation does not depend on the scale)."""
+        points the same way, so the perturbation does not depend on the scale). Nothing here reads a GPU
+        value on the host: a zero or non-finite gradient norm (fp16 overflow) gives a zero perturbation and
+        a zero-weighted second loss instead of a Python branch."""
         grad = self.weight.grad
         if grad is None:
             return
         norm = torch.linalg.vector_norm(grad)
-        if not torch.isfinite(norm) or norm == 0:
-            return
-        rows = torch.nonzero(grad.abs().sum(dim=1), as_tuple=True)[0]  # the tokens of this batch
-        saved = self.weight.detach()[rows].clone()
+        usable = torch.isfinite(norm) & (norm > 0)  # 0-dim, on the device
+        rows = batch["input_ids"].flatten()  # the tokens of this batch: the only rows with a gradient
+        scale = torch.where(usable, self.cfg.fgm_epsilon / norm, torch.zeros_like(norm))
+        delta = torch.nan_to_num(grad[rows] * scale, nan=0.0, posinf=0.0, neginf=0.0)
+        saved = self.weight.detach()[rows].clone()  # a token repeated in the batch writes the same row twice
         with torch.no_grad():
-            self.weight[rows] += self.cfg.fgm_epsilon * grad[rows] / norm
+            self.weight[rows] += delta
         try:
-            with runtime.autocast():
+            with runtime.compute():
                 loss = total_loss(
                     model, model(batch), batch, self.cfg.evidence_loss_weight, self.cfg.criteria_loss_weight
                 )
-            scaler.scale(loss / accumulation).backward()
+            scaler.scale(loss * usable.to(loss.dtype) / accumulation).backward()
         finally:
             with torch.no_grad():
                 self.weight[rows] = saved  # exact restore, not a subtraction

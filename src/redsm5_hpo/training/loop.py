@@ -46,6 +46,8 @@ class LoopState:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     """fp16 loss scaling; a pass-through in fp32 and bf16."""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where the model trains: its CUDA generator is part of the resume state."""
     epoch: int = 0
     """Epochs completed."""
     global_step: int = 0
@@ -130,7 +132,9 @@ def fit(
     total_steps = sum(math.ceil(n / cfg.grad_accum_steps) for n in batches.values())
     scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
     direction = metric_direction(cfg.optimization_metric)
-    state = LoopState(model, optimizer, scheduler, runtime.grad_scaler(), best_value=worst_value(direction))
+    state = LoopState(
+        model, optimizer, scheduler, runtime.grad_scaler(), runtime.device, best_value=worst_value(direction)
+    )
     if resume_from is not None:
         _restore(state, resume_from)
         apply_learning_rates(state.optimizer, state.scheduler, cfg)
@@ -193,7 +197,7 @@ def resume_state(state: LoopState) -> dict[str, Any]:
         "optimizer": state.optimizer.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "grad_scaler": state.scaler.state_dict(),
-        "rng": capture_rng_state(),
+        "rng": capture_rng_state(state.device),
         "epoch": state.epoch,
         "global_step": state.global_step,
         "best_value": state.best_value,
@@ -212,7 +216,7 @@ def _restore(state: LoopState, saved: dict[str, Any]) -> None:
     state.best_value = float(saved["best_value"])
     state.best_epoch = int(saved["best_epoch"])
     state.history = [dict(h) for h in saved["history"]]
-    restore_rng_state(saved["rng"])  # last: building the model and optimizer above drew from the RNGs
+    restore_rng_state(saved["rng"], state.device)  # last: building the model and optimizer above drew from the RNGs
 
 
 def _train_epoch(
@@ -232,6 +236,7 @@ def _train_epoch(
     step_hooks = [h for h in hooks if hasattr(h, "on_step_end")]
     tracker = _LossTracker(epoch, runtime.precision)
     tokens = slots = 0
+    scale = scaler.get_scale() if scaler.is_enabled() else 1.0  # fp16: read once per step, after it
     # disable=None: bars only on a terminal, so redirected logs stay readable
     bar = tqdm(
         total=batches,
@@ -248,7 +253,7 @@ def _train_epoch(
         tokens += int(cpu_batch["attention_mask"].sum())
         slots += cpu_batch["attention_mask"].numel()
         batch = runtime.to_device(cpu_batch)
-        with runtime.autocast():
+        with runtime.compute():
             loss = total_loss(model, model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
         scaler.scale(loss / cfg.grad_accum_steps).backward()
         if fgm is not None:
@@ -257,10 +262,12 @@ def _train_epoch(
         if (index + 1) % cfg.grad_accum_steps == 0 or index + 1 == batches:
             scaler.unscale_(state.optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scale = scaler.get_scale() if scaler.is_enabled() else 1.0
-            scaler.step(state.optimizer)  # fp16: skipped when the gradients overflowed
+            scaler.step(state.optimizer)  # fp16: skipped when the gradients overflowed (the scale backs off)
             scaler.update()
-            if not scaler.is_enabled() or scaler.get_scale() >= scale:
+            stepped = True
+            if scaler.is_enabled():
+                stepped, scale = _scale_kept(scaler, scale)
+            if stepped:
                 state.scheduler.step()  # the schedule follows the steps actually taken, as the Trainer's
             state.optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
@@ -273,6 +280,13 @@ def _train_epoch(
     mean = tracker.sync()
     bar.close()
     return mean, (1 - tokens / slots if slots else 0.0)
+
+
+def _scale_kept(scaler: torch.amp.GradScaler, before: float) -> tuple[bool, float]:
+    """Whether the optimizer step was taken (a skipped step backs the loss scale off) and the scale now: one
+    read of the scale per step (a GPU sync), compared with the one read after the previous step."""
+    now = scaler.get_scale()
+    return now >= before, now
 
 
 class _LossTracker:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,8 +18,18 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Every RNG's state as tensors and plain values, so it loads with ``torch.load(weights_only=True)``."""
+class CudaRng(Protocol):
+    """The CUDA generator calls a run's RNG state uses (``torch.cuda`` itself; tests inject another)."""
+
+    def get_rng_state(self, device: torch.device) -> torch.Tensor: ...
+
+    def set_rng_state(self, new_state: torch.Tensor, device: torch.device) -> None: ...
+
+
+def capture_rng_state(device: torch.device | None = None, cuda: CudaRng = torch.cuda) -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values, so it loads with ``torch.load(weights_only=True)``.
+    On a CUDA ``device`` also that device's generator (``cuda_device``): the trial's own GPU, whichever
+    index it has, and no other."""
     numpy_state: Any = np.random.get_state()
     kind, keys, pos, has_gauss, cached = numpy_state
     state: dict[str, Any] = {
@@ -33,14 +43,16 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of ``capture_rng_state``. CUDA states are restored for the devices this machine has (a
-    checkpoint written on a GPU resumes on a CPU, without CUDA states to restore)."""
+def restore_rng_state(state: dict[str, Any], device: torch.device | None = None, cuda: CudaRng = torch.cuda) -> None:
+    """Inverse of ``capture_rng_state``, onto ``device``: a trial resumed by a worker on another GPU (or
+    another index) continues with the generator state its own GPU had. A checkpoint written on a GPU
+    resumes on a CPU too, with no CUDA state to restore. Checkpoints of earlier versions hold one CUDA
+    state per device (``cuda``); the one of ``device``'s index is used."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
@@ -48,6 +60,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, index)
+    if device is None or device.type != "cuda":
+        return
+    if "cuda_device" in state:
+        cuda.set_rng_state(state["cuda_device"], device)
+    elif len(state.get("cuda", ())) > (device.index or 0):
+        cuda.set_rng_state(state["cuda"][device.index or 0], device)

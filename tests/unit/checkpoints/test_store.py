@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from redsm5_hpo import faults
 from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
 from redsm5_hpo.checkpoints.retention import Flags, RetentionPolicy, plan_retention
 from redsm5_hpo.checkpoints.store import (
@@ -113,6 +114,25 @@ def test_loader_falls_back_to_previous_valid_checkpoint_and_says_so(tmp_path, ca
     assert torch.equal(fresh.weight, expected)
     if damage != "delete_manifest":  # a manifest-less directory is not even a candidate
         assert str(newest.path) in caplog.text and f"falling back to {first.path}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"), [("oom", torch.OutOfMemoryError), ("cuda_assert", torch.AcceleratorError)]
+)
+def test_a_gpu_failing_while_a_checkpoint_loads_is_raised_not_taken_for_a_corrupted_checkpoint(
+    tmp_path, monkeypatch, caplog, error, raised
+) -> None:
+    store = CheckpointStore(tmp_path)
+    model = torch.nn.Linear(4, 2)
+    save(store, model, 1)
+    save(store, model, 2)
+    monkeypatch.setenv("REDSM5_FAULT", f"checkpoint_load:1:{error}")
+    faults.reset()
+    with caplog.at_level(logging.WARNING), pytest.raises(raised):
+        load_first_valid(best_first(store.list()), torch.nn.Linear(4, 2), ARCH)
+    assert "falling back" not in caplog.text and "unusable" not in caplog.text  # no checkpoint was blamed
+    monkeypatch.delenv("REDSM5_FAULT")
+    assert load_first_valid(best_first(store.list()), torch.nn.Linear(4, 2), ARCH).epoch == 2  # both are fine
 
 
 def test_no_valid_checkpoint_lists_every_problem(tmp_path) -> None:

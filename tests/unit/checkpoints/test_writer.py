@@ -102,3 +102,11 @@ def test_the_disk_guard_counts_a_write_in_flight_as_used() -> None:
     assert monitor.check_now() == DiskLevel.CRITICAL
     monitor.in_flight_bytes = 0
     assert monitor.check_now() == DiskLevel.OK
+
+
+def test_a_snapshot_waits_for_every_gpu_its_tensors_came_from() -> None:
+    from redsm5_hpo.checkpoints.snapshot import devices_to_wait_for
+
+    sources = {torch.device("cuda:1"), torch.device("cpu"), torch.device("cuda:0")}
+    assert devices_to_wait_for(sources) == [torch.device("cuda:0"), torch.device("cuda:1")]
+    assert devices_to_wait_for({torch.device("cpu")}) == []

@@ -15,7 +15,7 @@ from redsm5_hpo.evaluation.decode import greedy_spans
 from redsm5_hpo.models.coupling import EvidenceCoupling
 from redsm5_hpo.models.crf import CRF
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.models.evidence_heads import bio_spans
+from redsm5_hpo.models.evidence_heads import balanced_bce, bio_spans
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from tests.helpers.batches import tokenized
@@ -83,6 +83,21 @@ def test_a_post_without_evidence_is_an_all_negative_target(tiny) -> None:
         with_evidence = model.evidence_head.loss(output.evidence_logits, batch)
         without = model.evidence_head.loss(output.evidence_logits, batch_without)
         assert torch.isfinite(without) and without != with_evidence, head
+
+
+def test_the_biaffine_loss_targets_exactly_the_gold_span_cells(tiny) -> None:
+    model = model_with(tiny, evidence_head="biaffine")
+    batch = tokenized(tiny, [SHORT, LONG, SHORT])
+    batch["evidence_spans"][2].fill_(-1)  # a post without evidence
+    out = model(batch).evidence_logits
+    targets = torch.zeros_like(out)
+    for row, spans in enumerate(batch["evidence_spans"].tolist()):
+        for first, last in spans:
+            if first >= 0:
+                targets[row, first, last] = 1.0
+    assert targets[:2].sum() > 0 and targets[2].sum() == 0
+    expected = balanced_bce(out, targets, model.evidence_head.valid(batch, out.shape[1]))
+    assert torch.equal(model.evidence_head.loss(out, batch), expected)
 
 
 def brute_force(crf: CRF, emissions: torch.Tensor, length: int) -> tuple[torch.Tensor, list[int], torch.Tensor]:

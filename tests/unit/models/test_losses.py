@@ -122,6 +122,41 @@ def test_fgm_adds_the_adversarial_gradient_and_restores_the_embeddings() -> None
     assert not torch.allclose(model.criteria_head.net[1].weight.grad, clean)
 
 
+def test_fgm_equals_the_loss_at_embeddings_pushed_along_their_gradient_and_skips_a_zero_one() -> None:
+    tiny = load_encoder("tiny-random", seed=0)
+    torch.manual_seed(0)
+    model = CriteriaEvidenceModel(tiny.model, ModelConfig(encoder="tiny-random", head_hidden=8, dropout=0.0))
+    model.eval()  # no dropout in the encoder either: every pass below sees the same network
+    batch = tokenized(tiny, ["I feel sad. It rains.", "I cannot sleep. The end."])
+    cfg = TrainConfig(fgm_epsilon=0.5)
+    cpu = resolve_runtime(cfg)
+    embedding = model.encoder.get_input_embeddings().weight
+    total_loss(model, model(batch), batch, 0.5).backward()
+    clean = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    with torch.no_grad():  # the reference: the whole matrix pushed by epsilon * g / ||g||, by hand
+        original = embedding.detach().clone()
+        embedding += 0.5 * embedding.grad / torch.linalg.vector_norm(embedding.grad)
+    model.zero_grad()
+    total_loss(model, model(batch), batch, 0.5).backward()
+    adversarial = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    with torch.no_grad():
+        embedding.copy_(original)
+    model.zero_grad()
+    total_loss(model, model(batch), batch, 0.5).backward()
+    FGM(model, cfg).attack(model, batch, 1, cpu, cpu.grad_scaler())
+    for name, grad in clean.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad + adversarial[name])
+    assert torch.equal(embedding, original)
+
+    model.zero_grad()
+    total_loss(model, model(batch), batch, 0.5).backward()
+    embedding.grad.zero_()  # nothing to push along: the second loss adds nothing
+    before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    FGM(model, cfg).attack(model, batch, 1, cpu, cpu.grad_scaler())
+    for name, grad in before.items():
+        assert torch.equal(dict(model.named_parameters())[name].grad, grad)
+
+
 def test_impossible_or_unknown_model_zoo_settings_are_rejected() -> None:
     config = with_values(
         Config(),

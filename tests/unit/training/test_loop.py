@@ -122,6 +122,57 @@ def test_rng_state_round_trips() -> None:
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
 
 
+class OneGpuRng:
+    """The generators of a machine's CUDA devices, by index (``seeding.CudaRng``): CPU tensors standing in."""
+
+    def __init__(self, devices: int) -> None:
+        self.states = {i: torch.full((4,), float(i)) for i in range(devices)}
+
+    def get_rng_state(self, device: torch.device) -> torch.Tensor:
+        return self.states[device.index].clone()
+
+    def set_rng_state(self, new_state: torch.Tensor, device: torch.device) -> None:
+        self.states[device.index] = new_state.clone()
+
+
+def test_a_trial_resumed_on_another_gpu_continues_with_its_own_gpus_generator() -> None:
+    writer = OneGpuRng(devices=4)
+    writer.states[2] = torch.tensor([7.0, 7.0, 7.0, 7.0])  # the trial trained on cuda:2
+    state = capture_rng_state(torch.device("cuda:2"), cuda=writer)
+    assert torch.equal(state["cuda_device"], writer.states[2]) and "cuda" not in state
+
+    reader = OneGpuRng(devices=1)  # resumed by a worker that sees one GPU: its cuda:0
+    restore_rng_state(state, torch.device("cuda:0"), cuda=reader)
+    assert torch.equal(reader.states[0], torch.tensor([7.0, 7.0, 7.0, 7.0]))
+    earlier = {**state, "cuda": [torch.zeros(4), torch.ones(4)]}  # a checkpoint of an earlier version
+    del earlier["cuda_device"]
+    two = OneGpuRng(devices=2)
+    restore_rng_state(earlier, torch.device("cuda:1"), cuda=two)
+    assert torch.equal(two.states[1], torch.ones(4)) and torch.equal(two.states[0], torch.zeros(4))
+    on_cpu = capture_rng_state(torch.device("cpu"), cuda=writer)
+    assert "cuda_device" not in on_cpu
+    restore_rng_state(state, torch.device("cpu"), cuda=reader)  # a GPU checkpoint resumed on a CPU
+
+
+def test_an_fp16_step_the_scaler_skips_does_not_count_as_a_step() -> None:
+    from redsm5_hpo.training.loop import _scale_kept
+
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    before = scaler.get_scale()
+    for grad, taken in ((float("inf"), False), (1.0, True)):
+        scaler.scale((weight * 2).sum()).backward()
+        weight.grad[0] = grad  # an overflowing gradient, then a finite one
+        scaler.step(optimizer)
+        scaler.update()
+        kept, now = _scale_kept(scaler, before)
+        assert kept is taken and (now < before) is not taken
+        before = now
+        optimizer.zero_grad()
+    assert weight[0].item() < 1.0  # only the second step moved the weight
+
+
 class Crash(Exception):
     pass
 
