@@ -8,7 +8,7 @@ STAMP := $(VENV)/.setup-stamp
 WORDNET := /usr/share/wordnet
 ARGS ?=
 
-.PHONY: setup train tune resume evaluate predict export status ui test test-fast docs lint format lock sample-data cleanup bench zoo gpu-check clean build shell train-container
+.PHONY: setup train tune resume evaluate predict export status ui test test-fast docs lint format lock sample-data cleanup bench zoo gpu-check gpu-smoke clean build shell train-container
 
 # On a machine with an NVIDIA driver, an environment set up before it (or by hand) with torch's CPU build
 # gets the CUDA build: checked at every `make setup` (a no-op without nvidia-smi).
@@ -67,6 +67,11 @@ cleanup: $(STAMP)
 # Benchmarks (measured side by side in one run); results in bench/results.json and bench/results.md.
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py $(ARGS)
+
+# The first run on a GPU machine (minutes on one GPU): versions, a bf16 attention-pooling trial, determinism, a
+# snapshot from the GPU, CRF timing, gpu-check --quick, 2 workers on 2 GPUs; writes bench/gpu_smoke.{json,md}.
+gpu-smoke: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/gpu_smoke.py $(ARGS)
 
 # The GPU path on a CUDA machine: a tiny study on the GPU, MiniLM epochs in fp32/bf16/fp16 with throughput and
 # peak memory, checkpoints moved GPU -> CPU and back; writes bench/gpu_check.{json,md} (ARGS="--device cpu" tests it).

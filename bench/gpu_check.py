@@ -2,10 +2,12 @@
 
 1. A 2-trial study with the tiny encoder on the GPU: it completes with finite test metrics, and the
    report names the GPU.
-2. One training epoch of the bundled MiniLM in fp32, bf16 and fp16: examples/s, tokens/s and
-   ``torch.cuda.max_memory_allocated``.
+2. One training epoch of the bundled MiniLM (batches of 32) in fp32 with TF32 off (``train.deterministic=
+   true``, the default) and on, bf16 and fp16: examples/s, tokens/s and ``torch.cuda.max_memory_allocated``;
+   the median of 3 epochs after a first one that is not counted.
 3. A checkpoint written on the GPU loads on the CPU (weights and optimizer state mapped there), scores
-   what it scored on the GPU and trains on; and the other way round.
+   what it scored on the GPU (both in fp32, so the difference is the devices' arithmetic alone) and trains
+   on; and the other way round.
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` to ``--out`` (default ``bench/`` on a CUDA device);
 ``make bench`` puts the table into ``bench/results.md``.
@@ -21,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -67,16 +70,26 @@ def tiny_study(device: str, root: Path) -> dict[str, Any]:
     }
 
 
+THROUGHPUT_ROWS = {
+    "fp32 (TF32 off)": ("fp32", True),
+    "fp32 (TF32 on)": ("fp32", False),
+    "bf16": ("bf16", True),
+    "fp16": ("fp16", True),
+}
+"""Row label -> (train.precision, train.deterministic): deterministic runs keep fp32 matmuls in IEEE fp32."""
+
+
 def throughput(device: str, root: Path, quick: bool) -> dict[str, Any]:
     rows: dict[str, Any] = {}
-    for precision in ("fp32", "bf16", "fp16"):
-        encoder = ["model=tiny"] if quick else []
+    for label, (precision, deterministic) in THROUGHPUT_ROWS.items():
+        setting = ["model=tiny", "train.batch_size=16"] if quick else ["train.batch_size=32"]
+        setting += [f"train.precision={precision}", f"train.deterministic={str(deterministic).lower()}"]
+        folder = root / re.sub(r"[^a-z0-9]+", "_", label.lower())  # a path Hydra's override grammar accepts
+        repetitions, warmup = (1, 0) if quick else (3, 1)
         try:
-            rows[precision] = epoch_throughput(
-                config(device, root / precision, *encoder, f"train.precision={precision}"), repetitions=1
-            )
+            rows[label] = epoch_throughput(config(device, folder, *setting), repetitions, warmup)
         except DeviceError as e:  # e.g. bf16 on a GPU older than Ampere
-            rows[precision] = {"unsupported": e.problems[0]}
+            rows[label] = {"unsupported": e.problems[0]}
     return rows
 
 
@@ -94,7 +107,7 @@ class OptimizerDevices:
 def move_checkpoint(source: str, target: str, root: Path) -> dict[str, Any]:
     """One epoch on ``source`` with a checkpoint; its weights scored on both devices; then the second
     epoch on ``target`` from the checkpoint's training state (optimizer moments mapped to ``target``)."""
-    cfg = config(source, root, "model=tiny", "train.epochs=2", "train.max_steps_per_epoch=4")
+    cfg = config(source, root, "model=tiny", "train.epochs=2", "train.max_steps_per_epoch=4", "train.precision=fp32")
     corpus = load_corpus(cfg.data, cfg.seed)
     first = resolve_runtime(cfg.train)
     model, tokenizer = build_model(cfg, corpus, first)
@@ -149,8 +162,9 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         memory = row["max_memory_allocated_bytes"]
         lines.append(
-            f"| one training epoch, {precision} | {row['examples_per_s']:.1f} examples/s, {row['tokens_per_s']:,.0f} "
-            f"tokens/s, {row['epoch_train_s']:.2f} s"
+            f"| one training epoch, {precision}, batches of {row['batch_size']} | {row['examples_per_s']:.1f} "
+            f"examples/s, {row['tokens_per_s']:,.0f} tokens/s, {row['epoch_train_s']:.2f} s (median of "
+            f"{row['repetitions']} after {row['warmup']} uncounted)"
             + (f", max memory allocated {human_bytes(memory)}" if memory is not None else "")
             + " |"
         )

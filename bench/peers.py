@@ -8,6 +8,8 @@ B6: epoch time of our full loop (tracking, checkpoints, disk guard) vs a bare Py
     (saving each epoch), on the same model and batches, each scoring validation with our functions at
     every epoch; and the training part of the epoch alone.
 B8: training throughput (examples/s, tokens/s) of our loop in fp32 and in bf16 autocast.
+B10: the loop's own cost per training step over a bare loop, on the tiny encoder (steps of milliseconds,
+    as on a GPU, where per-step host work would show).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.batching import epoch_batches
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.data.loading import load_corpus
-from redsm5_hpo.devices import resolve_runtime
+from redsm5_hpo.devices import configure_determinism, resolve_runtime
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.pipeline import run_single
@@ -306,10 +308,12 @@ def b6_overhead(workdir: Path, base: list[str], epochs: int = 2, repetitions: in
     }
 
 
-def epoch_throughput(config: Config, repetitions: int = 2) -> dict[str, Any]:
+def epoch_throughput(config: Config, repetitions: int = 2, warmup: int = 0) -> dict[str, Any]:
     """Training throughput of our loop (the training part of an epoch: forward, loss, backward, step) for
-    ``config`` on its device and precision, median of ``repetitions`` epochs; on a CUDA device also the
-    most memory allocated."""
+    ``config`` on its device and precision (and its ``train.deterministic``: TF32 off, or on), median of
+    ``repetitions`` epochs after ``warmup`` epochs that are not counted (a GPU's first epoch pays for kernel
+    selection and the allocator's growth); on a CUDA device also the most memory allocated."""
+    configure_determinism(config.train.deterministic)
     runtime = resolve_runtime(config.train)
     model, tokenizer = build_model(config, None, runtime)
     train_set, val_set = _datasets(config, tokenizer)
@@ -318,9 +322,9 @@ def epoch_throughput(config: Config, repetitions: int = 2) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(runtime.device)
     one_epoch = dataclasses.replace(config.train, epochs=1)
     with train_epoch_clock() as seconds:
-        for _ in range(repetitions):
+        for _ in range(warmup + repetitions):
             loop_module.fit(model, train_set, val_set, one_epoch, config.seed, progress=False, runtime=runtime)
-    epoch = statistics.median(seconds)
+    epoch = statistics.median(seconds[warmup:])
     return {
         "examples_per_s": len(train_set) / epoch,
         "tokens_per_s": sum(train_set.lengths) / epoch,
@@ -328,6 +332,10 @@ def epoch_throughput(config: Config, repetitions: int = 2) -> dict[str, Any]:
         "max_memory_allocated_bytes": torch.cuda.max_memory_allocated(runtime.device) if cuda else None,
         "device": runtime.name,
         "precision": runtime.precision,
+        "tf32": not config.train.deterministic,
+        "batch_size": config.train.batch_size,
+        "repetitions": repetitions,
+        "warmup": warmup,
     }
 
 
@@ -341,3 +349,65 @@ def b8_throughput(workdir: Path, base: list[str], repetitions: int = 2) -> dict:
     results["device"] = results["fp32"]["device"]
     results["repetitions"] = repetitions
     return results
+
+
+def b10_step_overhead(workdir: Path, repetitions: int = 6) -> dict[str, Any]:
+    """Our epoch's training part (``_train_epoch``: stop check, token count, device transfer, autocast and
+    the scaler, the loss kept on the device, step hooks) against the bare loop's, per step, on the same
+    batches of the tiny encoder, in CPU time of one torch thread (less noisy than wall time on a shared
+    host), alternating which runs first."""
+    config = load_config(
+        ["model=tiny", "data.long_posts=truncate", "train.batch_size=4", f"experiments_dir={workdir / 'b10'}"],
+        REPO / "configs",
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        configure_determinism(config.train.deterministic)
+        runtime = resolve_runtime(config.train)
+        per_step: dict[str, list[float]] = {"ours": [], "bare": []}
+        for rep in range(repetitions):
+            for loop in ("ours", "bare") if rep % 2 == 0 else ("bare", "ours"):
+                per_step[loop].append(_cpu_seconds_per_step(config, runtime, ours=loop == "ours"))
+    finally:
+        torch.set_num_threads(threads)
+    ours, bare = statistics.median(per_step["ours"]), statistics.median(per_step["bare"])
+    return {
+        "ours_ms_per_step": ours * 1000,
+        "bare_ms_per_step": bare * 1000,
+        "overhead_us_per_step": (ours - bare) * 1e6,
+        "overhead_vs_bare": ours / bare - 1,
+        "ours_ms_per_repetition": [t * 1000 for t in per_step["ours"]],
+        "bare_ms_per_repetition": [t * 1000 for t in per_step["bare"]],
+        "repetitions": repetitions,
+    }
+
+
+def _cpu_seconds_per_step(config: Config, runtime: Any, ours: bool) -> float:
+    model, tokenizer = build_model(config, None, runtime)
+    train_set, _ = _datasets(config, tokenizer)
+    optimizer = build_optimizer(model, config.train)
+    scheduler = linear_warmup_decay(optimizer, 1000, config.train.warmup_ratio)
+    if ours:
+        state = loop_module.LoopState(model, optimizer, scheduler, runtime.grad_scaler(), runtime.device)
+        loader = loop_module.train_loader(train_set, config.train, config.seed, runtime)
+        sampler = loader.batch_sampler
+        sampler.set_epoch(1)  # type: ignore[union-attr]
+        steps = sampler.count(1)  # type: ignore[union-attr]
+        started = time.process_time()
+        loop_module._train_epoch(state, loader, config.train, runtime, 1, steps, False, [])
+        return (time.process_time() - started) / steps
+    model.train()
+    batches = epoch_batches(train_set.lengths, config.train.batch_size, config.seed, 1, windows=train_set.window_counts)
+    loader = DataLoader(train_set, batch_sampler=batches, collate_fn=train_set.collate)
+    steps = 0
+    started = time.process_time()
+    for batch in loader:
+        loss = total_loss(model, model(batch), batch, config.train.evidence_loss_weight)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        steps += 1
+    return (time.process_time() - started) / steps

@@ -17,6 +17,8 @@ B7 pruning: trial-epochs until the best validation score, median pruner vs none 
 B8 throughput: training examples/s and tokens/s of our loop in fp32 and bf16 (``bench/peers.py``).
 B9 workers: a 6-trial tiny study with 2 workers vs 1 (wall-clock), and B1's peak with 2 workers
    (``bench/workers.py``).
+B10 step overhead: CPU time per training step of our loop vs a bare loop on the tiny encoder, whose steps
+   take milliseconds as a GPU's do (``bench/peers.py``).
 
 Usage: python bench/run.py [--quick] [--only B4 ...]
   --quick: the tiny encoder, for a smoke check of the harness
@@ -49,7 +51,7 @@ from redsm5_hpo.pipeline import run_study
 from redsm5_hpo.training import loop as loop_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import b1_hf_trainer, b5_disk_guard, b6_overhead, b8_throughput
+from peers import b1_hf_trainer, b5_disk_guard, b6_overhead, b8_throughput, b10_step_overhead
 from pruning import b7_pruning
 from tracking import b4_tracking
 from workers import b9_workers
@@ -289,6 +291,13 @@ def markdown(results: dict) -> str:
         f"({human_bytes(b9['peak_bound_bytes_two_workers'])}) | {human_bytes(b9['peak_bytes_two_workers'])} "
         f"({'within' if b9['peak_within_bound'] else 'over'} the bound; sampled every 50 ms) |",
     ]
+    b10 = results.get("B10_step_overhead")
+    if b10:
+        rows.append(
+            f"| B10 | the loop's own cost per training step over a bare loop (tiny encoder, CPU time of one thread) "
+            f"| | <= 2% | {b10['overhead_vs_bare']:+.1%} ({b10['overhead_us_per_step']:+.0f} us on "
+            f"{b10['bare_ms_per_step']:.2f} ms steps; median of {b10['repetitions']}) |"
+        )
     setup = (
         f"Encoder: `{results['encoder']}`. B1: 4 trials x 3 epochs of 4 steps, objective val_criteria_macro_pr_auc, "
         "default retention. B2: 1 trial x 3 full epochs. B3: a 1-trial study killed in epoch 2, then resumed. "
@@ -300,13 +309,15 @@ def markdown(results: dict) -> str:
         f"{b8['repetitions']}. B9: `hpo.n_workers=2` vs 1 through the CLI, process start to exit; the peak study "
         f"is B1's with 2 workers. Machine: {results['machine']}. Command: `make bench`."
     )
-    gpu = REPO / "bench" / "gpu_check.md"
-    gpu_part = (
-        gpu.read_text()
-        if gpu.is_file()
-        else "GPU check (`make gpu-check`): not run; no CUDA machine was at hand for these measurements.\n"
-    )
-    return setup + "\n\n" + "\n".join(rows) + "\n\n" + gpu_part
+    gpu_parts = []
+    for name, command in (("gpu_smoke", "make gpu-smoke"), ("gpu_check", "make gpu-check")):
+        path = REPO / "bench" / f"{name}.md"
+        gpu_parts.append(
+            path.read_text()
+            if path.is_file()
+            else f"`{command}`: not run; no CUDA machine was at hand for these measurements.\n"
+        )
+    return setup + "\n\n" + "\n".join(rows) + "\n\n" + "\n".join(gpu_parts)
 
 
 BENCHES = {
@@ -319,6 +330,7 @@ BENCHES = {
     "B7": ("B7_pruning", b7_pruning),
     "B8": ("B8_throughput", lambda workdir, encoder: b8_throughput(workdir, encoder)),
     "B9": ("B9_workers", b9_workers),
+    "B10": ("B10_step_overhead", lambda workdir, encoder: b10_step_overhead(workdir)),
 }
 
 

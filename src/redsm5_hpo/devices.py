@@ -108,7 +108,8 @@ class Machine:
     cuda_current: int = 0
     mps: bool = False
     torch_build: str = ""
-    """e.g. ``torch 2.13.0+cpu is a CPU-only build``: said when CUDA is asked for and missing."""
+    """What torch is here and what gives it a GPU (``torch 2.13.0+cpu is a CPU-only build; ... make setup
+    ...``): said when CUDA is asked for and missing."""
 
     def devices(self) -> list[str]:
         """Every device torch can use here, for error messages."""
@@ -118,8 +119,12 @@ class Machine:
 def this_machine() -> Machine:
     cuda = torch.cuda.is_available()
     names = tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else ()
-    build = f"torch {torch.__version__} " + (
-        "is a CPU-only build" if torch.version.cuda is None else f"(CUDA {torch.version.cuda}) sees no GPU"
+    build = (
+        f"torch {torch.__version__} is a CPU-only build; on a machine with an NVIDIA GPU `make setup` replaces it "
+        "with the CUDA build"
+        if torch.version.cuda is None
+        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no GPU: check that `nvidia-smi` lists one "
+        "and that CUDA_VISIBLE_DEVICES does not hide it"
     )
     return Machine(
         cuda=names,
@@ -160,8 +165,7 @@ def choose_device(spec: str, machine: Machine) -> str:
     if not machine.cuda:
         raise DeviceError(
             f"train.device={spec}: no CUDA device on this machine ({machine.torch_build}); devices found: "
-            f"{found}. Use train.device=auto or train.device=cpu here, or run on a machine with an NVIDIA GPU "
-            "(make setup installs the CUDA build of torch there)."
+            f"{found}. Use train.device=auto or train.device=cpu here, or run on a machine with an NVIDIA GPU."
         )
     index = machine.cuda_current if match.group(1) is None else int(match.group(1))
     if index >= len(machine.cuda):

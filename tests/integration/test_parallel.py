@@ -55,6 +55,17 @@ def wait_for_checkpoints(root: Path, more: int, workers: int = 2, timeout_s: flo
     pytest.fail(f"not every worker saved {more} more checkpoint(s) within {timeout_s} s")
 
 
+def wait_for_logs(root: Path, text: str, workers: int = 2, timeout_s: float = 240) -> None:
+    """Until the log of every one of the ``workers`` holds ``text``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        logs = [p.read_text(errors="replace") for p in root.glob("study_*/logs/worker-*.log")]
+        if len(logs) == workers and all(text in log for log in logs):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"not every worker logged {text!r} within {timeout_s} s")
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -103,7 +114,9 @@ def test_sigterm_then_sigkill_of_every_worker_resume_to_the_same_study(
 ) -> None:
     root = tmp_path / "experiments"
     process = start(root, "tune", *TWO)
-    wait_for_checkpoints(root, 1)  # each worker's trial has epoch 1 on disk
+    # as soon as both trials train: one worker starts a second or so before the other, and tiny trials are
+    # short, so waiting for a checkpoint of each could let the first trial finish before the signal
+    wait_for_logs(root, "training from epoch 1")
     process.send_signal(signal.SIGTERM)
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 143, rest[-3000:]

@@ -105,3 +105,14 @@ def test_asking_for_cuda_without_one_is_one_clear_error_before_any_work(tmp_path
     assert "devices found: cpu" in result.stderr and "train.device=auto" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not list(root.glob("trial_*")) and not list(root.glob("study_*"))
+
+
+def test_attention_pooling_trains_in_bf16(tmp_path) -> None:
+    """What a GPU runs by default (bf16 autocast) with attention pooling, whose padding mask once overflowed
+    bf16 and failed every such trial."""
+    root = tmp_path / "experiments"
+    result = cli(root, "train", "model=tiny", "model.pooling=attention", "train.precision=bf16", "train.epochs=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (report_path,) = root.glob("trial_*/evaluation_report.json")
+    report = json.loads(report_path.read_text())
+    assert report["runtime"]["precision"] == "bf16" and math.isfinite(report["history"][0]["train_loss"])
