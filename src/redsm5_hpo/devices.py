@@ -71,10 +71,12 @@ class Runtime:
     def compute(self) -> contextlib.AbstractContextManager[Any]:
         """The context every forward pass and loss runs in: autocast to bf16/fp16 (nothing in fp32) and, for
         a deterministic run on CUDA, SDPA's math attention kernel (``attention_backends``)."""
+        backends = attention_backends(self.device.type, self.deterministic)
+        if self.precision == "fp32" and backends is None:
+            return contextlib.nullcontext()  # the common CPU case, once per step: nothing to enter
         stack = contextlib.ExitStack()
         if self.precision != "fp32":
             stack.enter_context(torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision]))
-        backends = attention_backends(self.device.type, self.deterministic)
         if backends is not None:
             stack.enter_context(sdpa_kernel(backends))
         return stack
@@ -89,7 +91,9 @@ class Runtime:
         return self.device.type == "cuda"
 
     def to_device(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A collated batch on the device (the same tensors when the device is the CPU)."""
+        """A collated batch on the device (the same tensors when the device is the CPU, where it was collated)."""
+        if self.device.type == "cpu":
+            return dict(batch)
         return {k: v.to(self.device, non_blocking=self.pin_memory) for k, v in batch.items()}
 
     def describe(self) -> dict[str, str]:

@@ -236,7 +236,11 @@ def _train_epoch(
     step_hooks = [h for h in hooks if hasattr(h, "on_step_end")]
     tracker = _LossTracker(epoch, runtime.precision)
     tokens = slots = 0
-    scale = scaler.get_scale() if scaler.is_enabled() else 1.0  # fp16: read once per step, after it
+    # per-step work kept to what a step needs: the parameter list is walked once per epoch, not per step;
+    # the loss scaler (fp16 only) and the accumulation division are skipped where they change nothing
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    scaling = scaler.is_enabled()
+    scale = scaler.get_scale() if scaling else 1.0  # fp16: read once per step, after it
     # disable=None: bars only on a terminal, so redirected logs stay readable
     bar = tqdm(
         total=batches,
@@ -255,18 +259,22 @@ def _train_epoch(
         batch = runtime.to_device(cpu_batch)
         with runtime.compute():
             loss = total_loss(model, model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
-        scaler.scale(loss / cfg.grad_accum_steps).backward()
+        share = loss / cfg.grad_accum_steps if cfg.grad_accum_steps > 1 else loss
+        (scaler.scale(share) if scaling else share).backward()
         if fgm is not None:
             fgm.attack(model, batch, cfg.grad_accum_steps, runtime, scaler)
         tracker.add(loss, len(cpu_batch["labels"]), state.global_step)
         if (index + 1) % cfg.grad_accum_steps == 0 or index + 1 == batches:
-            scaler.unscale_(state.optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(state.optimizer)  # fp16: skipped when the gradients overflowed (the scale backs off)
-            scaler.update()
             stepped = True
-            if scaler.is_enabled():
+            if scaling:
+                scaler.unscale_(state.optimizer)
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                scaler.step(state.optimizer)  # skipped when the gradients overflowed (the scale backs off)
+                scaler.update()
                 stepped, scale = _scale_kept(scaler, scale)
+            else:
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                state.optimizer.step()
             if stepped:
                 state.scheduler.step()  # the schedule follows the steps actually taken, as the Trainer's
             state.optimizer.zero_grad(set_to_none=True)
