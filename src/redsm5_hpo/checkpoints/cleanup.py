@@ -10,7 +10,6 @@ Anything touched within ``min_age_s`` is left alone, so a running trial is never
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -19,9 +18,9 @@ from pathlib import Path
 
 from redsm5_hpo.checkpoints.disk import tree_bytes
 from redsm5_hpo.checkpoints.store import MANIFEST, TEMP_PREFIX
+from redsm5_hpo.layout import trial_dirs
 
 log = logging.getLogger(__name__)
-TRIAL_REPORT = "evaluation_report.json"
 
 
 @dataclass(frozen=True)
@@ -36,18 +35,16 @@ def find_orphans(root: Path, trial_states: dict[Path, str], min_age_s: float, no
     (``RUNNING``, ``COMPLETE``, ``FAIL``...)."""
     now = time.time() if now is None else now
     orphans: list[Orphan] = []
-    for trial_dir in sorted(Path(root).glob("trial_*")):
-        if _newest_mtime(trial_dir) > now - min_age_s:
+    for trial in trial_dirs(root):
+        if _newest_mtime(trial.path) > now - min_age_s:
             continue
-        state = trial_states.get(trial_dir.resolve())
-        report = trial_dir / TRIAL_REPORT
-        if state is None and not report.is_file():
-            orphans.append(Orphan(trial_dir, tree_bytes(trial_dir), "no study and no report references this trial"))
+        state = trial_states.get(trial.path.resolve())
+        has_report = trial.report_path.is_file()
+        if state is None and not has_report:
+            orphans.append(Orphan(trial.path, tree_bytes(trial.path), "no study and no report references this trial"))
             continue
-        references = (
-            set(json.loads(report.read_text(encoding="utf-8"))["checkpoint_references"]) if report.is_file() else set()
-        )
-        checkpoints = trial_dir / "checkpoints"
+        references = set(trial.read_report()["checkpoint_references"]) if has_report else set()
+        checkpoints = trial.checkpoints
         for entry in sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []:
             reason = _checkpoint_orphan_reason(entry, state, references)
             if reason:

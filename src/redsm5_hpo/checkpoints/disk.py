@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from redsm5_hpo.config.schema import MB
+from redsm5_hpo.layout import CHECKPOINTS
 
 GB = 1 << 30
 CHECKPOINT_OVERHEAD_BYTES = MB
@@ -81,7 +82,7 @@ def largest_artifacts(root: Path, limit: int = 10) -> list[tuple[Path, int]]:
     entries: list[tuple[Path, int]] = []
     if root.is_dir():
         for child in root.iterdir():
-            checkpoints = child / "checkpoints"
+            checkpoints = child / CHECKPOINTS
             if checkpoints.is_dir():
                 entries += [(c, tree_bytes(c)) for c in checkpoints.iterdir()]
             else:

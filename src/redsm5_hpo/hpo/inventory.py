@@ -6,8 +6,9 @@ from pathlib import Path
 
 import optuna
 
-from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.storage import default_storage, open_storage
+from redsm5_hpo.layout import study_dirs
 
 
 def trial_states(root: Path, storages: list[str] | None = None) -> dict[Path, str]:
@@ -15,16 +16,16 @@ def trial_states(root: Path, storages: list[str] | None = None) -> dict[Path, st
     given storage URLs; the state is Optuna's name (``RUNNING``, ``COMPLETE``, ``FAIL``...) or ``RESUMABLE``
     for a failure to resume from."""
     urls = []
-    for directory in sorted(Path(root).glob("study_*")):
-        urls += [default_storage(directory, 1)] if (directory / "optuna.db").is_file() else []
-        urls += [default_storage(directory, 2)] if (directory / "optuna.journal").is_file() else []
+    for directory in study_dirs(root):
+        urls += [default_storage(directory.path, 1)] if directory.optuna_db.is_file() else []
+        urls += [default_storage(directory.path, 2)] if directory.optuna_journal.is_file() else []
     states: dict[Path, str] = {}
     for url in urls + list(storages or []):
         storage = open_storage(url)
         for summary in optuna.get_all_study_summaries(storage):
             study = optuna.load_study(study_name=summary.study_name, storage=storage)
             for trial in study.get_trials(deepcopy=False):
-                if "trial_dir" in trial.user_attrs:
-                    state = "RESUMABLE" if trial.user_attrs.get(RESUMABLE_ATTR) else trial.state.name
-                    states[Path(trial.user_attrs["trial_dir"]).resolve()] = state
+                if attrs.TRIAL_DIR in trial.user_attrs:
+                    state = "RESUMABLE" if trial.user_attrs.get(attrs.RESUMABLE) else trial.state.name
+                    states[Path(trial.user_attrs[attrs.TRIAL_DIR]).resolve()] = state
     return states

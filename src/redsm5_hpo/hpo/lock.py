@@ -12,8 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-LOCK_FILE = ".lock"
-CLAIM_FILE = ".claim.lock"
+from redsm5_hpo.layout import StudyDir
 
 
 class StudyLockedError(RuntimeError):
@@ -23,7 +22,7 @@ class StudyLockedError(RuntimeError):
 def is_locked(study_dir: Path) -> bool:
     """Whether a process holds the study lock, probed with a shared non-blocking ``flock`` on a read-only
     descriptor (nothing is written)."""
-    path = Path(study_dir) / LOCK_FILE
+    path = StudyDir(Path(study_dir)).lock_path
     if not path.is_file():
         return False
     fd = os.open(path, os.O_RDONLY)
@@ -38,7 +37,7 @@ def is_locked(study_dir: Path) -> bool:
 
 @contextlib.contextmanager
 def study_lock(study_dir: Path) -> Iterator[None]:
-    path = Path(study_dir) / LOCK_FILE
+    path = StudyDir(Path(study_dir)).lock_path
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -62,7 +61,7 @@ def claim_lock(study_dir: Path) -> Iterator[None]:
     Optuna's ``ask`` happen under an exclusive ``flock`` on ``<study_dir>/.claim.lock``, so two workers do
     not both find the last waiting trial (the one that loses would get a surplus trial). Waits only while
     another worker claims (a storage round trip or two)."""
-    fd = os.open(Path(study_dir) / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(StudyDir(Path(study_dir)).claim_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -8,7 +8,6 @@ and later trials get the aggressive policy. Running trials are never touched.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -24,20 +23,13 @@ from redsm5_hpo.checkpoints.store import CheckpointStore
 from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.evaluation.reports import write_report
-from redsm5_hpo.hpo.study import (  # re-queued: their directories belong to the trials that continue them
-    logical_position,
-    study_direction,
-    uncounted,
-)
+from redsm5_hpo.hpo import attrs
+from redsm5_hpo.hpo.study import logical_position, study_direction, uncounted
+from redsm5_hpo.layout import TrialDir
 
 log = logging.getLogger(__name__)
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
-TRIAL_REPORT = "evaluation_report.json"
-RESUMABLE_ATTR = "resumable"
-"""Optuna user attr of a trial that failed in a way the user can fix (a full disk) and resume."""
-DIVERGED_ATTR = "diverged"
-"""Optuna user attr of a trial stopped by a non-finite loss: the user may roll it back."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ class StudyCheckpoints:
         release, _ = select_release(self._summaries(), keep_diverged=not force)
         freed = 0
         for number in sorted(release & dirs.keys()):
-            checkpoints = dirs[number] / "checkpoints"
+            checkpoints = dirs[number].checkpoints
             try:  # another worker may be releasing the same finished trial right now
                 if not (checkpoints.is_dir() and any(checkpoints.iterdir())):
                     continue
@@ -119,7 +111,9 @@ class StudyCheckpoints:
             shutil.rmtree(checkpoints, ignore_errors=True)
             _mark_released(dirs[number])
             log.info(
-                "released the checkpoints of finished trial %d (%s): not the study's best", number, dirs[number].name
+                "released the checkpoints of finished trial %d (%s): not the study's best",
+                number,
+                dirs[number].path.name,
             )
         return freed
 
@@ -130,7 +124,7 @@ class StudyCheckpoints:
         _, best = select_release(self._summaries())
         survivors = []
         for number in sorted(best & dirs.keys()):
-            survivors += [(c, number) for c in CheckpointStore(dirs[number] / "checkpoints").list()]
+            survivors += [(c, number) for c in CheckpointStore(dirs[number].checkpoints).list()]
         ranked = best_first([c for c, _ in survivors])
         for checkpoint in ranked[1:]:
             freed += checkpoint.size_bytes
@@ -153,7 +147,7 @@ class StudyCheckpoints:
         """What ``keep_only_study_best`` could free right now."""
         dirs = self._trial_dirs()
         finished = {t.number for t in self._summaries() if t.finished}
-        checkpoints = [c for n in finished & dirs.keys() for c in CheckpointStore(dirs[n] / "checkpoints").list()]
+        checkpoints = [c for n in finished & dirs.keys() for c in CheckpointStore(dirs[n].checkpoints).list()]
         return sum(c.size_bytes for c in best_first(checkpoints)[1:])
 
     def _summaries(self) -> list[TrialSummary]:
@@ -167,27 +161,28 @@ class StudyCheckpoints:
                 oriented(t.value, direction)
                 if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
                 else None,
-                bool(t.user_attrs.get(RESUMABLE_ATTR)),
-                bool(t.user_attrs.get(DIVERGED_ATTR)),
+                bool(t.user_attrs.get(attrs.RESUMABLE)),
+                bool(t.user_attrs.get(attrs.DIVERGED)),
                 logical_position(t, trials),
             )
             for t in trials
         ]
 
-    def _trial_dirs(self) -> dict[int, Path]:
+    def _trial_dirs(self) -> dict[int, TrialDir]:
         return {
-            t.number: Path(t.user_attrs["trial_dir"])
+            t.number: TrialDir(Path(t.user_attrs[attrs.TRIAL_DIR]))
             for t in self.study.get_trials(deepcopy=False)
-            if "trial_dir" in t.user_attrs
+            if attrs.TRIAL_DIR in t.user_attrs
         }
 
 
-def _mark_released(trial_dir: Path) -> None:
+def _mark_released(trial: TrialDir) -> None:
     """Keep the trial report truthful: list only the checkpoints still on disk."""
-    path = trial_dir / TRIAL_REPORT
-    if not path.is_file():
+    if not trial.report_path.is_file():
         return
-    report = json.loads(path.read_text(encoding="utf-8"))
+    report = trial.read_report()
     remaining = [r for r in report["checkpoint_references"] if Path(r).is_dir()]
     if remaining != report["checkpoint_references"]:
-        write_report(path, {**report, "checkpoint_references": remaining, "released": True}, "trial_report")
+        write_report(
+            trial.report_path, {**report, "checkpoint_references": remaining, "released": True}, "trial_report"
+        )

@@ -22,6 +22,8 @@ from pathlib import Path
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from redsm5_hpo.layout import StudyDir
+
 log = logging.getLogger(__name__)
 
 JOURNAL_SCHEME = "journal://"
@@ -30,10 +32,10 @@ StaleCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 def default_storage(study_dir: Path, n_workers: int = 1) -> str:
     """A SQLite file for one worker, a journal file (several processes, one machine) for more."""
-    directory = Path(study_dir).resolve()
+    study = StudyDir(Path(study_dir).resolve())
     if n_workers > 1:
-        return f"{JOURNAL_SCHEME}{directory / 'optuna.journal'}"
-    return f"sqlite:///{directory / 'optuna.db'}"
+        return f"{JOURNAL_SCHEME}{study.optuna_journal}"
+    return f"sqlite:///{study.optuna_db}"
 
 
 def is_journal(url: str) -> bool:

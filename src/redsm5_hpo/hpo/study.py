@@ -22,6 +22,7 @@ from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import release_device_memory
 from redsm5_hpo.errors import first_line
 from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import HistoryPoint, best_value_history
 from redsm5_hpo.hpo.space import suggest
@@ -53,17 +54,7 @@ def failure_reason(error: BaseException) -> str:
     return type(error).__name__ if first == type(error).__name__ else f"{type(error).__name__}: {first}"
 
 
-SLOT_ATTR = "slot"
-"""User attr of a queued trial slot: its 0-based position among the study's ``n_trials``."""
-WORKER_ATTR = "worker"
 """User attr of a claimed trial: ``{"index": i, "pid": pid, "host": name}`` of the worker running it."""
-RESUME_FIRST = "resume_of"
-"""User attr marking a continuation of an interrupted trial (run before new slots)."""
-
-SURPLUS_ATTR = "surplus"
-"""User attr of a trial Optuna created for a worker that asked when no slot was left: it never runs."""
-REQUEUED_ATTR = "requeued_trials"
-"""Study user attr: numbers of interrupted trials that were re-queued (they no longer count)."""
 
 
 class ResumableTPESampler(optuna.samplers.BaseSampler):
@@ -80,7 +71,7 @@ class ResumableTPESampler(optuna.samplers.BaseSampler):
         self._per_trial: dict[int, optuna.samplers.TPESampler] = {}
 
     def trial_seed(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
-        position = trial.user_attrs.get(SLOT_ATTR)
+        position = trial.user_attrs.get(attrs.SLOT)
         if position is None:  # a continuation: its params are fixed; any position keeps it reproducible
             position = trial.number - sum(1 for n in uncounted(study) if n < trial.number)
         return (self.seed * 1_000_003 + int(position)) % 2**32
@@ -177,10 +168,10 @@ def logical_position(trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.tr
     or rolled-back trial stands in for the trial it continues, along a chain of continuations), else its
     number. ``trials`` is the study's trials in number order."""
     seen: set[int] = set()
-    while SLOT_ATTR not in trial.user_attrs and RESUME_FIRST in trial.user_attrs and trial.number not in seen:
+    while attrs.SLOT not in trial.user_attrs and attrs.RESUME_OF in trial.user_attrs and trial.number not in seen:
         seen.add(trial.number)
-        trial = trials[int(trial.user_attrs[RESUME_FIRST])]
-    return int(trial.user_attrs.get(SLOT_ATTR, trial.number))
+        trial = trials[int(trial.user_attrs[attrs.RESUME_OF])]
+    return int(trial.user_attrs.get(attrs.SLOT, trial.number))
 
 
 def counted_trials(study: optuna.Study) -> list[tuple[int, optuna.trial.FrozenTrial]]:
@@ -264,7 +255,7 @@ def _run_one(
     try:
         params = suggest(trial, config.hpo.search_space)
         spec = TrialSpec(
-            int(trial.user_attrs.get(SLOT_ATTR, trial.number)), total, apply_overrides(config, params), params
+            int(trial.user_attrs.get(attrs.SLOT, trial.number)), total, apply_overrides(config, params), params
         )
         value = train_trial(spec, trial)
         if not math.isfinite(value):
@@ -282,7 +273,7 @@ def enqueue_slots(study: optuna.Study, n_trials: int) -> None:
     run, exactly ``n_trials`` trials run (plus re-queued continuations of interrupted ones)."""
     if not study.get_trials(deepcopy=False):
         for slot in range(n_trials):
-            study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
+            study.enqueue_trial({}, user_attrs={attrs.SLOT: slot})
 
 
 def claim_slot(study: optuna.Study) -> optuna.Trial | None:
@@ -293,9 +284,9 @@ def claim_slot(study: optuna.Study) -> optuna.Trial | None:
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         return None
     trial = ask(study)
-    if SLOT_ATTR in trial.user_attrs or RESUME_FIRST in trial.user_attrs:
+    if attrs.SLOT in trial.user_attrs or attrs.RESUME_OF in trial.user_attrs:
         return trial
-    trial.set_user_attr(SURPLUS_ATTR, True)
+    trial.set_user_attr(attrs.SURPLUS, True)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return claim_slot(study)
 
@@ -303,8 +294,8 @@ def claim_slot(study: optuna.Study) -> optuna.Trial | None:
 def uncounted(study: optuna.Study) -> set[int]:
     """Trials that do not count towards ``hpo.n_trials``: interrupted ones that were re-queued (their
     continuation counts) and surplus ones (see ``claim_slot``)."""
-    requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
-    return requeued | {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(SURPLUS_ATTR)}
+    requeued = set(study.user_attrs.get(attrs.REQUEUED_TRIALS, []))
+    return requeued | {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attrs.SURPLUS)}
 
 
 def queue_behind_continuations(study: optuna.Study) -> None:
@@ -314,7 +305,7 @@ def queue_behind_continuations(study: optuna.Study) -> None:
     continuation are claimed, closed as re-queued, and queued again behind it with their slot. Run by the
     one process that re-queues (under the study lock, or at a worker's start)."""
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    continuations = [t.number for t in waiting if RESUME_FIRST in t.user_attrs]
+    continuations = [t.number for t in waiting if attrs.RESUME_OF in t.user_attrs]
     ahead = [t for t in waiting if continuations and t.number < min(continuations)]
     moved = []
     for frozen in ahead:  # the lowest waiting numbers: asks claim exactly these, in order
@@ -325,5 +316,7 @@ def queue_behind_continuations(study: optuna.Study) -> None:
         if trial.number != frozen.number:  # another worker took it meanwhile: leave the rest as they are
             break
     if moved:
-        study.set_user_attr(REQUEUED_ATTR, sorted(set(study.user_attrs.get(REQUEUED_ATTR, [])) | set(moved)))
+        study.set_user_attr(
+            attrs.REQUEUED_TRIALS, sorted(set(study.user_attrs.get(attrs.REQUEUED_TRIALS, [])) | set(moved))
+        )
         log.info("trial slot(s) %s queued again behind the interrupted trial(s) that continue first", moved)

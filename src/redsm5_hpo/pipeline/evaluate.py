@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-import yaml
 
 from redsm5_hpo import __version__
 from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
-from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.metrics import constant_baselines, paper_metrics
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
 from redsm5_hpo.hpo.study import best_trial, counted_trials, study_history
-from redsm5_hpo.pipeline.parts import (
-    TRIAL_REPORT,
-    build_model,
-    split_datasets,
-)
+from redsm5_hpo.layout import TrialDir
+from redsm5_hpo.pipeline.parts import build_model, split_datasets
 
 
 def evaluate_best_trial(
@@ -38,16 +32,16 @@ def evaluate_best_trial(
     the best trial's configured device or ``device``."""
     summary = study_summary(study)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        reasons = [t.user_attrs.get("fail_reason", "unknown") for t in study.trials]
+        reasons = [t.user_attrs.get(attrs.FAIL_REASON, "unknown") for t in study.trials]
         raise StudyError(
             f"no trial of study {study_id} completed, so there is nothing to evaluate on test; failures: {reasons}. "
             "Fix the cause above (see the trial logs under experiments/trial_*/logs/) and run the study again."
         )
     best = best_trial(study)
     assert best is not None  # a completed trial exists (checked above)
-    trial_dir = Path(best.user_attrs["trial_dir"])
-    trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
-    trial_report = json.loads((trial_dir / TRIAL_REPORT).read_text(encoding="utf-8"))
+    trial_dir = Path(best.user_attrs[attrs.TRIAL_DIR])
+    trial_config = TrialDir(trial_dir).read_config()
+    trial_report = TrialDir(trial_dir).read_report()
     thresholds = trial_report.get("thresholds")
     runtime = resolve_runtime(trial_config.train, device)
     evaluations = evaluate_checkpoints(
@@ -56,7 +50,7 @@ def evaluate_best_trial(
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
     return {
         "study_id": study_id,
-        "best_trial_id": best.user_attrs["trial_id"],
+        "best_trial_id": best.user_attrs[attrs.TRIAL_ID],
         "optimization_metric": config.train.optimization_metric,
         "best_validation_value": float(best.value or 0.0),
         "test_metrics": evaluations[0]["test_metrics"],
@@ -112,10 +106,10 @@ def report_is_current(report: dict[str, Any], study: optuna.Study, n_trials: int
     counted = counted_trials(study)
     if study.get_trials(deepcopy=False, states=live) or len(counted) < n_trials:
         return False
-    if any(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(RESUMABLE_ATTR) for _, t in counted):
+    if any(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(attrs.RESUMABLE) for _, t in counted):
         return False
     best = best_trial(study)
-    if best is None or report.get("best_trial_id") != best.user_attrs.get("trial_id"):
+    if best is None or report.get("best_trial_id") != best.user_attrs.get(attrs.TRIAL_ID):
         return False
     return bool(report.get("trials") == trial_counts(study_summary(study), n_trials))
 
@@ -130,12 +124,12 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
             for p in study_history(study)
         ],
         "pruned": [
-            {"trial": k, "epoch": t.last_step, "reason": t.user_attrs.get("prune_reason", "pruned")}
+            {"trial": k, "epoch": t.last_step, "reason": t.user_attrs.get(attrs.PRUNE_REASON, "pruned")}
             for k, t in counted
             if t.state == optuna.trial.TrialState.PRUNED
         ],
         "failed": [
-            {"trial": k, "reason": t.user_attrs.get("fail_reason", "unknown")}
+            {"trial": k, "reason": t.user_attrs.get(attrs.FAIL_REASON, "unknown")}
             for k, t in counted
             if t.state == optuna.trial.TrialState.FAIL
         ],
@@ -155,7 +149,7 @@ def evaluate_checkpoints(
     ``runtime`` (default: ``config``'s device and precision); one that fails verification is replaced by
     the next valid checkpoint of the trial (best first), with a WARNING naming both."""
     runtime = runtime or resolve_runtime(config.train)
-    available = best_first(CheckpointStore(trial_dir / "checkpoints").list())
+    available = best_first(CheckpointStore(TrialDir(trial_dir).checkpoints).list())
     referenced = [c for c in available if str(c.path) in references]
     evaluations: list[dict[str, Any]] = []
     used: set[Path] = set()

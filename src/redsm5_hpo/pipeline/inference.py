@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from safetensors.torch import load_file
 
 from redsm5_hpo.atomic_files import write_text_atomic
@@ -28,8 +27,9 @@ from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.evaluation.thresholds import as_vector
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.labels import SYMPTOMS
+from redsm5_hpo.layout import StudyDir, TrialDir
 from redsm5_hpo.models.model import CriteriaEvidenceModel
-from redsm5_hpo.pipeline.parts import STUDY_REPORT, TRIAL_REPORT, build_model
+from redsm5_hpo.pipeline.parts import build_model
 from redsm5_hpo.pipeline.study import find_study_dir
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,13 @@ def load_model(
         trial_dir = checkpoint.parent.parent
         return _load_trial(trial_dir, [str(checkpoint.resolve())], _trial_thresholds(trial_dir), device, None)
     study_dir = find_study_dir(config, study)
-    report_path = study_dir / STUDY_REPORT
-    if not report_path.is_file():
+    files = StudyDir(study_dir)
+    if not files.report_path.is_file():
         raise StudyError(
             f"study {study_dir.name} has no report yet (it is running or was stopped): finish it with "
             f"`redsm5-hpo resume --study {study_dir.name}`, or give a checkpoint with --checkpoint"
         )
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    report = files.read_report()
     references = list(report["checkpoint_references"])
     if not references:
         raise StudyError(f"the report of study {study_dir.name} references no checkpoint")
@@ -89,22 +89,26 @@ def load_model(
 
 
 def _trial_thresholds(trial_dir: Path) -> dict[str, Any]:
-    path = trial_dir / TRIAL_REPORT
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8")).get("thresholds") or {}
-    log.warning("no %s in %s: every decision uses the threshold %.1f", TRIAL_REPORT, trial_dir, DEFAULT_THRESHOLD)
+    trial = TrialDir(trial_dir)
+    if trial.report_path.is_file():
+        return trial.read_report().get("thresholds") or {}
+    log.warning(
+        "no %s in %s: every decision uses the threshold %.1f", trial.report_path.name, trial_dir, DEFAULT_THRESHOLD
+    )
     return {}
 
 
 def _load_trial(
     trial_dir: Path, references: list[str], thresholds: dict[str, Any], device: str | None, report: dict | None
 ) -> LoadedModel:
-    config_path = trial_dir / "config.yaml"
-    if not config_path.is_file():
-        raise CheckpointError(f"{trial_dir} has no config.yaml: the checkpoint's trial directory is incomplete")
-    config = config_from_dict(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+    trial = TrialDir(trial_dir)
+    if not trial.config_path.is_file():
+        raise CheckpointError(
+            f"{trial_dir} has no {trial.config_path.name}: the checkpoint's trial directory is incomplete"
+        )
+    config = trial.read_config()
     runtime = resolve_runtime(config.train, device)
-    available = best_first(CheckpointStore(trial_dir / "checkpoints").list())
+    available = best_first(CheckpointStore(trial.checkpoints).list())
     referenced = {Path(r).resolve() for r in references}
     wanted = [c for c in available if c.path.resolve() in referenced]
     candidates: list[StoredCheckpoint] = wanted + [c for c in available if c not in wanted]

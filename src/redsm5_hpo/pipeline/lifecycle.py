@@ -7,7 +7,7 @@ import enum
 
 import optuna
 
-from redsm5_hpo.pipeline.parts import LIFECYCLE_ATTR
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.tracking.base import TrackerWriter
 
 
@@ -59,4 +59,4 @@ class Lifecycle:
         if self.tracker is not None and self.run_id is not None:
             self.tracker.set_tags(self.run_id, {"lifecycle": stage.value, **tags})
         if self.trial is not None:
-            self.trial.set_user_attr(LIFECYCLE_ATTR, stage.value)
+            self.trial.set_user_attr(attrs.LIFECYCLE, stage.value)

@@ -17,7 +17,7 @@ from redsm5_hpo.data.augment import augment_posts
 from redsm5_hpo.data.formats import MultiLabelDataset, Windowing, make_dataset
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime
-from redsm5_hpo.hpo.study import RESUME_FIRST
+from redsm5_hpo.layout import experiments_root
 from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
 from redsm5_hpo.models.losses import CriteriaLoss, positive_weights
 from redsm5_hpo.models.model import CriteriaEvidenceModel
@@ -27,20 +27,7 @@ from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_u
 from redsm5_hpo.tracking.sanitize import mask_secrets
 from redsm5_hpo.training.seeding import seed_everything
 
-STUDY_REPORT = "study_report.json"
-TRIAL_REPORT = "evaluation_report.json"
 JOURNAL_DIR = "tracking_journal"
-RUN_ID_ATTR = "mlflow_run_id"
-LIFECYCLE_ATTR = "lifecycle"
-"""User attr: queued -> preparing -> running -> finishing -> completed | failed | pruned."""
-ROLLBACK_ATTR = "rollback_epoch"
-"""User attr of a re-queued trial that continues from this earlier epoch, in a new MLflow run."""
-RESUME_OF_ATTR = RESUME_FIRST
-"""User attr of a re-queued trial: the number of the interrupted trial it continues."""
-
-
-def experiments_root(config: Config) -> Path:
-    return Path(config.experiments_dir).resolve()
 
 
 def open_tracker(config: Config) -> JournalingTracker:

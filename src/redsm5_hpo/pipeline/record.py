@@ -14,9 +14,7 @@ from redsm5_hpo.atomic_files import PRIVATE, write_json_atomic
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.study import create_study
-
-STUDY_FILE = "study.json"
-"""Study identity for resuming: id, Optuna name and storage, MLflow run, resolved config."""
+from redsm5_hpo.layout import StudyDir
 
 
 @dataclass(frozen=True)
@@ -34,7 +32,7 @@ class StudyRecord:
 
     @classmethod
     def read(cls, study_dir: Path) -> StudyRecord:
-        saved = json.loads((Path(study_dir) / STUDY_FILE).read_text(encoding="utf-8"))
+        saved = json.loads(StudyDir(Path(study_dir)).record_path.read_text(encoding="utf-8"))
         return cls(
             str(saved["study_id"]),
             str(saved["study_name"]),
@@ -44,7 +42,7 @@ class StudyRecord:
         )
 
     def write(self, study_dir: Path) -> Path:
-        return write_json_atomic(Path(study_dir) / STUDY_FILE, dataclasses.asdict(self), PRIVATE)
+        return write_json_atomic(StudyDir(Path(study_dir)).record_path, dataclasses.asdict(self), PRIVATE)
 
     def resolved_config(self) -> Config:
         return config_from_dict(self.config)

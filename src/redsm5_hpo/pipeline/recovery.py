@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
-from redsm5_hpo.atomic_files import PRIVATE, write_text_atomic
 from redsm5_hpo.checkpoints.loading import newest_resumable_first
 from redsm5_hpo.checkpoints.store import CheckpointStore, verify
-from redsm5_hpo.config.loading import apply_overrides, config_from_dict
+from redsm5_hpo.config.loading import apply_overrides
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
-from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
 from redsm5_hpo.hpo.study import (
-    REQUEUED_ATTR,
-    SLOT_ATTR,
     create_study,
     queue_behind_continuations,
     uncounted,
 )
+from redsm5_hpo.layout import TrialDir
 from redsm5_hpo.pipeline.parts import (
-    RESUME_OF_ATTR,
-    ROLLBACK_ATTR,
-    RUN_ID_ATTR,
     open_tracker,
 )
 from redsm5_hpo.pipeline.record import StudyRecord
@@ -47,7 +40,7 @@ def requeue_interrupted_trials(
     found = []
     for trial in study.get_trials(deepcopy=False):
         stale = trial.state == optuna.trial.TrialState.RUNNING and dead(trial)
-        stopped = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(RESUMABLE_ATTR)
+        stopped = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(attrs.RESUMABLE)
         if trial.number not in skip and (stale or stopped):
             requeue_trial(study, trial, tracker, queue_first=False)
             found.append(trial.number)
@@ -63,20 +56,22 @@ def requeue_trial(
     is failed if still RUNNING, marked re-queued, and no longer counts. Also Optuna's stale-trial callback
     (``hpo.storage``): there the trial arrives already failed. ``queue_first``: its continuation goes ahead
     of the slots still waiting (``queue_behind_continuations``)."""
-    trial_dir = Path(trial.user_attrs.get("trial_dir", "."))
-    checkpoints = trial_dir / "checkpoints"
+    files = TrialDir(Path(trial.user_attrs.get(attrs.TRIAL_DIR, ".")))
+    checkpoints = files.checkpoints
     has_checkpoint = checkpoints.is_dir() and bool(newest_resumable_first(CheckpointStore(checkpoints).list()))
-    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    run_id = trial.user_attrs.get(attrs.RUN_ID)
     if trial.state == optuna.trial.TrialState.RUNNING:  # its continuation says why
         try:  # atomic in the storage: of two processes finding it dead, one re-queues it
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             log.info("trial %d was closed by another process meanwhile; that one re-queues it", trial.number)
             return
-    study.set_user_attr(REQUEUED_ATTR, sorted(set(study.user_attrs.get(REQUEUED_ATTR, [])) | {trial.number}))
+    study.set_user_attr(
+        attrs.REQUEUED_TRIALS, sorted(set(study.user_attrs.get(attrs.REQUEUED_TRIALS, [])) | {trial.number})
+    )
     if has_checkpoint and run_id:
-        study.enqueue_trial(trial.params, user_attrs={RESUME_OF_ATTR: trial.number, **_slot(trial)})
-        log.warning("trial %d was interrupted; it resumes from its newest checkpoint in %s", trial.number, trial_dir)
+        study.enqueue_trial(trial.params, user_attrs={attrs.RESUME_OF: trial.number, **_slot(trial)})
+        log.warning("trial %d was interrupted; it resumes from its newest checkpoint in %s", trial.number, files.path)
     else:
         if run_id:
             tracker.end_run(run_id, "KILLED")
@@ -94,8 +89,8 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
     record = StudyRecord.read(study_dir)
     with study_lock(study_dir):
         study = create_study(record.resolved_config(), record.study_name, record.storage)
-        requeued = set(study.user_attrs.get(REQUEUED_ATTR, []))
-        matches = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("trial_id") == trial_id]
+        requeued = set(study.user_attrs.get(attrs.REQUEUED_TRIALS, []))
+        matches = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attrs.TRIAL_ID) == trial_id]
         if not matches:
             raise StudyError(f"no trial {trial_id} in study {record.study_id}")
         trial = matches[-1]
@@ -105,8 +100,8 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
                 f"trial {trial_id} is {trial.state.name}: only an interrupted or failed trial can be rolled back "
                 "(stop the study first; a completed trial is final)"
             )
-        trial_dir = Path(trial.user_attrs["trial_dir"])
-        store = CheckpointStore(trial_dir / "checkpoints")
+        files = TrialDir(Path(trial.user_attrs[attrs.TRIAL_DIR]))
+        store = CheckpointStore(files.checkpoints)
         resumable = [c for c in store.list() if c.resumable]
         target = [c for c in resumable if c.epoch == epoch]
         if not target:
@@ -116,28 +111,27 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
                 "with e.g. retention_policy.keep_last_n=3."
             )
         verify(target[0])
-        config_path = trial_dir / "config.yaml"
-        trial_config = config_from_dict(yaml.safe_load(config_path.read_text(encoding="utf-8")))
+        trial_config = files.read_config()
         if overrides:
             trial_config = apply_overrides(trial_config, overrides)
-            write_text_atomic(config_path, yaml.safe_dump(dataclasses.asdict(trial_config), sort_keys=False), PRIVATE)
+            files.write_config(trial_config)
         for checkpoint in store.list():
             if checkpoint.epoch > epoch:
                 store.delete(checkpoint)
         if trial.state == optuna.trial.TrialState.RUNNING:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        study.set_user_attr(REQUEUED_ATTR, sorted(requeued | {trial.number}))
+        study.set_user_attr(attrs.REQUEUED_TRIALS, sorted(requeued | {trial.number}))
         study.enqueue_trial(
-            trial.params, user_attrs={RESUME_OF_ATTR: trial.number, ROLLBACK_ATTR: epoch, **_slot(trial)}
+            trial.params, user_attrs={attrs.RESUME_OF: trial.number, attrs.ROLLBACK_EPOCH: epoch, **_slot(trial)}
         )
         queue_behind_continuations(study)
-        if RUN_ID_ATTR in trial.user_attrs:  # its metrics stay as they were; the trial continues in a new run
+        if attrs.RUN_ID in trial.user_attrs:  # its metrics stay as they were; the trial continues in a new run
             with open_tracker(trial_config) as tracker:
-                tracker.end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED")
+                tracker.end_run(trial.user_attrs[attrs.RUN_ID], "KILLED")
     changed = f" with {overrides}" if overrides else ""
     return f"trial {trial_id} rolled back to epoch {epoch}{changed}; `redsm5-hpo resume` continues it from there"
 
 
 def _slot(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
     """The queue slot an interrupted trial held: its continuation takes it over."""
-    return {SLOT_ATTR: trial.user_attrs[SLOT_ATTR]} if SLOT_ATTR in trial.user_attrs else {}
+    return {attrs.SLOT: trial.user_attrs[attrs.SLOT]} if attrs.SLOT in trial.user_attrs else {}

@@ -12,8 +12,8 @@ import jsonschema
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, trial_counts
-from redsm5_hpo.pipeline.parts import STUDY_REPORT
 from redsm5_hpo.pipeline.record import open_saved_study
 from redsm5_hpo.pipeline.study import write_plots
 
@@ -24,13 +24,13 @@ def reevaluate_study(study_dir: Path, device: str | None = None) -> tuple[dict[s
     record, config, study = open_saved_study(study_dir)
     corpus = load_corpus(config.data, config.seed)
     report = evaluate_best_trial(study, record.study_id, config, corpus, device)
-    write_report(study_dir / STUDY_REPORT, report, "study_report")
+    write_report(StudyDir(study_dir).report_path, report, "study_report")
     return report, write_plots(study, study_dir, config)
 
 
 def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     """Recompute the trial counts, summary and plots of an existing report (no test evaluation)."""
-    path = study_dir / STUDY_REPORT
+    path = StudyDir(study_dir).report_path
     if not path.is_file():
         raise StudyError(f"{path} does not exist yet; run `redsm5-hpo evaluate --study {study_dir.name}` first")
     _, config, study = open_saved_study(study_dir)

@@ -15,11 +15,13 @@ import optuna
 
 from redsm5_hpo.checkpoints.disk import DiskLevel, DiskUsage, Thresholds, assess, disk_usage, human_bytes
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.lock import is_locked
 from redsm5_hpo.hpo.progress import format_duration
 from redsm5_hpo.hpo.storage import is_shared, open_storage
-from redsm5_hpo.hpo.study import SLOT_ATTR, WORKER_ATTR, uncounted
-from redsm5_hpo.pipeline.parts import JOURNAL_DIR, LIFECYCLE_ATTR, STUDY_REPORT, experiments_root
+from redsm5_hpo.hpo.study import uncounted
+from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root
+from redsm5_hpo.pipeline.parts import JOURNAL_DIR
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.work import study_progress_of
 from redsm5_hpo.tracking.journal import pending_in
@@ -70,7 +72,7 @@ def read_status(study_dir: Path) -> StudyStatus:
         "queued": sum(t.state == states.WAITING for t in trials),
     }
     running = [_running_trial(t, config.hpo.n_workers > 1) for t in trials if t.state == states.RUNNING]
-    if (study_dir / STUDY_REPORT).is_file() and not counts["running"] and not counts["queued"]:
+    if StudyDir(study_dir).report_path.is_file() and not counts["running"] and not counts["queued"]:
         state = "finished"
     elif (is_shared(record.storage) and counts["running"]) or is_locked(study_dir):
         state = "running"
@@ -132,16 +134,16 @@ def describe(status: StudyStatus) -> str:
 
 
 def _running_trial(trial: optuna.trial.FrozenTrial, several_workers: bool) -> RunningTrial:
-    worker = trial.user_attrs.get(WORKER_ATTR) if several_workers else None
+    worker = trial.user_attrs.get(attrs.WORKER) if several_workers else None
     found = RunningTrial(
-        int(trial.user_attrs.get(SLOT_ATTR, trial.number)),
-        str(trial.user_attrs.get("trial_id", "?")),
-        str(trial.user_attrs.get(LIFECYCLE_ATTR, "starting")),
+        int(trial.user_attrs.get(attrs.SLOT, trial.number)),
+        str(trial.user_attrs.get(attrs.TRIAL_ID, "?")),
+        str(trial.user_attrs.get(attrs.LIFECYCLE, "starting")),
         int(worker["index"]) if isinstance(worker, dict) and "index" in worker else None,
     )
-    trial_dir = trial.user_attrs.get("trial_dir")
+    trial_dir = trial.user_attrs.get(attrs.TRIAL_DIR)
     if trial_dir:
-        found.epoch, found.last_metrics = _last_epoch(Path(trial_dir) / "logs" / "events.jsonl")
+        found.epoch, found.last_metrics = _last_epoch(TrialDir(Path(trial_dir)).events)
     return found
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import socket
@@ -31,22 +30,16 @@ from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, unnamed_shared_study
 from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
+from redsm5_hpo.layout import STUDY_PREFIX, StudyDir, TrialDir, experiments_root, study_dirs
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, report_is_current, study_run_metrics
-from redsm5_hpo.pipeline.parts import (
-    STUDY_REPORT,
-    TRIAL_REPORT,
-    dataset_input,
-    dataset_tags,
-    experiments_root,
-    open_monitor,
-    open_tracker,
-)
-from redsm5_hpo.pipeline.record import STUDY_FILE, StudyRecord
+from redsm5_hpo.pipeline.parts import dataset_input, dataset_tags, open_monitor, open_tracker
+from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.work import Worker, open_study_storage
 from redsm5_hpo.pipeline.workers import run_workers, worker_device
@@ -54,8 +47,6 @@ from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
 
 log = logging.getLogger(__name__)
-
-REPORT_CLAIM = ".report_claim"
 
 
 @dataclass(frozen=True)
@@ -73,14 +64,17 @@ def find_study_dir(config: Config, study: str | None) -> Path:
     """``experiments/study_<id>`` for ``study`` (an id or a directory name), else the newest study."""
     root = experiments_root(config)
     if study:
-        for candidate in (root / study, root / f"study_{study}"):
-            if (candidate / STUDY_FILE).is_file():
-                return candidate
-        raise StudyError(f"no study {study!r} under {root} (looked for {STUDY_FILE}); list them with `ls {root}`")
-    studies = sorted(root.glob(f"study_*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
+        for candidate in (StudyDir.of(root, study), StudyDir.of(root, f"{STUDY_PREFIX}{study}")):
+            if candidate.record_path.is_file():
+                return candidate.path
+        looked = StudyDir.of(root, study).record_path.name
+        raise StudyError(f"no study {study!r} under {root} (looked for {looked}); list them with `ls {root}`")
+    studies = sorted(
+        (d for d in study_dirs(root) if d.record_path.is_file()), key=lambda d: d.record_path.stat().st_mtime
+    )
     if not studies:
         raise StudyError(f"no study under {root}; start one with `redsm5-hpo tune`")
-    return studies[-1].parent
+    return studies[-1].path
 
 
 @dataclass(frozen=True)
@@ -100,12 +94,16 @@ class StudyPlan:
 
     @property
     def study_id(self) -> str:
-        return self.study_name.removeprefix("study_")
+        return self.study_name.removeprefix(STUDY_PREFIX)
 
     @property
     def shared(self) -> bool:
         """A database server: several machines may run this study at once (no study lock)."""
         return is_shared(self.storage_url)
+
+    @property
+    def files(self) -> StudyDir:
+        return StudyDir(self.study_dir)
 
     @property
     def log_name(self) -> str:
@@ -116,7 +114,7 @@ def plan_study(config: Config, resume_dir: Path | None, device: str | None, over
     """New or resumed: a directory holding ``study.json`` (``resume_dir``, or the ``hpo.study_name`` of an
     existing study) is continued with its saved configuration plus the resume-safe ``overrides``."""
     root = experiments_root(config)
-    if resume_dir is None and config.hpo.study_name and (root / config.hpo.study_name / STUDY_FILE).is_file():
+    if resume_dir is None and config.hpo.study_name and StudyDir.of(root, config.hpo.study_name).record_path.is_file():
         resume_dir = root / config.hpo.study_name
     saved = StudyRecord.read(resume_dir) if resume_dir else None
     problems = tune_problems(config)
@@ -128,13 +126,9 @@ def plan_study(config: Config, resume_dir: Path | None, device: str | None, over
     if saved:
         config, changed = resume_config(saved.resolved_config(), config, override_keys(overrides))
     runtime = resolve_runtime(config.train, device)  # a missing device fails before any work
-    study_name = saved.study_name if saved else config.hpo.study_name or f"study_{uuid.uuid4().hex}"
-    storage_url = (
-        saved.storage
-        if saved
-        else config.hpo.storage or default_storage(experiments_root(config) / study_name, config.hpo.n_workers)
-    )
-    study_dir = experiments_root(config) / study_name
+    study_name = saved.study_name if saved else config.hpo.study_name or f"{STUDY_PREFIX}{uuid.uuid4().hex}"
+    study_dir = StudyDir.of(root, study_name).path
+    storage_url = saved.storage if saved else config.hpo.storage or default_storage(study_dir, config.hpo.n_workers)
     return StudyPlan(config, saved, changed, study_name, study_dir, storage_url, runtime, device)
 
 
@@ -157,11 +151,11 @@ def run_study(
     plan.study_dir.mkdir(parents=True, exist_ok=True)
     with (
         contextlib.nullcontext() if plan.shared else study_lock(plan.study_dir),
-        json_log_file(plan.study_dir / "logs" / plan.log_name, plan.config.logs),
+        json_log_file(plan.files.logs / plan.log_name, plan.config.logs),
     ):
         if plan.saved and (report := finished_report(plan)) is not None:
             log.info("study %s had finished and its report is current: nothing to do", plan.study_id)
-            return StudyResult(plan.study_id, plan.study_dir, plan.study_dir / STUDY_REPORT, report, True)
+            return StudyResult(plan.study_id, plan.study_dir, plan.files.report_path, report, True)
         with open_monitor(plan.config) as monitor, open_tracker(plan.config) as tracker:
             session = StudySession(plan, tracker, monitor, progress)
             session.setup()
@@ -173,9 +167,8 @@ def finished_report(plan: StudyPlan) -> dict[str, Any] | None:
     """The report of a study that has finished, when it is current (``report_is_current``); None when the
     study has work left or its report is missing, unreadable or out of date. Opens neither the tracker nor
     the data: a resume of a finished study touches nothing."""
-    path = plan.study_dir / STUDY_REPORT
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = plan.files.read_report()
     except (OSError, ValueError):
         return None
     study = create_study(plan.config, plan.study_name, plan.storage_url)
@@ -272,7 +265,7 @@ class StudySession:
         plan, tracker = self.plan, self.tracker
         if plan.shared and not claim_report(self.study, plan.study_dir):
             log.info("this worker ran %d trial(s); the worker that finishes the last trial writes the report", ran)
-            return StudyResult(plan.study_id, plan.study_dir, plan.study_dir / STUDY_REPORT, None)
+            return StudyResult(plan.study_id, plan.study_dir, plan.files.report_path, None)
         report = evaluate_best_trial(self.study, plan.study_id, self.config, self.corpus, plan.device)
         tracker.log_metrics(self.study_run, study_run_metrics(report), step=0)
         for plot in write_plots(self.study, plan.study_dir, self.config):
@@ -281,7 +274,7 @@ class StudySession:
         # the report comes last: once it is written, a resume finds the study finished and does nothing, so
         # everything the tracker needs is journaled before (a restart before it logs the same keys again,
         # which the tracker keeps once)
-        path = write_report(plan.study_dir / STUDY_REPORT, report, "study_report")
+        path = write_report(plan.files.report_path, report, "study_report")
         tracker.log_artifact(self.study_run, path)
         tracker.end_run(self.study_run)
         log.info("study report: %s", path)
@@ -293,10 +286,10 @@ def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Pa
     best = best_trial(study)
     history: list[dict[str, float]] = []
     if best is not None:
-        report_path = Path(best.user_attrs["trial_dir"]) / TRIAL_REPORT
-        if report_path.is_file():
-            history = json.loads(report_path.read_text(encoding="utf-8"))["history"]
-    return write_study_plots(study, study_dir / "plots", history, config.train.optimization_metric)
+        trial = TrialDir(Path(best.user_attrs[attrs.TRIAL_DIR]))
+        if trial.report_path.is_file():
+            history = trial.read_report()["history"]
+    return write_study_plots(study, StudyDir(study_dir).plots, history, config.train.optimization_metric)
 
 
 def _require_finished(study: optuna.Study, shared: bool, study_id: str) -> None:
@@ -318,7 +311,7 @@ def claim_report(study: optuna.Study, study_dir: Path) -> bool:
     live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
     if study.get_trials(deepcopy=False, states=live):
         return False
-    claim = study_dir / REPORT_CLAIM
+    claim = first = StudyDir(study_dir).report_claim_path
     while True:
         try:
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -327,7 +320,7 @@ def claim_report(study: optuna.Study, study_dir: Path) -> bool:
             if not died_here(holder):
                 log.info("the report is claimed by %s (%s)", " ".join(holder) or "a worker starting now", claim)
                 return False
-            claim = study_dir / f"{REPORT_CLAIM}.{'-'.join(holder)}"
+            claim = first.with_name(f"{first.name}.{'-'.join(holder)}")
             continue
         os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
         os.close(fd)

@@ -11,10 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from redsm5_hpo import __version__
-from redsm5_hpo.atomic_files import PRIVATE, write_text_atomic
 from redsm5_hpo.checkpoints.disk import (
     MB,
     DiskSpaceError,
@@ -40,13 +37,12 @@ from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec, failure_reason
 from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.interrupts import StopRequested
+from redsm5_hpo.layout import TrialDir, experiments_root
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
 from redsm5_hpo.pipeline.parts import (
-    TRIAL_REPORT,
     build_model,
     dataset_input,
     dataset_tags,
-    experiments_root,
     open_monitor,
     open_tracker,
     split_datasets,
@@ -178,7 +174,8 @@ class TrialRunner:
         self.config, self.corpus, self.context, self.trial_id = config, corpus, context, trial_id
         self.start, self.run_id, self.extra_tags = start, run_id, extra_tags
         self.tracker, self.lifecycle = context.tracker, context.lifecycle
-        self.trial_dir = experiments_root(config) / f"trial_{trial_id}"
+        self.files = TrialDir.of(experiments_root(config), trial_id)
+        self.trial_dir = self.files.path
         self.manager: CheckpointManager | None = None
         self.resume_from: dict[str, Any] | None = None
 
@@ -188,7 +185,7 @@ class TrialRunner:
         except BaseException as e:
             self.lifecycle.enter(stage_of(e))  # before its MLflow run exists
             raise
-        with trial_context(self.trial_id), json_log_file(self.trial_dir / "logs" / "events.jsonl", self.config.logs):
+        with trial_context(self.trial_id), json_log_file(self.files.events, self.config.logs):
             try:
                 self._setup_data()
                 self._setup_hooks()
@@ -211,10 +208,9 @@ class TrialRunner:
         config, context = self.config, self.context
         self.runtime = resolve_runtime(config.train, context.device_override)
         configure_determinism(config.train.deterministic)
-        (self.trial_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.files.logs.mkdir(parents=True, exist_ok=True)
         if not self.start.from_checkpoint:
-            config_text = yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
-            write_text_atomic(self.trial_dir / "config.yaml", config_text, PRIVATE)  # resume reads it, secrets and all
+            self.files.write_config(config)
         tags = {"trial_id": self.trial_id, "seed": str(config.seed), "code_version": __version__}
         tags |= dataset_tags(self.corpus)
         if context.study_id:
@@ -227,9 +223,7 @@ class TrialRunner:
         if self.start.same_run and self.run_id:
             self.tracker.reopen_run(self.run_id)
         else:
-            self.run_id = self.tracker.start_run(
-                f"trial_{self.trial_id}", tags | self.extra_tags, context.parent_run_id
-            )
+            self.run_id = self.tracker.start_run(self.files.path.name, tags | self.extra_tags, context.parent_run_id)
         if context.on_run_started:
             context.on_run_started(self.run_id)
         self.tracker.set_tags(self.run_id, self.runtime.describe())
@@ -278,7 +272,7 @@ class TrialRunner:
             return
         study = context.study_checkpoints
         self.manager = CheckpointManager(
-            CheckpointStore(self.trial_dir / "checkpoints"),
+            CheckpointStore(self.files.checkpoints),
             study.policy() if study else policy_from_config(config.retention_policy),
             experiments_root(config),
             context.monitor,
@@ -362,7 +356,7 @@ class TrialRunner:
             thresholds=thresholds,
             calibrated=calibrated,
         )
-        path = write_report(self.trial_dir / TRIAL_REPORT, report, "trial_report")
+        path = write_report(self.files.report_path, report, "trial_report")
         tracker.log_artifact(self.run_id, path)
         tracker.set_tags(self.run_id, {"best_epoch": str(fitted.best_epoch)})
         if self.manager:

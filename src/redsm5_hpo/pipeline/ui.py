@@ -17,7 +17,7 @@ from pathlib import Path
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.storage import JOURNAL_SCHEME, is_journal
-from redsm5_hpo.pipeline.parts import experiments_root
+from redsm5_hpo.layout import experiments_root
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.study import find_study_dir
 from redsm5_hpo.processes import die_with_parent

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import optuna
-import yaml
 
-from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.study import counted_trials
+from redsm5_hpo.layout import StudyDir, TrialDir
 from redsm5_hpo.pipeline.evaluate import study_run_metrics
-from redsm5_hpo.pipeline.parts import ROLLBACK_ATTR, RUN_ID_ATTR, STUDY_REPORT, open_tracker
+from redsm5_hpo.pipeline.parts import open_tracker
 from redsm5_hpo.pipeline.record import StudyRecord, open_saved_study
 from redsm5_hpo.pipeline.trial import CHECKPOINT_METRICS, TRUNCATION_METRICS
 from redsm5_hpo.tracking.audit import AuditResult, ExpectedRun, audit
@@ -55,7 +55,7 @@ def expected_runs(
     partial: list[tuple[str, str]] = []
     study_points: set[tuple[str, int]] = set()
     for trial in study.get_trials(deepcopy=False):
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        run_id = trial.user_attrs.get(attrs.RUN_ID)
         label = f"trial {trial.number} ({trial.user_attrs.get('trial_id', '?')})"
         if trial.state not in (complete, pruned) or trial.number not in index:
             if run_id:
@@ -64,8 +64,8 @@ def expected_runs(
         study_points |= {(m, index[trial.number]) for m in STUDY_RUN_METRICS}
         if not run_id:
             continue
-        trial_config = _trial_config(Path(str(trial.user_attrs["trial_dir"])))
-        first = int(trial.user_attrs.get(ROLLBACK_ATTR, 0)) + 1
+        trial_config = _trial_config(Path(str(trial.user_attrs[attrs.TRIAL_DIR])))
+        first = int(trial.user_attrs.get(attrs.ROLLBACK_EPOCH, 0)) + 1
         # a pruned trial logged every epoch up to the one the pruner stopped it after
         epochs = trial_config.train.epochs if trial.state == complete else int(trial.last_step or 0)
         points = {(m, e) for m in epoch_metric_names() for e in range(first, epochs + 1)}
@@ -73,7 +73,7 @@ def expected_runs(
         if trial_config.train.save_checkpoints and trial.state == complete:
             points |= {(m, epochs) for m in CHECKPOINT_METRICS}
         expected.append(ExpectedRun(str(run_id), label, frozenset(points)))
-    report = study_dir / STUDY_REPORT
+    report = StudyDir(study_dir).report_path
     if report.is_file():
         study_points |= {(m, 0) for m in study_run_metrics(json.loads(report.read_text(encoding="utf-8")))}
     expected.append(ExpectedRun(record.mlflow_run_id, "study", frozenset(study_points)))
@@ -81,7 +81,7 @@ def expected_runs(
 
 
 def _trial_config(trial_dir: Path) -> Config:
-    return config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
+    return TrialDir(trial_dir).read_config()
 
 
 def _points(tracker: JournalingTracker, run_id: str) -> list[tuple[str, int, int]]:

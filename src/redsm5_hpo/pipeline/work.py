@@ -16,22 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import yaml
 from tqdm.auto import tqdm
 
 from redsm5_hpo.checkpoints.disk import DiskSpaceError
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
-from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import resolve_runtime
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.lock import claim_lock
 from redsm5_hpo.hpo.progress import Progress, study_progress
-from redsm5_hpo.hpo.retention import DIVERGED_ATTR, RESUMABLE_ATTR, StudyCheckpoints
+from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.storage import open_storage
 from redsm5_hpo.hpo.study import (
-    WORKER_ATTR,
     TrialSpec,
     counted_trials,
     create_study,
@@ -42,15 +40,9 @@ from redsm5_hpo.hpo.study import (
 )
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.interrupts import StopRequested
+from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
-from redsm5_hpo.pipeline.parts import (
-    RESUME_OF_ATTR,
-    ROLLBACK_ATTR,
-    RUN_ID_ATTR,
-    experiments_root,
-    open_monitor,
-    open_tracker,
-)
+from redsm5_hpo.pipeline.parts import open_monitor, open_tracker
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.recovery import requeue_trial
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
@@ -108,7 +100,7 @@ class Worker:
             self.bar.close()
 
     def on_claim(self, trial: optuna.Trial) -> None:
-        trial.set_user_attr(WORKER_ATTR, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname()})
+        trial.set_user_attr(attrs.WORKER, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname()})
 
     def train_trial(self, spec: TrialSpec, trial: optuna.Trial) -> float:
         """Train the claimed trial (new, or the continuation of an interrupted or rolled-back one); its
@@ -127,7 +119,7 @@ class Worker:
             spec,
             self.study_run,
             self.progress,
-            on_run_started=lambda run_id: trial.set_user_attr(RUN_ID_ATTR, run_id),
+            on_run_started=lambda run_id: trial.set_user_attr(attrs.RUN_ID, run_id),
             token_gate=self.token_gate,
             should_prune=lambda epoch, value: _report_epoch(trial, epoch, value),
             lifecycle=lifecycle,
@@ -137,18 +129,18 @@ class Worker:
         try:
             return run_trial(trial_config, self.corpus, context, trial_id, start, run_id, tags).best_value
         except (StopRequested, DeviceFailed) as e:
-            trial.set_user_attr("fail_reason", f"interrupted: {e}; resumable")
-            trial.set_user_attr(RESUMABLE_ATTR, True)  # `resume` continues it from its newest checkpoint
+            trial.set_user_attr(attrs.FAIL_REASON, f"interrupted: {e}; resumable")
+            trial.set_user_attr(attrs.RESUMABLE, True)  # `resume` continues it from its newest checkpoint
             raise
         except TrialPruned as e:
-            trial.set_user_attr("prune_reason", f"{self.config.hpo.pruner} pruner: {e}")
+            trial.set_user_attr(attrs.PRUNE_REASON, f"{self.config.hpo.pruner} pruner: {e}")
             raise optuna.TrialPruned(str(e)) from None
         except Exception as e:
-            trial.set_user_attr("fail_reason", failure_reason(e))
+            trial.set_user_attr(attrs.FAIL_REASON, failure_reason(e))
             if isinstance(e, NonFiniteLossError):
-                trial.set_user_attr(DIVERGED_ATTR, True)  # its last resume point stays for a rollback
+                trial.set_user_attr(attrs.DIVERGED, True)  # its last resume point stays for a rollback
             if isinstance(e, DiskSpaceError):
-                trial.set_user_attr(RESUMABLE_ATTR, True)  # keep its checkpoints: free space, then resume
+                trial.set_user_attr(attrs.RESUMABLE, True)  # keep its checkpoints: free space, then resume
                 self.disk_errors.append(e)  # the worker stops after this trial (run_trials' stop)
             raise
 
@@ -157,30 +149,30 @@ class Worker:
     ) -> tuple[str, Config, TrialStart, str | None, dict[str, str]]:
         """Which trial this is: a new one, or the continuation of the interrupted trial it was re-queued
         for (its id, its own config, its run); records the id and directory on the Optuna trial."""
-        origin = trial.user_attrs.get(RESUME_OF_ATTR)
+        origin = trial.user_attrs.get(attrs.RESUME_OF)
         previous = self.study.trials[origin].user_attrs if origin is not None else {}
-        trial_id = previous.get("trial_id") or uuid.uuid4().hex
-        trial_dir = experiments_root(self.config) / f"trial_{trial_id}"
-        trial.set_user_attr("trial_id", trial_id)
-        trial.set_user_attr("trial_dir", str(trial_dir))
+        trial_id = previous.get(attrs.TRIAL_ID) or uuid.uuid4().hex
+        files = TrialDir.of(experiments_root(self.config), trial_id)
+        trial.set_user_attr(attrs.TRIAL_ID, trial_id)
+        trial.set_user_attr(attrs.TRIAL_DIR, str(files.path))
         if origin is None:
             log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)  # its slot in the study
             return trial_id, spec.config, TrialStart.FRESH, None, {}
         log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
         # the trial's own config: a rollback may have changed it
-        trial_config = config_from_dict(yaml.safe_load((trial_dir / "config.yaml").read_text(encoding="utf-8")))
-        run_id = previous.get(RUN_ID_ATTR)
-        if ROLLBACK_ATTR in trial.user_attrs:  # continue from the earlier checkpoint in a new run
-            tags = {"rolled_back_from": str(run_id), "rollback_epoch": str(trial.user_attrs[ROLLBACK_ATTR])}
+        trial_config = files.read_config()
+        run_id = previous.get(attrs.RUN_ID)
+        if attrs.ROLLBACK_EPOCH in trial.user_attrs:  # continue from the earlier checkpoint in a new run
+            tags = {"rolled_back_from": str(run_id), "rollback_epoch": str(trial.user_attrs[attrs.ROLLBACK_EPOCH])}
             return trial_id, trial_config, TrialStart.ROLLED_BACK, None, tags
         if run_id:
-            trial.set_user_attr(RUN_ID_ATTR, run_id)
+            trial.set_user_attr(attrs.RUN_ID, run_id)
             return trial_id, trial_config, TrialStart.RESUMED, run_id, {}
         return trial_id, trial_config, TrialStart.ROLLED_BACK, None, {}
 
     def on_trial_end(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.study_checkpoints.release_finished()
-        if not trial.user_attrs.get(RESUMABLE_ATTR):  # a disk-full trial continues later: its point then
+        if not trial.user_attrs.get(attrs.RESUMABLE):  # a disk-full trial continues later: its point then
             log_study_series(self.tracker, self.study_run, study, trial.number)
         progress = study_progress_of(study, self.config.hpo.n_trials, False)
         report_progress(self.tracker, self.study_run, progress)
@@ -235,7 +227,7 @@ def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int
     config = record.resolved_config()
     resolve_runtime(config.train, device)
     with (
-        json_log_file(Path(study_dir) / "logs" / f"events.worker-{index}.jsonl", config.logs),
+        json_log_file(StudyDir(Path(study_dir)).logs / f"events.worker-{index}.jsonl", config.logs),
         open_monitor(config) as monitor,
         open_tracker(config) as tracker,
     ):

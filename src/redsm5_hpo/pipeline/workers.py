@@ -26,11 +26,11 @@ from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError
 from redsm5_hpo.config.schema import HpoConfig
 from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED
 from redsm5_hpo.devices import worker_gpu
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import format_duration
-from redsm5_hpo.hpo.study import SLOT_ATTR, WORKER_ATTR
 from redsm5_hpo.interrupts import StopRequested, requested
-from redsm5_hpo.pipeline.parts import LIFECYCLE_ATTR
+from redsm5_hpo.layout import STUDY_PREFIX, StudyDir
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.work import study_progress_of
 from redsm5_hpo.processes import die_with_parent
@@ -67,7 +67,7 @@ def threads_per_worker(n_workers: int, cpus: int | None = None) -> int:
 
 def start_worker(study_dir: Path, index: int, device: str | None, threads: int) -> WorkerProcess:
     """A worker on ``device``; one on ``cuda:N`` sees only that GPU (``devices.worker_gpu``)."""
-    log_path = study_dir / "logs" / f"worker-{index}.log"
+    log_path = StudyDir(study_dir).logs / f"worker-{index}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     gpu_env, inside = worker_gpu(device, os.environ.get("CUDA_VISIBLE_DEVICES"))
     command = [sys.executable, "-m", "redsm5_hpo", "worker", "--study-dir", str(study_dir), "--index", str(index)]
@@ -148,7 +148,7 @@ def run_workers(
 
 
 def _failure(worker: WorkerProcess, code: int, study_dir: Path) -> Exception:
-    study = study_dir.name.removeprefix("study_")
+    study = study_dir.name.removeprefix(STUDY_PREFIX)
     message = (
         f"worker {worker.index} stopped with exit code {code}; the other workers were stopped, their trials "
         f"resumable. Its log ({worker.log_path}) ends with:\n{worker.tail()}\n"
@@ -160,7 +160,7 @@ def _failure(worker: WorkerProcess, code: int, study_dir: Path) -> Exception:
 
 
 def _worker_pid(trial: optuna.trial.FrozenTrial) -> int | None:
-    worker = trial.user_attrs.get(WORKER_ATTR)
+    worker = trial.user_attrs.get(attrs.WORKER)
     return int(worker["pid"]) if isinstance(worker, dict) and "pid" in worker else None
 
 
@@ -191,9 +191,9 @@ class ProgressLine:
         waiting = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         running = []
         for trial in sorted(live, key=lambda t: t.number):
-            worker = trial.user_attrs.get(WORKER_ATTR, {})
-            slot = int(trial.user_attrs.get(SLOT_ATTR, trial.number)) + 1
-            stage = trial.user_attrs.get(LIFECYCLE_ATTR, "starting")
+            worker = trial.user_attrs.get(attrs.WORKER, {})
+            slot = int(trial.user_attrs.get(attrs.SLOT, trial.number)) + 1
+            stage = trial.user_attrs.get(attrs.LIFECYCLE, "starting")
             running.append(f"w{worker.get('index', '?')}: trial {slot} {stage}")
         best = "none yet" if progress.best_so_far is None else f"{progress.best_so_far:.4f}"
         text = (

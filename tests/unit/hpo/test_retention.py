@@ -8,8 +8,9 @@ import torch
 from redsm5_hpo.checkpoints.retention import CheckpointRecord, RetentionPolicy, plan_retention
 from redsm5_hpo.checkpoints.store import CheckpointStore
 from redsm5_hpo.config.schema import RetentionConfig
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.retention import StudyCheckpoints, TrialSummary, select_release
-from redsm5_hpo.hpo.study import REQUEUED_ATTR, RESUME_FIRST, SLOT_ATTR, best_trial, logical_position
+from redsm5_hpo.hpo.study import best_trial, logical_position
 
 
 @pytest.mark.parametrize(
@@ -131,11 +132,11 @@ def test_ties_go_to_the_earliest_logical_position_not_the_lowest_number() -> Non
 def test_best_trial_and_release_follow_a_continuation_to_its_slot(tmp_path) -> None:
     study = optuna.create_study(direction="maximize")
     for slot in range(3):
-        study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
+        study.enqueue_trial({}, user_attrs={attrs.SLOT: slot})
     first = study.ask()  # slot 0, interrupted: failed and continued below as trial 3
     study.tell(first, state=optuna.trial.TrialState.FAIL)
-    study.set_user_attr(REQUEUED_ATTR, [first.number])
-    study.enqueue_trial({}, user_attrs={RESUME_FIRST: first.number, SLOT_ATTR: 0})
+    study.set_user_attr(attrs.REQUEUED_TRIALS, [first.number])
+    study.enqueue_trial({}, user_attrs={attrs.RESUME_OF: first.number, attrs.SLOT: 0})
     coordinator = StudyCheckpoints(study, RetentionConfig())
     for _ in range(3):
         trial = study.ask()
@@ -147,7 +148,7 @@ def test_best_trial_and_release_follow_a_continuation_to_its_slot(tmp_path) -> N
     assert study.best_trial.number == 1  # Optuna's rule: the lowest number among ties
     assert best_trial(study).number == 3  # ours: the trial an uninterrupted run would have made the best
     rolled_back = copy.deepcopy(trials[3])  # a rollback's continuation carries no slot: its origin's counts
-    rolled_back.user_attrs = {RESUME_FIRST: 0}
+    rolled_back.user_attrs = {attrs.RESUME_OF: 0}
     assert logical_position(rolled_back, trials) == 0
     assert coordinator.must_beat(1) == (0.0, False)
     assert select_release(coordinator._summaries())[1] == {3}

@@ -2,12 +2,10 @@ import optuna
 import pytest
 
 from redsm5_hpo.config.loading import apply_overrides
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.space import suggest
 from redsm5_hpo.hpo.study import (
-    REQUEUED_ATTR,
-    RESUME_FIRST,
-    SLOT_ATTR,
     claim_slot,
     counted_trials,
     create_study,
@@ -104,16 +102,16 @@ def test_a_continuation_runs_before_the_slots_that_were_still_waiting(tiny_confi
     enqueue_slots(study, 4)
     first = claim_slot(study)  # slot 0 starts, then its process dies
     study.tell(first.number, state=optuna.trial.TrialState.FAIL)
-    study.set_user_attr(REQUEUED_ATTR, [first.number])
-    study.enqueue_trial({}, user_attrs={RESUME_FIRST: first.number, SLOT_ATTR: 0})
+    study.set_user_attr(attrs.REQUEUED_TRIALS, [first.number])
+    study.enqueue_trial({}, user_attrs={attrs.RESUME_OF: first.number, attrs.SLOT: 0})
     queue_behind_continuations(study)
     order = []
     while (trial := claim_slot(study)) is not None:
-        order.append(trial.user_attrs[SLOT_ATTR])
+        order.append(trial.user_attrs[attrs.SLOT])
         study.tell(trial, 0.5)
     assert order == [0, 1, 2, 3]
     counted = [t for t in study.trials if t.number not in uncounted(study)]
-    assert sorted(t.user_attrs[SLOT_ATTR] for t in counted) == [0, 1, 2, 3]
+    assert sorted(t.user_attrs[attrs.SLOT] for t in counted) == [0, 1, 2, 3]
     # the continuation and the slots queued again behind it have new numbers; the index stays 1..n
     assert [(k, t.number) for k, t in counted_trials(study)] == [(1, 4), (2, 5), (3, 6), (4, 7)]
     assert [p.trial for p in study_history(study)] == [1, 2, 3, 4]
@@ -124,9 +122,9 @@ def test_a_trial_that_is_no_slot_is_closed_as_surplus_and_never_counts(tiny_conf
     ask (a trial Optuna creates, with no slot): it is closed, marked surplus, and the worker moves on."""
     study = create_study(tiny_config, "s", f"sqlite:///{tmp_path / 'optuna.db'}")
     study.enqueue_trial({})  # stands in for the trial Optuna creates: no slot, no continuation
-    study.enqueue_trial({}, user_attrs={SLOT_ATTR: 0})
+    study.enqueue_trial({}, user_attrs={attrs.SLOT: 0})
     trial = claim_slot(study)
-    assert trial is not None and trial.user_attrs[SLOT_ATTR] == 0
+    assert trial is not None and trial.user_attrs[attrs.SLOT] == 0
     (surplus,) = [t for t in study.trials if t.number != trial.number]
     assert surplus.state == optuna.trial.TrialState.FAIL and surplus.user_attrs["surplus"] is True
     assert uncounted(study) == {surplus.number}

@@ -2,8 +2,8 @@
 
 import optuna
 
-from redsm5_hpo.hpo.retention import RESUMABLE_ATTR
-from redsm5_hpo.hpo.study import SLOT_ATTR, create_study, enqueue_slots
+from redsm5_hpo.hpo import attrs
+from redsm5_hpo.hpo.study import create_study, enqueue_slots
 from redsm5_hpo.pipeline.evaluate import report_is_current, study_summary, trial_counts
 
 
@@ -32,7 +32,7 @@ def test_a_report_of_the_finished_study_as_it_is_is_current(tiny_config, tmp_pat
 def test_a_study_with_work_left_has_no_current_report(tiny_config, tmp_path) -> None:
     study = finished_study(tiny_config, tmp_path, [0.2, 0.7])
     report = report_of(study, 2, "t1")
-    study.enqueue_trial({}, user_attrs={SLOT_ATTR: 0, "resume_of": 0})  # e.g. a rollback re-queued a trial
+    study.enqueue_trial({}, user_attrs={attrs.SLOT: 0, "resume_of": 0})  # e.g. a rollback re-queued a trial
     assert not report_is_current(report, study, 2)
 
     (tmp_path / "disk").mkdir()
@@ -42,8 +42,8 @@ def test_a_study_with_work_left_has_no_current_report(tiny_config, tmp_path) -> 
     done.set_user_attr("trial_id", "t0")
     stopped.tell(done, 0.5)
     full = stopped.ask()  # the second slot, stopped by a full disk: it resumes once space is free
-    full.set_user_attr(RESUMABLE_ATTR, True)
+    full.set_user_attr(attrs.RESUMABLE, True)
     stopped.tell(full, state=optuna.trial.TrialState.FAIL)
     assert not report_is_current(report_of(stopped, 2, "t0"), stopped, 2)
     full_frozen = stopped.trials[1]
-    assert full_frozen.user_attrs[SLOT_ATTR] == 1  # it is the second slot, not a trial of its own
+    assert full_frozen.user_attrs[attrs.SLOT] == 1  # it is the second slot, not a trial of its own

@@ -4,10 +4,14 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 
-from redsm5_hpo.pipeline.study import REPORT_CLAIM, claim_report
+from redsm5_hpo.layout import StudyDir
+from redsm5_hpo.pipeline.study import claim_report
+
+REPORT_CLAIM = StudyDir(Path(".")).report_claim_path.name
 
 
 def test_one_claim_and_a_successor_only_for_a_claimer_that_died_on_this_machine(tmp_path) -> None:

@@ -11,10 +11,10 @@ import pytest
 from redsm5_hpo.checkpoints.store import StoredCheckpoint
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.evaluation.reports import validate_report
+from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.study import TrialSpec
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
-from redsm5_hpo.pipeline.parts import LIFECYCLE_ATTR
 from redsm5_hpo.pipeline.trial import stage_of, trial_report
 from redsm5_hpo.training.hooks import TrialPruned
 from redsm5_hpo.training.loop import FitResult
@@ -80,5 +80,5 @@ def test_the_lifecycle_observer_writes_each_stage_to_optuna_and_to_the_run_once_
     if with_run:
         lifecycle.attach(tracker, "run1")  # type: ignore[arg-type]
         lifecycle.enter(Stage.FAILED, fail_reason="ValueError: x")
-    assert study.trials[0].user_attrs[LIFECYCLE_ATTR] == ("failed" if with_run else "queued")
+    assert study.trials[0].user_attrs[attrs.LIFECYCLE] == ("failed" if with_run else "queued")
     assert tracker.tags == ([("run1", {"lifecycle": "failed", "fail_reason": "ValueError: x"})] if with_run else [])

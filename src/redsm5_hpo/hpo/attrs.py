@@ -1,0 +1,37 @@
+"""The names of the Optuna user attributes a study keeps, in one place.
+
+The storage is a protocol between processes, machines and versions: every name below is written and
+read through these constants, never as a literal.
+"""
+
+from __future__ import annotations
+
+# -- on a trial -------------------------------------------------------------------------------------------
+SLOT = "slot"
+"""Its 0-based position among the study's ``hpo.n_trials`` queue slots (a continuation takes it over)."""
+RESUME_OF = "resume_of"
+"""The number of the interrupted (or rolled-back) trial it continues."""
+ROLLBACK_EPOCH = "rollback_epoch"
+"""A continuation that starts from this earlier epoch, in a new MLflow run."""
+SURPLUS = "surplus"
+"""Created by Optuna for a worker that asked when no slot was left: it never runs and never counts."""
+WORKER = "worker"
+"""``{"index": i, "pid": pid, "host": name}`` of the worker running it."""
+TRIAL_ID = "trial_id"
+"""The uuid of its ``trial_<uuid>`` directory (shared by a trial and its continuations)."""
+TRIAL_DIR = "trial_dir"
+"""Its directory's path."""
+RUN_ID = "mlflow_run_id"
+"""Its MLflow run."""
+LIFECYCLE = "lifecycle"
+"""queued -> preparing -> running -> finishing -> completed | interrupted | pruned | failed."""
+RESUMABLE = "resumable"
+"""Stopped with its checkpoints kept (a signal, a full disk, a failed GPU): ``resume`` continues it."""
+DIVERGED = "diverged"
+"""Its loss became non-finite: its last resume point stays for a rollback."""
+FAIL_REASON = "fail_reason"
+PRUNE_REASON = "prune_reason"
+
+# -- on the study -----------------------------------------------------------------------------------------
+REQUEUED_TRIALS = "requeued_trials"
+"""Numbers of interrupted trials that were re-queued (their continuations count instead)."""
