@@ -19,6 +19,8 @@ B9 workers: a 6-trial tiny study with 2 workers vs 1 (wall-clock), and B1's peak
    (``bench/workers.py``).
 B10 step overhead: CPU time per training step of our loop vs a bare loop on the tiny encoder, whose steps
    take milliseconds as a GPU's do (``bench/peers.py``).
+B11 a bucket: B2's stall per save and B1's bytes with ``remote.uri`` on a local S3-compatible server, and
+   the upload throughput vs a local write of the same checkpoint (``bench/bucket.py``).
 
 Usage: python bench/run.py [--quick] [--only B4 ...]
   --quick: the tiny encoder, for a smoke check of the harness
@@ -51,6 +53,7 @@ from redsm5_hpo.pipeline import run_study
 from redsm5_hpo.training import loop as loop_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bucket import bucket_bytes, s3_server, upload_vs_local
 from peers import b1_hf_trainer, b5_disk_guard, b6_overhead, b8_throughput, b10_step_overhead
 from pruning import b7_pruning
 from tracking import b4_tracking
@@ -212,6 +215,30 @@ def b3_resume(workdir: Path, encoder: list[str], repetitions: int = 3) -> dict:
     }
 
 
+def b11_bucket(workdir: Path, encoder: list[str]) -> dict:
+    with s3_server() as uri:
+        remote = [f"remote.uri={uri}", "remote.cache_max_mb=0"]
+        saves = study(workdir / "b11-saves", [*encoder, "hpo.n_trials=1", "train.epochs=3", *remote])
+        save, epoch = statistics.median(saves.save_seconds), statistics.median(saves.epoch_seconds)
+        base = [*encoder, "train.epochs=3", "train.max_steps_per_epoch=4"]
+        base.append("train.optimization_metric=val_criteria_macro_pr_auc")
+        with s3_server() as storage_uri:  # its own bucket: only this study's checkpoints in it
+            storage = study(workdir / "b11-storage", [*base, "hpo.n_trials=4", f"remote.uri={storage_uri}"])
+            in_bucket = bucket_bytes(storage_uri)
+        throughput = upload_vs_local(workdir, uri, max(saves.full_sizes))
+    return {
+        "median_save_seconds": save,
+        "median_epoch_seconds": epoch,
+        "blocked_share": save / epoch,
+        "max_blocked_share": max(saves.save_seconds) / epoch,
+        "saves": len(saves.save_seconds),
+        "keep_all_bytes": storage.written,
+        "bucket_bytes_at_end": in_bucket,
+        "reduction_at_end": 1 - in_bucket / storage.written,
+        **throughput,
+    }
+
+
 def machine() -> str:
     """What the numbers were measured on."""
     runtime = resolve_runtime(TrainConfig())
@@ -298,6 +325,20 @@ def markdown(results: dict) -> str:
             f"| | <= 2% | {b10['overhead_vs_bare']:+.1%} ({b10['overhead_us_per_step']:+.0f} us on "
             f"{b10['bare_ms_per_step']:.2f} ms steps; median of {b10['repetitions']}) |"
         )
+    b11 = results.get("B11_bucket")
+    if b11:
+        rows += [
+            f"| B11 | loop blocked per checkpoint save with `remote.uri` (B2's measure; the upload runs in the "
+            f"background writer) | | <= 1% | {b11['blocked_share']:.2%} ({b11['median_save_seconds'] * 1000:.0f} ms "
+            f"of {b11['median_epoch_seconds']:.1f} s, median of {b11['saves']}; the first save "
+            f"{b11['max_blocked_share']:.2%}) |",
+            f"| B11 | upload of a {human_bytes(b11['checkpoint_bytes'])} checkpoint vs its local write (serialize, "
+            f"fsync, hash, commit) | | | upload {b11['upload_mb_s']:.0f} MB/s ({b11['upload_seconds']:.2f} s), "
+            f"local {b11['local_write_mb_s']:.0f} MB/s ({b11['local_write_seconds']:.2f} s); median of 3 |",
+            f"| B11 | B1's study with `remote.uri`: checkpoint bytes in the bucket at the end vs keep-all | "
+            f">= 60% less | >= 95% less | {b11['reduction_at_end']:.1%} less "
+            f"({human_bytes(b11['bucket_bytes_at_end'])} vs {human_bytes(b11['keep_all_bytes'])}) |",
+        ]
     setup = (
         f"Encoder: `{results['encoder']}`. B1: 4 trials x 3 epochs of 4 steps, objective val_criteria_macro_pr_auc, "
         "default retention. B2: 1 trial x 3 full epochs. B3: a 1-trial study killed in epoch 2, then resumed. "
@@ -307,7 +348,8 @@ def markdown(results: dict) -> str:
         f"B7: `hpo=conditional`, {b7['n_trials']} trials x {b7['epochs_per_trial']} epochs on the tiny "
         f"encoder, seed 13. B8: one training epoch per precision on {b8['device']}, median of "
         f"{b8['repetitions']}. B9: `hpo.n_workers=2` vs 1 through the CLI, process start to exit; the peak study "
-        f"is B1's with 2 workers. Machine: {results['machine']}. Command: `make bench`."
+        f"is B1's with 2 workers. B11: B2's and B1's studies with `remote.uri` on a moto S3 server on this "
+        f"machine (`remote.cache_max_mb=0` for B2's). Machine: {results['machine']}. Command: `make bench`."
     )
     gpu_parts = []
     for name, command in (("gpu_smoke", "make gpu-smoke"), ("gpu_check", "make gpu-check")):
@@ -331,6 +373,7 @@ BENCHES = {
     "B8": ("B8_throughput", lambda workdir, encoder: b8_throughput(workdir, encoder)),
     "B9": ("B9_workers", b9_workers),
     "B10": ("B10_step_overhead", lambda workdir, encoder: b10_step_overhead(workdir)),
+    "B11": ("B11_bucket", b11_bucket),
 }
 
 

@@ -11,7 +11,8 @@ manifest written and fsynced, the directory not renamed into place yet; both in 
 ``checkpoint_load`` (a checkpoint's weights about to be loaded), ``tracking_write`` (metrics written, the
 epoch's checkpoint not yet), ``resume_setup`` (a resume has started, before training),
 ``setup_metrics_logged`` (a trial's set-up metrics logged, its first epoch not begun),
-``test_metrics_logged`` (the study's test metrics and plots logged, its report not yet written).
+``test_metrics_logged`` (the study's test metrics and plots logged, its report not yet written),
+``remote_commit`` (a checkpoint's objects uploaded to the bucket, its manifest not yet).
 """
 
 from __future__ import annotations

@@ -48,6 +48,16 @@ class TrialDir:
     def of(cls, root: Path, trial_id: str) -> TrialDir:
         return cls(Path(root) / f"{TRIAL_PREFIX}{trial_id}")
 
+    @classmethod
+    def located(cls, root: Path, recorded: str | Path) -> TrialDir:
+        """The trial directory a study recorded (a path on the machine that ran the trial) under ``root`` on
+        this one: an experiments directory may move (another machine, a bigger disk) and keeps its layout."""
+        return cls(Path(root) / Path(recorded).name)
+
+    def checkpoint_at(self, reference: str | Path) -> Path:
+        """Where a checkpoint a report references (by its path then) is in this trial directory now."""
+        return self.checkpoints / Path(reference).name
+
     @property
     def trial_id(self) -> str:
         return self.path.name.removeprefix(TRIAL_PREFIX)

@@ -19,8 +19,10 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    def __init__(self, directory: Path, port: int | None = None):
+    def __init__(self, directory: Path, port: int | None = None, artifacts_destination: str | None = None):
         self.directory = Path(directory)
+        self.artifacts_destination = artifacts_destination or str(self.directory / "artifacts")
+        """Where the server keeps the artifacts clients send it: a directory, or a bucket (``s3://...``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -37,7 +39,7 @@ class MlflowServer:
             "--backend-store-uri",
             f"sqlite:///{self.directory / 'server.db'}",
             "--artifacts-destination",
-            str(self.directory / "artifacts"),
+            self.artifacts_destination,
             "--host",
             "127.0.0.1",
             "--port",

@@ -1,6 +1,7 @@
 """Drive the CLI end to end: a 2-trial x 2-epoch study with the tiny encoder."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -190,7 +191,7 @@ def test_no_checkpoint_mode_logs_every_metric(tmp_path) -> None:
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
 
 
-def test_evaluation_falls_back_past_a_corrupted_best_checkpoint(tmp_path, sample_corpus, caplog) -> None:
+def test_evaluation_falls_back_past_a_corrupted_best_checkpoint(tmp_path, sample_corpus, caplog, monkeypatch) -> None:
     from redsm5_hpo.config.loading import load_config
     from redsm5_hpo.pipeline import evaluate_checkpoints
 
@@ -211,7 +212,9 @@ def test_evaluation_falls_back_past_a_corrupted_best_checkpoint(tmp_path, sample
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
     config = load_config(overrides, CONFIG_DIR)
-    (evaluation,) = evaluate_checkpoints(config, trial_dir, report["checkpoint_references"], sample_corpus, "test")
+    monkeypatch.setattr(logging.getLogger("redsm5_hpo"), "propagate", True)  # main() kept them to stdout
+    store = CheckpointStore(trial_dir / "checkpoints")
+    (evaluation,) = evaluate_checkpoints(config, store, report["checkpoint_references"], sample_corpus, "test")
     assert evaluation["checkpoint"] != str(best)
     assert f"checkpoint {best} is unusable" in caplog.text and "falling back to" in caplog.text
 

@@ -123,3 +123,34 @@ def test_the_kubernetes_manifest_runs_one_study_on_shared_storage_with_the_url_f
     (wait,) = jobs["redsm5-hpo-workers"]["spec"]["template"]["spec"]["initContainers"]
     assert f"/experiments/{name}/study.json" in " ".join(wait["command"])  # workers join once it exists
     assert jobs["redsm5-hpo-workers"]["spec"]["parallelism"] >= 2
+
+
+def test_the_bucket_manifest_needs_no_shared_volume_and_keeps_credentials_in_secrets() -> None:
+    from redsm5_hpo.config import load_config
+    from tests.conftest import CONFIG_DIR
+
+    text = (REPO / "deploy" / "kubernetes" / "study-bucket.yaml").read_text()
+    documents = list(yaml.safe_load_all(text))
+    assert {d["kind"] for d in documents} == {"Job"}  # no PersistentVolumeClaim
+    assert "AWS_SECRET_ACCESS_KEY=" not in text.replace("--from-literal=AWS_SECRET_ACCESS_KEY=...", "")
+    jobs = {d["metadata"]["name"]: d for d in documents}
+    assert set(jobs) == {"redsm5-hpo-study", "redsm5-hpo-workers"}
+    configs = []
+    for job in jobs.values():
+        pod = job["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        (volume,) = pod["volumes"]
+        assert "emptyDir" in volume and container["volumeMounts"] == [{"name": volume["name"], "mountPath": "/scratch"}]
+        assert container["envFrom"] == [{"secretRef": {"name": "redsm5-hpo-bucket"}}]
+        assert pod["terminationGracePeriodSeconds"] >= 60 + 30  # the flush (remote.flush_timeout_s) and a batch
+        env = {e["name"]: e for e in container["env"]}
+        args = [a.replace("$(OPTUNA_STORAGE)", "postgresql://u:p@db/redsm5") for a in container["args"][1:]]
+        args = [a.replace("$(MLFLOW_TRACKING_URI)", env["MLFLOW_TRACKING_URI"]["value"]) for a in args]
+        configs.append(load_config(args, CONFIG_DIR))
+    assert {(c.hpo.study_name, c.remote.uri, c.experiments_dir) for c in configs} == {
+        ("study_k8s", "s3://redsm5-studies/k8s", "/scratch/experiments")
+    }
+    assert all(c.remote.options == {} for c in configs)  # credentials only from the secret's environment
+    (wait,) = jobs["redsm5-hpo-workers"]["spec"]["template"]["spec"]["initContainers"]
+    waiting = " ".join(wait["command"])
+    assert "redsm5-hpo status --study study_k8s" in waiting and "remote.uri=s3://redsm5-studies/k8s" in waiting

@@ -10,6 +10,7 @@ Anything touched within ``min_age_s`` is left alone, so a running trial is never
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -18,9 +19,11 @@ from pathlib import Path
 
 from redsm5_hpo.checkpoints.disk import tree_bytes
 from redsm5_hpo.checkpoints.store import MANIFEST, TEMP_PREFIX
-from redsm5_hpo.layout import trial_dirs
+from redsm5_hpo.layout import CHECKPOINTS, TRIAL_PREFIX, TrialDir, trial_dirs
+from redsm5_hpo.remote import Bucket
 
 log = logging.getLogger(__name__)
+REPORT = TrialDir(Path(".")).report_path.name
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def find_orphans(root: Path, trial_states: dict[Path, str], min_age_s: float, no
         if state is None and not has_report:
             orphans.append(Orphan(trial.path, tree_bytes(trial.path), "no study and no report references this trial"))
             continue
-        references = set(trial.read_report()["checkpoint_references"]) if has_report else set()
+        # by name: a report names its checkpoints by their paths when written, perhaps on another machine
+        references = {Path(r).name for r in trial.read_report()["checkpoint_references"]} if has_report else set()
         checkpoints = trial.checkpoints
         for entry in sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []:
             reason = _checkpoint_orphan_reason(entry, state, references)
@@ -59,9 +63,67 @@ def _checkpoint_orphan_reason(entry: Path, state: str | None, references: set[st
         return "checkpoint without a manifest (never loadable)"
     if state in ("RUNNING", "RESUMABLE"):
         return None
-    if str(entry.resolve()) not in references:
+    if entry.name not in references:
         return "finished trial; not referenced by its report"
     return None
+
+
+@dataclass(frozen=True)
+class BucketOrphan:
+    key: str
+    """Relative to the bucket's prefix: ``trial_<id>`` or ``trial_<id>/checkpoints/epoch_NNNN``."""
+    size_bytes: int
+    reason: str
+
+
+def find_bucket_orphans(
+    bucket: Bucket, trial_states: dict[str, str], min_age_s: float, now: float | None = None
+) -> list[BucketOrphan]:
+    """The same orphans as ``find_orphans``, in the bucket (``remote.uri``); ``trial_states`` maps trial
+    directory names to their state. Anything with an object modified within ``min_age_s`` is left alone."""
+    now = time.time() if now is None else now
+    orphans: list[BucketOrphan] = []
+    for trial in (d for d in bucket.list_dirs("") if d.startswith(TRIAL_PREFIX)):
+        objects = bucket.list_details(trial)
+        if not objects or max(modified for _, _, modified in objects) > now - min_age_s:
+            continue
+        state = trial_states.get(trial)
+        report = bucket.read_bytes(f"{trial}/{REPORT}")
+        if state is None and report is None:
+            size = sum(size for _, size, _ in objects)
+            orphans.append(BucketOrphan(trial, size, "no study and no report references this trial"))
+            continue
+        references = {Path(r).name for r in json.loads(report)["checkpoint_references"]} if report else set()
+        checkpoints: dict[str, list[tuple[str, int]]] = {}
+        for relative, size, _ in objects:
+            parts = relative.split("/")
+            if len(parts) >= 3 and parts[0] == CHECKPOINTS:
+                checkpoints.setdefault(parts[1], []).append((parts[2], size))
+        for name, files in sorted(checkpoints.items()):
+            reason = _checkpoint_orphan_reason_in_bucket({f for f, _ in files}, name, state, references)
+            if reason:
+                orphans.append(BucketOrphan(f"{trial}/{CHECKPOINTS}/{name}", sum(s for _, s in files), reason))
+    return orphans
+
+
+def _checkpoint_orphan_reason_in_bucket(
+    files: set[str], name: str, state: str | None, references: set[str]
+) -> str | None:
+    if MANIFEST not in files:
+        return "checkpoint without a manifest (an interrupted upload; never loadable)"
+    if state in ("RUNNING", "RESUMABLE"):
+        return None
+    if name not in references:
+        return "finished trial; not referenced by its report"
+    return None
+
+
+def remove_bucket_orphans(bucket: Bucket, orphans: list[BucketOrphan]) -> int:
+    """Delete them from the bucket; return the bytes freed."""
+    for orphan in orphans:
+        bucket.remove(orphan.key)
+        log.info("removed %s (%s)", bucket.url(orphan.key), orphan.reason)
+    return sum(o.size_bytes for o in orphans)
 
 
 def remove_orphans(orphans: list[Orphan]) -> int:

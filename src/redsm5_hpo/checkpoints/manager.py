@@ -11,6 +11,12 @@ Under disk pressure (free space below the critical share, or not enough for the 
 manager escalates in three stages before saving (M-27): (1) prune every unprotected checkpoint of
 this trial, (2) make later trials aggressive, (3) keep only the single best checkpoint of the whole
 study. If the save still cannot fit, it raises ``DiskSpaceError`` with the M-29 report.
+
+With a bucket (the store's ``mirror``) the writer also uploads every committed checkpoint after retention
+(objects, then the manifest) and evicts local copies that are in the bucket past the cache budget, keeping
+the running trial's resume point. While the bucket is unreachable, checkpoints stay on the local disk (the
+disk guard counts them) and the next save uploads them; ``close`` gives the newest checkpoint up to
+``flush_timeout_s`` to reach the bucket (a preempted machine's last chance).
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from redsm5_hpo.checkpoints.cache import evict
 from redsm5_hpo.checkpoints.disk import (
     CHECKPOINT_OVERHEAD_BYTES,
     DiskLevel,
@@ -33,6 +41,8 @@ from redsm5_hpo.checkpoints.disk import (
     human_bytes,
     minimum_bytes_to_run,
 )
+from redsm5_hpo.checkpoints.loading import newest_resumable_first
+from redsm5_hpo.checkpoints.mirror import in_bucket
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, plan_retention
 from redsm5_hpo.checkpoints.snapshot import Snapshot, SnapshotBuffers
@@ -73,6 +83,8 @@ class CheckpointManager:
         reserve_bytes: int = 0,
         study: StudyCheckpointsProtocol | None = None,
         position: int | None = None,
+        cache_bytes: int = 0,
+        flush_timeout_s: float = 60.0,
     ):
         self.store = store
         self.policy = policy
@@ -86,6 +98,9 @@ class CheckpointManager:
         self.full_bytes = 0
         self.bytes_written = 0
         """Every byte this manager ever saved: what keep-all would hold."""
+        self.cache_bytes = cache_bytes
+        """With a bucket: the local cache budget (``remote.cache_max_mb``)."""
+        self.flush_timeout_s = flush_timeout_s
         self.writer = BackgroundWriter()
         self.buffers = SnapshotBuffers()
 
@@ -97,7 +112,7 @@ class CheckpointManager:
         running = self.study.running_trials() if self.study else 1
         needed = minimum_bytes_to_run(full, weights, running) + self.reserve_bytes
         usage = disk_usage(self.root)
-        reclaimable = sum(c.size_bytes for c in self.store.list()) + (
+        reclaimable = sum(c.size_bytes for c in self.store.list() if c.path.is_dir()) + (
             self.study.reclaimable_bytes() if self.study else 0
         )
         log.info(
@@ -108,6 +123,13 @@ class CheckpointManager:
             human_bytes(usage.free_bytes),
             human_bytes(reclaimable),
         )
+        if self.store.mirror is not None:
+            log.info(
+                "checkpoints go to %s; this disk keeps at most %s of them (remote.cache_max_mb) plus the resume "
+                "point and one write in flight",
+                self.store.mirror.url(),
+                human_bytes(self.cache_bytes),
+            )
         if usage.free_bytes + reclaimable < needed:
             message = disk_full_message(self.root, usage, full, "the run cannot fit even after aggressive pruning")
             log.critical(message)
@@ -134,11 +156,41 @@ class CheckpointManager:
 
     def close(self) -> None:
         """Let a write in flight finish (a trial that stops for another reason keeps its newest checkpoint);
-        its error is logged, not raised."""
+        its error is logged, not raised. With a bucket, the newest checkpoint gets ``flush_timeout_s`` to
+        reach it, and the log says which checkpoint any machine can continue from."""
+        if self.store.mirror is None:
+            try:
+                self.writer.wait()
+            except Exception as e:
+                log.error("the last checkpoint write failed: %s", first_line(e))
+            return
+        deadline = time.monotonic() + self.flush_timeout_s
         try:
-            self.writer.wait()
+            done = self.writer.wait_for(self.flush_timeout_s)
+            if done:
+                self.writer.submit(self.store.sync)
+                done = self.writer.wait_for(max(0.0, deadline - time.monotonic()))
         except Exception as e:
-            log.error("the last checkpoint write failed: %s", first_line(e))
+            log.error("the last checkpoint write or upload failed: %s", first_line(e))
+            return
+        self._report_flush(done)
+
+    def _report_flush(self, done: bool) -> None:
+        local = [c for c in self.store.list() if c.path.is_dir()]
+        waiting = [c for c in local if not in_bucket(c.path, c.manifest)]
+        newest = newest_resumable_first(self.store.list())
+        mirror = self.store.mirror
+        assert mirror is not None
+        if not done or waiting:
+            log.warning(
+                "%d checkpoint(s) did not reach the bucket within remote.flush_timeout_s=%.0f: %s; they stay on this "
+                "disk and are uploaded when a trial of this study runs here again",
+                len(waiting) or 1,
+                self.flush_timeout_s,
+                ", ".join(str(c.path) for c in waiting) or "the write in flight",
+            )
+        elif newest:
+            log.info("newest resume point in the bucket: %s", mirror.url(newest[0].path.name))
 
     def _write(
         self, snapshot: Snapshot, meta: dict[str, Any], must_beat: tuple[float, bool] | None
@@ -162,8 +214,17 @@ class CheckpointManager:
         log.info("saved checkpoint %s (%s)", saved.path, human_bytes(saved.size_bytes))
         self.full_bytes = saved.size_bytes + CHECKPOINT_OVERHEAD_BYTES
         self.bytes_written += saved.size_bytes
-        self._apply(self.policy, False, must_beat)
+        kept = self._apply(self.policy, False, must_beat)
+        self._mirror(kept, keep_resume_point=True)
         return saved
+
+    def _mirror(self, kept: list[StoredCheckpoint], keep_resume_point: bool) -> None:
+        """With a bucket: upload what it lacks, then evict local copies past the cache budget."""
+        if self.store.mirror is None:
+            return
+        self.store.sync()
+        resume_point = newest_resumable_first(kept)[:1] if keep_resume_point else []
+        evict(self.root, self.cache_bytes, [c.path for c in resume_point])
 
     def apply(self, policy: RetentionPolicy | None = None, trial_finished: bool = False) -> list[StoredCheckpoint]:
         """Delete, slim and flag checkpoints as ``policy`` (default: the trial's) decides; return what is kept."""
@@ -193,7 +254,9 @@ class CheckpointManager:
         """At the end of the trial, once the last write is committed: with ``release_resume_points`` only
         the best and co-best stay."""
         self.writer.wait()
-        return self.apply(trial_finished=release_resume_points)
+        kept = self.apply(trial_finished=release_resume_points)
+        self._mirror(kept, keep_resume_point=not release_resume_points)
+        return kept
 
     def _study_best(self) -> tuple[float, bool] | None:
         return self.study.must_beat(self.position) if self.study else None

@@ -35,6 +35,15 @@ class BackgroundWriter:
             self._thread = None
         self.raise_if_failed()
 
+    def wait_for(self, timeout_s: float) -> bool:
+        """As ``wait``, for at most ``timeout_s``: False when the job is still running (it goes on)."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                return False
+        self.wait()
+        return True
+
     def raise_if_failed(self) -> None:
         """Raise the error of a finished job that failed (once); cheap enough to call after every step."""
         error, self._error = self._error, None

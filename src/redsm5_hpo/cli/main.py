@@ -25,6 +25,7 @@ from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.interrupts import StopRequested, graceful_stop
 from redsm5_hpo.models.encoder import EncoderLoadError
+from redsm5_hpo.remote import BucketError
 from redsm5_hpo.tracking.logs import setup_logging
 from redsm5_hpo.tracking.sanitize import mask_secrets
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("redsm5_hpo.cli")
 
-USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyError)
+USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyError, BucketError)
 EXIT_USER_ERROR = 2
 EXIT_ALREADY_RUNNING = 4
 STOPPABLE = ("tune", "resume", "train", "worker")
@@ -287,19 +288,34 @@ def _parse_value(text: str) -> object:
 def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from redsm5_hpo.checkpoints.cleanup import find_orphans, remove_orphans
+    from redsm5_hpo.checkpoints.cleanup import find_bucket_orphans, find_orphans, remove_bucket_orphans, remove_orphans
     from redsm5_hpo.hpo.inventory import trial_states
+    from redsm5_hpo.layout import STUDY_PREFIX
+    from redsm5_hpo.pipeline.mirroring import pull
+    from redsm5_hpo.remote import open_bucket
 
     root = Path(config.experiments_dir).resolve()
     storages = [config.hpo.storage] if config.hpo.storage else []
-    orphans = find_orphans(root, trial_states(root, storages), min_age_s=args.min_age_hours * 3600)
+    bucket = open_bucket(config.remote)
+    if bucket is not None:  # the studies in the bucket say which of its trials are still needed
+        for name in [d for d in bucket.list_dirs("") if d.startswith(STUDY_PREFIX)]:
+            pull(bucket, root, name)
+    states = trial_states(root, storages)
+    min_age_s = args.min_age_hours * 3600
+    orphans = find_orphans(root, states, min_age_s=min_age_s)
+    in_bucket = find_bucket_orphans(bucket, {p.name: s for p, s in states.items()}, min_age_s) if bucket else []
     for orphan in orphans:
         print(f"{human_bytes(orphan.size_bytes):>10}  {orphan.path}  ({orphan.reason})")
-    total = sum(o.size_bytes for o in orphans)
+    for found in in_bucket:
+        assert bucket is not None
+        print(f"{human_bytes(found.size_bytes):>10}  {bucket.url(found.key)}  ({found.reason})")
+    count = len(orphans) + len(in_bucket)
+    total = sum(o.size_bytes for o in orphans) + sum(o.size_bytes for o in in_bucket)
     if not args.execute:
-        print(f"{len(orphans)} orphan(s), {human_bytes(total)}; dry run: nothing deleted (add --execute to delete)")
+        print(f"{count} orphan(s), {human_bytes(total)}; dry run: nothing deleted (add --execute to delete)")
         return 0
-    print(f"deleted {len(orphans)} orphan(s), freed {human_bytes(remove_orphans(orphans))}")
+    freed = remove_orphans(orphans) + (remove_bucket_orphans(bucket, in_bucket) if bucket else 0)
+    print(f"deleted {count} orphan(s), freed {human_bytes(freed)}")
     return 0
 
 

@@ -21,6 +21,7 @@ RESUME_SAFE = (
     "retention_policy",
     "disk_guard",
     "tracking",
+    "remote",
     "logs",
     "hub",
     "train.device",

@@ -278,6 +278,28 @@ class DiskGuardConfig:
 
 
 @dataclass(frozen=True)
+class RemoteConfig:
+    uri: str | None = None
+    """An fsspec URL where the study's checkpoints and files live besides the local cache: ``s3://bucket/prefix``,
+    ``gs://...``, ``az://...``, or ``file:///mnt/share/...`` for a mounted share. The bucket mirrors
+    ``experiments_dir`` (``<prefix>/study_<id>/...``, ``<prefix>/trial_<id>/checkpoints/epoch_NNNN/...``).
+    Credentials come from the environment or the provider's usual chain, never from this file. None: local
+    only."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """fsspec storage options, e.g. ``{endpoint_url: https://minio.internal:9000}`` for an S3-compatible
+    store (the ``AWS_ENDPOINT_URL`` variable works too)."""
+    cache_max_mb: float = 1024.0
+    """Local copies of checkpoints already in the bucket are evicted, oldest first, past this many MB
+    under ``experiments_dir``; the running trial's resume point and the write in flight always stay."""
+    flush_timeout_s: float = 60.0
+    """On SIGTERM (a spot VM's preemption notice) or at the end of a trial, how long to wait for the newest
+    checkpoint to reach the bucket."""
+    retry_s: float = 30.0
+    """How long one bucket request is retried (backoff 0.5-8 s) before the bucket counts as unreachable:
+    uploads then wait for the next save and training goes on."""
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: str | None = None
     """MLflow tracking URI: default ``sqlite:///<experiments_dir>/mlflow.db``; an ``https://`` server works
@@ -394,6 +416,7 @@ class Config:
     retention_policy: RetentionConfig = field(default_factory=RetentionConfig)
     disk_guard: DiskGuardConfig = field(default_factory=DiskGuardConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     hub: HubConfig = field(default_factory=HubConfig)
     hpo: HpoConfig = field(default_factory=HpoConfig)

@@ -8,7 +8,7 @@ import optuna
 
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.storage import default_storage, open_storage
-from redsm5_hpo.layout import study_dirs
+from redsm5_hpo.layout import TrialDir, study_dirs
 
 
 def trial_states(root: Path, storages: list[str] | None = None) -> dict[Path, str]:
@@ -27,5 +27,5 @@ def trial_states(root: Path, storages: list[str] | None = None) -> dict[Path, st
             for trial in study.get_trials(deepcopy=False):
                 if attrs.TRIAL_DIR in trial.user_attrs:
                     state = "RESUMABLE" if trial.user_attrs.get(attrs.RESUMABLE) else trial.state.name
-                    states[Path(trial.user_attrs[attrs.TRIAL_DIR]).resolve()] = state
+                    states[TrialDir.located(root, trial.user_attrs[attrs.TRIAL_DIR]).path.resolve()] = state
     return states

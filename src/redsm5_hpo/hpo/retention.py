@@ -8,8 +8,8 @@ and later trials get the aggressive policy. Running trials are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +19,14 @@ import optuna
 from redsm5_hpo.checkpoints.disk import tree_bytes
 from redsm5_hpo.checkpoints.loading import best_first
 from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, policy_from_config
-from redsm5_hpo.checkpoints.store import CheckpointStore
+from redsm5_hpo.checkpoints.store import CheckpointStore, TrialStores, trial_store
 from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.study import logical_position, study_direction, uncounted
 from redsm5_hpo.layout import TrialDir
+from redsm5_hpo.remote import BucketUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,13 @@ def select_release(trials: Sequence[TrialSummary], keep_diverged: bool = True) -
 
 
 class StudyCheckpoints:
-    """The study's view of every trial's checkpoints (trial directories come from Optuna user attrs)."""
+    """The study's view of every trial's checkpoints (trial directories come from Optuna user attrs, found
+    under ``root``; with a bucket, their checkpoints are there too)."""
 
-    def __init__(self, study: optuna.Study, config: RetentionConfig):
+    def __init__(self, study: optuna.Study, config: RetentionConfig, stores: TrialStores):
         self.study = study
         self.config = config
+        self.stores = stores
         self.escalated = False
 
     def policy(self) -> RetentionPolicy:
@@ -101,15 +104,17 @@ class StudyCheckpoints:
         release, _ = select_release(self._summaries(), keep_diverged=not force)
         freed = 0
         for number in sorted(release & dirs.keys()):
-            checkpoints = dirs[number].checkpoints
-            try:  # another worker may be releasing the same finished trial right now
-                if not (checkpoints.is_dir() and any(checkpoints.iterdir())):
-                    continue
-                freed += tree_bytes(checkpoints)
-            except FileNotFoundError:
+            store = self.stores.store(dirs[number])
+            if not store.list():  # released already (perhaps by another worker right now)
                 continue
-            shutil.rmtree(checkpoints, ignore_errors=True)
-            _mark_released(dirs[number])
+            with contextlib.suppress(FileNotFoundError):
+                freed += tree_bytes(store.directory)
+            try:
+                store.delete_all()
+            except BucketUnavailable as e:  # still listed: the next release (or `cleanup`) deletes it
+                log.warning("could not release trial %d's checkpoints in the bucket yet: %s", number, e)
+                continue
+            _mark_released(dirs[number], self.stores.store(dirs[number]))
             log.info(
                 "released the checkpoints of finished trial %d (%s): not the study's best",
                 number,
@@ -122,16 +127,16 @@ class StudyCheckpoints:
         freed = self.release_finished(force=True)
         dirs = self._trial_dirs()
         _, best = select_release(self._summaries())
-        survivors = []
-        for number in sorted(best & dirs.keys()):
-            survivors += [(c, number) for c in CheckpointStore(dirs[number].checkpoints).list()]
+        stores = {number: self.stores.store(dirs[number]) for number in sorted(best & dirs.keys())}
+        survivors = [(c, number) for number, store in stores.items() for c in store.list()]
         ranked = best_first([c for c, _ in survivors])
+        owner = {id(c): number for c, number in survivors}
         for checkpoint in ranked[1:]:
             freed += checkpoint.size_bytes
-            shutil.rmtree(checkpoint.path, ignore_errors=True)
+            stores[owner[id(checkpoint)]].delete(checkpoint)
             log.warning("released %s: only the study's single best checkpoint is kept", checkpoint.path)
         for number in best & dirs.keys():
-            _mark_released(dirs[number])
+            _mark_released(dirs[number], self.stores.store(dirs[number]))
         return freed
 
     def must_beat(self, position: int | None) -> tuple[float, bool] | None:
@@ -147,8 +152,8 @@ class StudyCheckpoints:
         """What ``keep_only_study_best`` could free right now."""
         dirs = self._trial_dirs()
         finished = {t.number for t in self._summaries() if t.finished}
-        checkpoints = [c for n in finished & dirs.keys() for c in CheckpointStore(dirs[n].checkpoints).list()]
-        return sum(c.size_bytes for c in best_first(checkpoints)[1:])
+        checkpoints = [c for n in finished & dirs.keys() for c in trial_store(dirs[n]).list()]
+        return sum(c.size_bytes for c in best_first(checkpoints)[1:])  # on this disk
 
     def _summaries(self) -> list[TrialSummary]:
         requeued = uncounted(self.study)
@@ -170,18 +175,19 @@ class StudyCheckpoints:
 
     def _trial_dirs(self) -> dict[int, TrialDir]:
         return {
-            t.number: TrialDir(Path(t.user_attrs[attrs.TRIAL_DIR]))
+            t.number: self.stores.trial(t.user_attrs[attrs.TRIAL_DIR])
             for t in self.study.get_trials(deepcopy=False)
             if attrs.TRIAL_DIR in t.user_attrs
         }
 
 
-def _mark_released(trial: TrialDir) -> None:
-    """Keep the trial report truthful: list only the checkpoints still on disk."""
+def _mark_released(trial: TrialDir, store: CheckpointStore) -> None:
+    """Keep the trial report truthful: list only the checkpoints still kept (on the disk or in the bucket)."""
     if not trial.report_path.is_file():
         return
     report = trial.read_report()
-    remaining = [r for r in report["checkpoint_references"] if Path(r).is_dir()]
+    kept = {c.path.name for c in store.list()}
+    remaining = [r for r in report["checkpoint_references"] if Path(r).name in kept]
     if remaining != report["checkpoint_references"]:
         write_report(
             trial.report_path, {**report, "checkpoint_references": remaining, "released": True}, "trial_report"

@@ -38,6 +38,18 @@ def default_storage(study_dir: Path, n_workers: int = 1) -> str:
     return f"sqlite:///{study.optuna_db}"
 
 
+def relocated(url: str, study_dir: Path) -> str:
+    """``url`` for the study now in ``study_dir``: the study's own SQLite or journal file (recorded with its
+    path on the machine that created it) is the one in ``study_dir``; any other URL is unchanged."""
+    study = StudyDir(Path(study_dir).resolve())
+    for default, own in (("sqlite:///", study.optuna_db), (JOURNAL_SCHEME, study.optuna_journal)):
+        if url.startswith(default):
+            recorded = Path(url.removeprefix(default))
+            if recorded.name == own.name and recorded.parent.name == study.path.name:
+                return f"{default}{own}"
+    return url
+
+
 def is_journal(url: str) -> bool:
     return url.startswith(JOURNAL_SCHEME)
 

@@ -12,7 +12,7 @@ import optuna
 
 from redsm5_hpo import __version__
 from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
-from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, TrialStores
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime, resolve_runtime
@@ -21,12 +21,16 @@ from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.study import best_trial, counted_trials, study_history
-from redsm5_hpo.layout import TrialDir
 from redsm5_hpo.pipeline.parts import build_model, split_datasets
 
 
 def evaluate_best_trial(
-    study: optuna.Study, study_id: str, config: Config, corpus: Corpus, device: str | None = None
+    study: optuna.Study,
+    study_id: str,
+    config: Config,
+    corpus: Corpus,
+    stores: TrialStores,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Score the best trial's best and co-best checkpoints on the test split (the only test access), on
     the best trial's configured device or ``device``."""
@@ -39,13 +43,13 @@ def evaluate_best_trial(
         )
     best = best_trial(study)
     assert best is not None  # a completed trial exists (checked above)
-    trial_dir = Path(best.user_attrs[attrs.TRIAL_DIR])
-    trial_config = TrialDir(trial_dir).read_config()
-    trial_report = TrialDir(trial_dir).read_report()
+    trial = stores.trial(best.user_attrs[attrs.TRIAL_DIR])
+    trial_config = trial.read_config()
+    trial_report = trial.read_report()
     thresholds = trial_report.get("thresholds")
     runtime = resolve_runtime(trial_config.train, device)
     evaluations = evaluate_checkpoints(
-        trial_config, trial_dir, trial_report["checkpoint_references"], corpus, "test", thresholds, runtime
+        trial_config, stores.store(trial), trial_report["checkpoint_references"], corpus, "test", thresholds, runtime
     )
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
     return {
@@ -138,7 +142,7 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
 
 def evaluate_checkpoints(
     config: Config,
-    trial_dir: Path,
+    store: CheckpointStore,
     references: list[str],
     corpus: Corpus,
     split: str,
@@ -149,8 +153,9 @@ def evaluate_checkpoints(
     ``runtime`` (default: ``config``'s device and precision); one that fails verification is replaced by
     the next valid checkpoint of the trial (best first), with a WARNING naming both."""
     runtime = runtime or resolve_runtime(config.train)
-    available = best_first(CheckpointStore(TrialDir(trial_dir).checkpoints).list())
-    referenced = [c for c in available if str(c.path) in references]
+    available = best_first(store.list())
+    names = {Path(r).name for r in references}  # a reference is the checkpoint's path when it was written
+    referenced = [c for c in available if c.path.name in names]
     evaluations: list[dict[str, Any]] = []
     used: set[Path] = set()
     for checkpoint in referenced or available[:1]:
@@ -176,7 +181,7 @@ def evaluate_checkpoints(
             }
         )
     if not evaluations:
-        raise StudyError(f"no checkpoint left in {trial_dir / 'checkpoints'} to evaluate")
+        raise StudyError(f"no checkpoint left in {store.directory} to evaluate")
     return evaluations
 
 
@@ -188,6 +193,6 @@ def evaluate_checkpoint(
     thresholds: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Load one verified checkpoint into a model built from ``config`` and score ``split``."""
-    trial_dir = checkpoint.path.parent.parent
-    (evaluation,) = evaluate_checkpoints(config, trial_dir, [str(checkpoint.path)], corpus, split, thresholds)
+    store = CheckpointStore(checkpoint.path.parent, checkpoint.mirror)
+    (evaluation,) = evaluate_checkpoints(config, store, [str(checkpoint.path)], corpus, split, thresholds)
     return dict(evaluation["test_metrics"])

@@ -29,7 +29,7 @@ from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.labels import SYMPTOMS
 from redsm5_hpo.layout import StudyDir, TrialDir
 from redsm5_hpo.models.model import CriteriaEvidenceModel
-from redsm5_hpo.pipeline.parts import build_model
+from redsm5_hpo.pipeline.parts import build_model, trial_stores
 from redsm5_hpo.pipeline.study import find_study_dir
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def load_model(
                 "give a trial_<id>/checkpoints/epoch_NNNN directory or a folder written by `redsm5-hpo export`"
             )
         trial_dir = checkpoint.parent.parent
-        return _load_trial(trial_dir, [str(checkpoint.resolve())], _trial_thresholds(trial_dir), device, None)
+        store = CheckpointStore(checkpoint.parent)
+        return _load_trial(trial_dir, store, [str(checkpoint.resolve())], _trial_thresholds(trial_dir), device, None)
     study_dir = find_study_dir(config, study)
     files = StudyDir(study_dir)
     if not files.report_path.is_file():
@@ -84,8 +85,9 @@ def load_model(
     references = list(report["checkpoint_references"])
     if not references:
         raise StudyError(f"the report of study {study_dir.name} references no checkpoint")
-    trial_dir = Path(references[0]).parent.parent
-    return _load_trial(trial_dir, references, report.get("thresholds") or {}, device, report)
+    stores = trial_stores(config, study_dir.parent)
+    trial = stores.trial(Path(references[0]).parent.parent)
+    return _load_trial(trial.path, stores.store(trial), references, report.get("thresholds") or {}, device, report)
 
 
 def _trial_thresholds(trial_dir: Path) -> dict[str, Any]:
@@ -99,7 +101,12 @@ def _trial_thresholds(trial_dir: Path) -> dict[str, Any]:
 
 
 def _load_trial(
-    trial_dir: Path, references: list[str], thresholds: dict[str, Any], device: str | None, report: dict | None
+    trial_dir: Path,
+    store: CheckpointStore,
+    references: list[str],
+    thresholds: dict[str, Any],
+    device: str | None,
+    report: dict | None,
 ) -> LoadedModel:
     trial = TrialDir(trial_dir)
     if not trial.config_path.is_file():
@@ -108,9 +115,9 @@ def _load_trial(
         )
     config = trial.read_config()
     runtime = resolve_runtime(config.train, device)
-    available = best_first(CheckpointStore(trial.checkpoints).list())
-    referenced = {Path(r).resolve() for r in references}
-    wanted = [c for c in available if c.path.resolve() in referenced]
+    available = best_first(store.list())
+    referenced = {Path(r).name for r in references}  # a reference is the checkpoint's path when it was written
+    wanted = [c for c in available if c.path.name in referenced]
     candidates: list[StoredCheckpoint] = wanted + [c for c in available if c not in wanted]
     model, tokenizer = build_model(config, None, runtime)
     loaded = load_first_valid(candidates, model, model.architecture_signature())

@@ -12,6 +12,7 @@ from redsm5_hpo.checkpoints.disk import (
     Thresholds,
 )
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
+from redsm5_hpo.checkpoints.store import TrialStores
 from redsm5_hpo.config.schema import Config, TrainConfig
 from redsm5_hpo.data.augment import augment_posts
 from redsm5_hpo.data.formats import MultiLabelDataset, Windowing, make_dataset
@@ -21,6 +22,7 @@ from redsm5_hpo.layout import experiments_root
 from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
 from redsm5_hpo.models.losses import CriteriaLoss, positive_weights
 from redsm5_hpo.models.model import CriteriaEvidenceModel
+from redsm5_hpo.remote import open_bucket
 from redsm5_hpo.tracking.auth import TokenProvider, configure_transport
 from redsm5_hpo.tracking.buffered import LOCAL_PREFIX, BufferSettings, JournalingTracker
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker, default_tracking_uri
@@ -41,8 +43,11 @@ def open_tracker(config: Config) -> JournalingTracker:
     provider = (
         TokenProvider(tr.token_command, tr.token_lifetime_s, tr.token_refresh_margin_s) if tr.token_command else None
     )
+    # a tracking server keeps artifacts where it is told (``--artifacts-destination``: a disk or a bucket);
+    # a local store keeps them beside the experiments
+    artifact_root = None if uri.startswith(("http://", "https://")) else root / "mlartifacts"
     return JournalingTracker(
-        lambda: MLflowTracker(uri, tr.experiment_name, artifact_root=root / "mlartifacts"),
+        lambda: MLflowTracker(uri, tr.experiment_name, artifact_root=artifact_root),
         Path(tr.journal_dir).resolve() if tr.journal_dir else root / JOURNAL_DIR,
         BufferSettings(
             warn_bytes=int(tr.journal_warn_mb * 2**20),
@@ -72,6 +77,12 @@ def system_metrics(config: Config, run_id: str) -> Iterator[None]:
         yield
     finally:
         monitor.finish()
+
+
+def trial_stores(config: Config, root: Path | None = None) -> TrialStores:
+    """The study's trial checkpoints on this machine (under ``root``, default ``experiments_dir``), mirrored
+    to ``remote.uri`` when it is set."""
+    return TrialStores(root or experiments_root(config), open_bucket(config.remote))
 
 
 def open_monitor(config: Config) -> DiskMonitor:

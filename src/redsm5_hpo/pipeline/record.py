@@ -13,6 +13,7 @@ import optuna
 from redsm5_hpo.atomic_files import PRIVATE, write_json_atomic
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.hpo.storage import relocated
 from redsm5_hpo.hpo.study import create_study
 from redsm5_hpo.layout import StudyDir
 
@@ -36,7 +37,7 @@ class StudyRecord:
         return cls(
             str(saved["study_id"]),
             str(saved["study_name"]),
-            str(saved["storage"]),
+            relocated(str(saved["storage"]), Path(study_dir)),
             str(saved["mlflow_run_id"]),
             dict(saved["config"]),
         )

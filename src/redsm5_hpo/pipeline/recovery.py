@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 
 from redsm5_hpo.checkpoints.loading import newest_resumable_first
-from redsm5_hpo.checkpoints.store import CheckpointStore, verify
+from redsm5_hpo.checkpoints.store import TrialStores, verify
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
@@ -20,9 +20,9 @@ from redsm5_hpo.hpo.study import (
     queue_behind_continuations,
     uncounted,
 )
-from redsm5_hpo.layout import TrialDir
 from redsm5_hpo.pipeline.parts import (
     open_tracker,
+    trial_stores,
 )
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.tracking.base import TrackerWriter
@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def requeue_interrupted_trials(
-    study: optuna.Study, tracker: TrackerWriter, dead: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
+    study: optuna.Study,
+    tracker: TrackerWriter,
+    stores: TrialStores,
+    dead: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True,
 ) -> list[int]:
     """Trials left RUNNING by a dead process (``dead`` tells which: all of them for the process holding the
     study lock, those of one worker for the process that watched it die) and trials stopped resumable (a
@@ -42,23 +45,26 @@ def requeue_interrupted_trials(
         stale = trial.state == optuna.trial.TrialState.RUNNING and dead(trial)
         stopped = trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get(attrs.RESUMABLE)
         if trial.number not in skip and (stale or stopped):
-            requeue_trial(study, trial, tracker, queue_first=False)
+            requeue_trial(study, trial, tracker, stores, queue_first=False)
             found.append(trial.number)
     queue_behind_continuations(study)
     return found
 
 
 def requeue_trial(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, tracker: TrackerWriter, queue_first: bool = True
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    tracker: TrackerWriter,
+    stores: TrialStores,
+    queue_first: bool = True,
 ) -> None:
     """An interrupted trial goes back into the queue with its parameters and slot: from its newest valid
-    checkpoint in the same MLflow run when it has one, from scratch in a new run otherwise. The original
-    is failed if still RUNNING, marked re-queued, and no longer counts. Also Optuna's stale-trial callback
-    (``hpo.storage``): there the trial arrives already failed. ``queue_first``: its continuation goes ahead
-    of the slots still waiting (``queue_behind_continuations``)."""
-    files = TrialDir(Path(trial.user_attrs.get(attrs.TRIAL_DIR, ".")))
-    checkpoints = files.checkpoints
-    has_checkpoint = checkpoints.is_dir() and bool(newest_resumable_first(CheckpointStore(checkpoints).list()))
+    checkpoint (here or in the bucket) in the same MLflow run when it has one, from scratch in a new run
+    otherwise. The original is failed if still RUNNING, marked re-queued, and no longer counts. Also
+    Optuna's stale-trial callback (``hpo.storage``): there the trial arrives already failed. ``queue_first``:
+    its continuation goes ahead of the slots still waiting (``queue_behind_continuations``)."""
+    files = stores.trial(trial.user_attrs.get(attrs.TRIAL_DIR, "."))
+    has_checkpoint = bool(newest_resumable_first(stores.store(files).list()))
     run_id = trial.user_attrs.get(attrs.RUN_ID)
     if trial.state == optuna.trial.TrialState.RUNNING:  # its continuation says why
         try:  # atomic in the storage: of two processes finding it dead, one re-queues it
@@ -100,8 +106,9 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
                 f"trial {trial_id} is {trial.state.name}: only an interrupted or failed trial can be rolled back "
                 "(stop the study first; a completed trial is final)"
             )
-        files = TrialDir(Path(trial.user_attrs[attrs.TRIAL_DIR]))
-        store = CheckpointStore(files.checkpoints)
+        stores = trial_stores(record.resolved_config(), Path(study_dir).parent)
+        files = stores.trial(trial.user_attrs[attrs.TRIAL_DIR])
+        store = stores.store(files)
         resumable = [c for c in store.list() if c.resumable]
         target = [c for c in resumable if c.epoch == epoch]
         if not target:

@@ -14,6 +14,7 @@ from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, trial_counts
+from redsm5_hpo.pipeline.parts import trial_stores
 from redsm5_hpo.pipeline.record import open_saved_study
 from redsm5_hpo.pipeline.study import write_plots
 
@@ -23,7 +24,9 @@ def reevaluate_study(study_dir: Path, device: str | None = None) -> tuple[dict[s
     configured one when given) and rewrite the report."""
     record, config, study = open_saved_study(study_dir)
     corpus = load_corpus(config.data, config.seed)
-    report = evaluate_best_trial(study, record.study_id, config, corpus, device)
+    report = evaluate_best_trial(
+        study, record.study_id, config, corpus, trial_stores(config, Path(study_dir).parent), device
+    )
     write_report(StudyDir(study_dir).report_path, report, "study_report")
     return report, write_plots(study, study_dir, config)
 

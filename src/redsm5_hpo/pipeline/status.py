@@ -71,7 +71,8 @@ def read_status(study_dir: Path) -> StudyStatus:
         "running": sum(t.state == states.RUNNING for t in trials),
         "queued": sum(t.state == states.WAITING for t in trials),
     }
-    running = [_running_trial(t, config.hpo.n_workers > 1) for t in trials if t.state == states.RUNNING]
+    root = Path(study_dir).parent
+    running = [_running_trial(t, config.hpo.n_workers > 1, root) for t in trials if t.state == states.RUNNING]
     if StudyDir(study_dir).report_path.is_file() and not counts["running"] and not counts["queued"]:
         state = "finished"
     elif (is_shared(record.storage) and counts["running"]) or is_locked(study_dir):
@@ -133,7 +134,7 @@ def describe(status: StudyStatus) -> str:
     return "\n".join(lines)
 
 
-def _running_trial(trial: optuna.trial.FrozenTrial, several_workers: bool) -> RunningTrial:
+def _running_trial(trial: optuna.trial.FrozenTrial, several_workers: bool, root: Path) -> RunningTrial:
     worker = trial.user_attrs.get(attrs.WORKER) if several_workers else None
     found = RunningTrial(
         int(trial.user_attrs.get(attrs.SLOT, trial.number)),
@@ -143,7 +144,7 @@ def _running_trial(trial: optuna.trial.FrozenTrial, several_workers: bool) -> Ru
     )
     trial_dir = trial.user_attrs.get(attrs.TRIAL_DIR)
     if trial_dir:
-        found.epoch, found.last_metrics = _last_epoch(TrialDir(Path(trial_dir)).events)
+        found.epoch, found.last_metrics = _last_epoch(TrialDir.located(root, trial_dir).events)
     return found
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from typing import Any
 import optuna
 
 from redsm5_hpo import __version__
+from redsm5_hpo.checkpoints.cache import evict
 from redsm5_hpo.checkpoints.disk import (
     DiskSpaceError,
 )
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.resume import override_keys, resume_config
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.schema import MB, Config
 from redsm5_hpo.config.validation import tune_problems
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.device_errors import DeviceFailed
@@ -33,16 +35,19 @@ from redsm5_hpo.faults import fault_point
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
+from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, unnamed_shared_study
 from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.layout import STUDY_PREFIX, StudyDir, TrialDir, experiments_root, study_dirs
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, report_is_current, study_run_metrics
-from redsm5_hpo.pipeline.parts import dataset_input, dataset_tags, open_monitor, open_tracker
+from redsm5_hpo.pipeline.mirroring import publish, pull
+from redsm5_hpo.pipeline.parts import dataset_input, dataset_tags, open_monitor, open_tracker, trial_stores
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.work import Worker, open_study_storage
 from redsm5_hpo.pipeline.workers import run_workers, worker_device
+from redsm5_hpo.remote import check_bucket, open_bucket
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
 
@@ -63,6 +68,11 @@ class StudyResult:
 def find_study_dir(config: Config, study: str | None) -> Path:
     """``experiments/study_<id>`` for ``study`` (an id or a directory name), else the newest study."""
     root = experiments_root(config)
+    bucket = open_bucket(config.remote)
+    if bucket is not None:  # a study another machine ran: its files from the bucket (those missing here)
+        for name in [study, f"{STUDY_PREFIX}{study}"] if study else [None]:
+            if pull(bucket, root, name):
+                break
     if study:
         for candidate in (StudyDir.of(root, study), StudyDir.of(root, f"{STUDY_PREFIX}{study}")):
             if candidate.record_path.is_file():
@@ -114,6 +124,10 @@ def plan_study(config: Config, resume_dir: Path | None, device: str | None, over
     """New or resumed: a directory holding ``study.json`` (``resume_dir``, or the ``hpo.study_name`` of an
     existing study) is continued with its saved configuration plus the resume-safe ``overrides``."""
     root = experiments_root(config)
+    bucket = open_bucket(config.remote)
+    named = config.hpo.study_name
+    if resume_dir is None and named and bucket and not StudyDir.of(root, named).record_path.is_file():
+        pull(bucket, root, named)  # another machine created it: join it (its files come from the bucket)
     if resume_dir is None and config.hpo.study_name and StudyDir.of(root, config.hpo.study_name).record_path.is_file():
         resume_dir = root / config.hpo.study_name
     saved = StudyRecord.read(resume_dir) if resume_dir else None
@@ -125,6 +139,7 @@ def plan_study(config: Config, resume_dir: Path | None, device: str | None, over
     changed: dict[str, Any] = {}
     if saved:
         config, changed = resume_config(saved.resolved_config(), config, override_keys(overrides))
+        config = dataclasses.replace(config, experiments_dir=str(root))  # where it is now (moved, another machine)
     runtime = resolve_runtime(config.train, device)  # a missing device fails before any work
     study_name = saved.study_name if saved else config.hpo.study_name or f"{STUDY_PREFIX}{uuid.uuid4().hex}"
     study_dir = StudyDir.of(root, study_name).path
@@ -184,9 +199,19 @@ class StudySession:
         self.tracker, self.monitor = tracker, monitor
 
     def setup(self) -> None:
+        self._setup_bucket()
         self._setup_data()
         self._setup_run()
+        publish(self.stores.bucket, self.stores.root, self.plan.study_dir)
         self._setup_optuna()
+
+    def _setup_bucket(self) -> None:
+        """With ``remote.uri``: a probe object written, read and deleted before any work (exit 2 with the fix
+        when the bucket cannot be used)."""
+        self.stores = trial_stores(self.config, self.plan.study_dir.parent)
+        if self.stores.bucket is not None:
+            check_bucket(self.stores.bucket)
+            log.info("study files and checkpoints go to %s", self.stores.bucket.url())
 
     def _setup_data(self) -> None:
         self.corpus = load_corpus(self.config.data, self.config.seed)
@@ -221,7 +246,8 @@ class StudySession:
         enqueue_slots(self.study, self.config.hpo.n_trials)
         if self.plan.saved:  # with the study lock held, every RUNNING trial's process is dead
             fail_stale_trials(self.study)  # a database server: Optuna's heartbeats tell which ones are
-            requeue_interrupted_trials(self.study, self.tracker, lambda t: not self.plan.shared)
+            stores = trial_stores(self.config)
+            requeue_interrupted_trials(self.study, self.tracker, stores, lambda t: not self.plan.shared)
 
     def run(self) -> int:
         """The trials this machine runs; how many."""
@@ -229,7 +255,10 @@ class StudySession:
         disk_errors: list[DiskSpaceError] = []
         try:
             if config.hpo.n_workers > 1:
-                ran = run_workers(self.study, plan.study_dir, config.hpo, plan.device, self.tracker, self.study_run)
+                stores = trial_stores(config)
+                ran = run_workers(
+                    self.study, plan.study_dir, config.hpo, plan.device, self.tracker, self.study_run, stores
+                )
                 _require_finished(self.study, plan.shared, plan.study_id)
             else:
                 ran, disk_errors = self._run_here()
@@ -247,6 +276,8 @@ class StudySession:
         except DiskSpaceError:
             self.tracker.end_run(self.study_run, "FAILED")
             raise
+        finally:  # the study's storage as it is now, for whichever machine continues it
+            publish(self.stores.bucket, self.stores.root, plan.study_dir)
         if disk_errors:
             self.tracker.end_run(self.study_run, "FAILED")
             raise disk_errors[0]
@@ -266,7 +297,8 @@ class StudySession:
         if plan.shared and not claim_report(self.study, plan.study_dir):
             log.info("this worker ran %d trial(s); the worker that finishes the last trial writes the report", ran)
             return StudyResult(plan.study_id, plan.study_dir, plan.files.report_path, None)
-        report = evaluate_best_trial(self.study, plan.study_id, self.config, self.corpus, plan.device)
+        stores = self.stores
+        report = evaluate_best_trial(self.study, plan.study_id, self.config, self.corpus, stores, plan.device)
         tracker.log_metrics(self.study_run, study_run_metrics(report), step=0)
         for plot in write_plots(self.study, plan.study_dir, self.config):
             tracker.log_artifact(self.study_run, plot)
@@ -274,11 +306,34 @@ class StudySession:
         # the report comes last: once it is written, a resume finds the study finished and does nothing, so
         # everything the tracker needs is journaled before (a restart before it logs the same keys again,
         # which the tracker keeps once)
+        self._require_in_bucket(report)
         path = write_report(plan.files.report_path, report, "study_report")
+        if stores.bucket is not None:  # the copies the test evaluation downloaded
+            publish(stores.bucket, stores.root, plan.study_dir)
+            evict(stores.root, int(self.config.remote.cache_max_mb * MB))
         tracker.log_artifact(self.study_run, path)
         tracker.end_run(self.study_run)
         log.info("study report: %s", path)
         return StudyResult(plan.study_id, plan.study_dir, path, report)
+
+    def _require_in_bucket(self, report: dict[str, Any]) -> None:
+        """With a bucket, the report is written only once the bucket holds the checkpoints it references
+        (waiting up to ``remote.flush_timeout_s`` for it to come back); what a released trial left there
+        during an outage goes first."""
+        if self.stores.bucket is None or not report["checkpoint_references"]:
+            return
+        StudyCheckpoints(self.study, self.config.retention_policy, self.stores).release_finished()
+        trial = self.stores.trial(Path(report["checkpoint_references"][0]).parent.parent)
+        deadline = time.monotonic() + self.config.remote.flush_timeout_s
+        while (waiting := self.stores.store(trial).sync()) and time.monotonic() < deadline:
+            log.warning("waiting for the bucket to hold the best trial's checkpoints before the report")
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+        if waiting:
+            raise StudyError(
+                f"{len(waiting)} checkpoint(s) of the best trial are not in {self.stores.bucket.url()} yet (it is "
+                f"unreachable); they are safe on this disk. Run `redsm5-hpo resume --study {self.plan.study_id}` "
+                "once the bucket is back: it uploads them and writes the report"
+            )
 
 
 def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Path]:
@@ -286,7 +341,7 @@ def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Pa
     best = best_trial(study)
     history: list[dict[str, float]] = []
     if best is not None:
-        trial = TrialDir(Path(best.user_attrs[attrs.TRIAL_DIR]))
+        trial = TrialDir.located(Path(study_dir).parent, best.user_attrs[attrs.TRIAL_DIR])
         if trial.report_path.is_file():
             history = trial.read_report()["history"]
     return write_study_plots(study, StudyDir(study_dir).plots, history, config.train.optimization_metric)

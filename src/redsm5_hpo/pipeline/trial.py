@@ -24,7 +24,7 @@ from redsm5_hpo.checkpoints.loading import load_first_valid, newest_resumable_fi
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
-from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, load_training_state
+from redsm5_hpo.checkpoints.store import StoredCheckpoint, load_training_state
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.device_errors import DeviceFailed, is_sticky_cuda_error
@@ -39,6 +39,7 @@ from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.layout import TrialDir, experiments_root
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
+from redsm5_hpo.pipeline.mirroring import publish
 from redsm5_hpo.pipeline.parts import (
     build_model,
     dataset_input,
@@ -47,7 +48,9 @@ from redsm5_hpo.pipeline.parts import (
     open_tracker,
     split_datasets,
     system_metrics,
+    trial_stores,
 )
+from redsm5_hpo.remote import check_bucket, open_bucket
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import TRACEBACK, json_log_file, trial_context
 from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, PruningHook, TrialPruned
@@ -174,7 +177,8 @@ class TrialRunner:
         self.config, self.corpus, self.context, self.trial_id = config, corpus, context, trial_id
         self.start, self.run_id, self.extra_tags = start, run_id, extra_tags
         self.tracker, self.lifecycle = context.tracker, context.lifecycle
-        self.files = TrialDir.of(experiments_root(config), trial_id)
+        self.stores = trial_stores(config)
+        self.files = TrialDir.of(self.stores.root, trial_id)
         self.trial_dir = self.files.path
         self.manager: CheckpointManager | None = None
         self.resume_from: dict[str, Any] | None = None
@@ -185,19 +189,22 @@ class TrialRunner:
         except BaseException as e:
             self.lifecycle.enter(stage_of(e))  # before its MLflow run exists
             raise
-        with trial_context(self.trial_id), json_log_file(self.files.events, self.config.logs):
-            try:
-                self._setup_data()
-                self._setup_hooks()
-                fitted, kept = self._train()
-                result = self._finish(fitted, kept)
-            except BaseException as e:
-                if not is_sticky_cuda_error(e):
-                    self._end_early(e)
-                    raise
-                failed = DeviceFailed(e)  # this process's CUDA context is lost: a fresh one continues
-                self._end_early(failed)
-                raise failed from e
+        try:
+            with trial_context(self.trial_id), json_log_file(self.files.events, self.config.logs):
+                try:
+                    self._setup_data()
+                    self._setup_hooks()
+                    fitted, kept = self._train()
+                    result = self._finish(fitted, kept)
+                except BaseException as e:
+                    if not is_sticky_cuda_error(e):
+                        self._end_early(e)
+                        raise
+                    failed = DeviceFailed(e)  # this process's CUDA context is lost: a fresh one continues
+                    self._end_early(failed)
+                    raise failed from e
+        finally:  # its report and logs, however it ended (another machine may continue it)
+            publish(self.stores.bucket, self.stores.root, self.files.path)
         self.lifecycle.enter(Stage.COMPLETED)
         assert self.run_id is not None
         self.tracker.end_run(self.run_id)
@@ -211,6 +218,7 @@ class TrialRunner:
         self.files.logs.mkdir(parents=True, exist_ok=True)
         if not self.start.from_checkpoint:
             self.files.write_config(config)
+            publish(self.stores.bucket, self.stores.root, self.files.path)
         tags = {"trial_id": self.trial_id, "seed": str(config.seed), "code_version": __version__}
         tags |= dataset_tags(self.corpus)
         if context.study_id:
@@ -272,13 +280,15 @@ class TrialRunner:
             return
         study = context.study_checkpoints
         self.manager = CheckpointManager(
-            CheckpointStore(self.files.checkpoints),
+            self.stores.store(self.files),
             study.policy() if study else policy_from_config(config.retention_policy),
             experiments_root(config),
             context.monitor,
             int(config.disk_guard.reserve_mb * MB),
             study,
             context.spec.number if context.spec else None,  # its slot: the logical position that breaks ties
+            int(config.remote.cache_max_mb * MB),
+            config.remote.flush_timeout_s,
         )
         self.manager.start(model)
         meta = {
@@ -409,6 +419,9 @@ def _warn_if_other_runtime(saved: dict[str, str] | None, runtime: Runtime) -> No
 def run_single(config: Config, progress: bool = True) -> TrialResult:
     """``redsm5-hpo train``: one run of the configuration as given."""
     resolve_runtime(config.train)  # a missing device fails before any work
+    bucket = open_bucket(config.remote)
+    if bucket is not None:
+        check_bucket(bucket)
     corpus = load_corpus(config.data, config.seed)
     with open_monitor(config) as monitor, open_tracker(config) as tracker:
         return run_trial(config, corpus, TrialContext(tracker, monitor, progress=progress))

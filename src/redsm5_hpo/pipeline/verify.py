@@ -54,6 +54,7 @@ def expected_runs(
     expected: list[ExpectedRun] = []
     partial: list[tuple[str, str]] = []
     study_points: set[tuple[str, int]] = set()
+    root = Path(study_dir).parent
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get(attrs.RUN_ID)
         label = f"trial {trial.number} ({trial.user_attrs.get('trial_id', '?')})"
@@ -64,7 +65,7 @@ def expected_runs(
         study_points |= {(m, index[trial.number]) for m in STUDY_RUN_METRICS}
         if not run_id:
             continue
-        trial_config = _trial_config(Path(str(trial.user_attrs[attrs.TRIAL_DIR])))
+        trial_config = TrialDir.located(root, str(trial.user_attrs[attrs.TRIAL_DIR])).read_config()
         first = int(trial.user_attrs.get(attrs.ROLLBACK_EPOCH, 0)) + 1
         # a pruned trial logged every epoch up to the one the pruner stopped it after
         epochs = trial_config.train.epochs if trial.state == complete else int(trial.last_step or 0)
@@ -78,10 +79,6 @@ def expected_runs(
         study_points |= {(m, 0) for m in study_run_metrics(json.loads(report.read_text(encoding="utf-8")))}
     expected.append(ExpectedRun(record.mlflow_run_id, "study", frozenset(study_points)))
     return expected, partial
-
-
-def _trial_config(trial_dir: Path) -> Config:
-    return TrialDir(trial_dir).read_config()
 
 
 def _points(tracker: JournalingTracker, run_id: str) -> list[tuple[str, int, int]]:

@@ -42,7 +42,8 @@ from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
-from redsm5_hpo.pipeline.parts import open_monitor, open_tracker
+from redsm5_hpo.pipeline.mirroring import publish, pull_trial
+from redsm5_hpo.pipeline.parts import open_monitor, open_tracker, trial_stores
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.recovery import requeue_trial
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
@@ -73,7 +74,8 @@ class Worker:
 
     def run(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
         self.study = study
-        self.study_checkpoints = StudyCheckpoints(study, self.config.retention_policy)
+        self.stores = trial_stores(self.config)
+        self.study_checkpoints = StudyCheckpoints(study, self.config.retention_policy, self.stores)
         self.token_gate = TokenGate(check_from_config(self.config), self.config.hub.recheck_interval_s)
         done = study_progress_of(study, self.config.hpo.n_trials, starting=False).finished
         # trials > epochs > batches, nested; on a terminal only (disable=None), so logs stay readable
@@ -159,7 +161,8 @@ class Worker:
             log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)  # its slot in the study
             return trial_id, spec.config, TrialStart.FRESH, None, {}
         log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
-        # the trial's own config: a rollback may have changed it
+        # the trial's own config: a rollback may have changed it (another machine may have started it)
+        pull_trial(self.stores.bucket, files.path)
         trial_config = files.read_config()
         run_id = previous.get(attrs.RUN_ID)
         if attrs.ROLLBACK_EPOCH in trial.user_attrs:  # continue from the earlier checkpoint in a new run
@@ -172,6 +175,8 @@ class Worker:
 
     def on_trial_end(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.study_checkpoints.release_finished()
+        if self.study_dir is not None:  # the study's storage and logs, for a machine that continues it
+            publish(self.stores.bucket, self.stores.root, self.study_dir)
         if not trial.user_attrs.get(attrs.RESUMABLE):  # a disk-full trial continues later: its point then
             log_study_series(self.tracker, self.study_run, study, trial.number)
         progress = study_progress_of(study, self.config.hpo.n_trials, False)
@@ -215,7 +220,7 @@ def _report_epoch(trial: optuna.Trial, epoch: int, value: float) -> bool:
 def open_study_storage(url: str, config: Config, tracker: Tracker) -> optuna.storages.BaseStorage:
     """The study's storage; on a database server a trial whose worker went silent (Optuna's heartbeat) is
     re-queued to continue from its newest checkpoint."""
-    on_stale = functools.partial(requeue_trial, tracker=tracker)
+    on_stale = functools.partial(requeue_trial, tracker=tracker, stores=trial_stores(config))
     return open_storage(url, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, on_stale)
 
 

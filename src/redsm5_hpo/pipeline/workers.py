@@ -23,6 +23,7 @@ from pathlib import Path
 import optuna
 
 from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError
+from redsm5_hpo.checkpoints.store import TrialStores
 from redsm5_hpo.config.schema import HpoConfig
 from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED
 from redsm5_hpo.devices import worker_gpu
@@ -96,7 +97,13 @@ def start_worker(study_dir: Path, index: int, device: str | None, threads: int) 
 
 
 def run_workers(
-    study: optuna.Study, study_dir: Path, hpo: HpoConfig, device: str | None, tracker: TrackerWriter, study_run: str
+    study: optuna.Study,
+    study_dir: Path,
+    hpo: HpoConfig,
+    device: str | None,
+    tracker: TrackerWriter,
+    study_run: str,
+    stores: TrialStores,
 ) -> int:
     """Run the study's waiting trials on ``hpo.n_workers`` processes (devices from ``hpo.devices``, else
     ``device``) until every one has exited. Raises ``StopRequested`` after a forwarded signal,
@@ -128,7 +135,7 @@ def run_workers(
                 pid = worker.process.pid  # GPU failed: its trial continues in a fresh process
                 why = "its GPU failed" if code > 0 else f"killed by {signal.Signals(-code).name}"
                 log.warning("worker %d (pid %d) ended: %s", index, pid, why)
-                requeue_interrupted_trials(study, tracker, _run_by(pid))
+                requeue_interrupted_trials(study, tracker, stores, _run_by(pid))
                 if restarts_left and _waiting(study):
                     restarts_left -= 1
                     running[index] = start_worker(study_dir, index, worker_device(devices, index, device), threads)

@@ -244,6 +244,7 @@ def test_each_package_brings_its_own_checks_through_entry_points() -> None:
     assert [check.__module__ for check in package_checks()] == [
         "redsm5_hpo.data.checks",
         "redsm5_hpo.evaluation.checks",
+        "redsm5_hpo.remote",
         "redsm5_hpo.tracking.checks",
     ]
     with pytest.raises(ConfigError, match="is not a metric the loop logs"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from redsm5_hpo.checkpoints.retention import CheckpointRecord, RetentionPolicy, plan_retention
-from redsm5_hpo.checkpoints.store import CheckpointStore
+from redsm5_hpo.checkpoints.store import CheckpointStore, TrialStores
 from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.retention import StudyCheckpoints, TrialSummary, select_release
@@ -78,7 +78,7 @@ def test_finished_non_best_trials_are_released_and_reports_updated(tmp_path) -> 
     better = make_trial(study, tmp_path, 0.8, [0.8, 0.8, 0.2])
     running = make_trial(study, tmp_path, None, [0.9])
     other_worker = make_trial(study, tmp_path, None, [0.1, 0.2])  # another worker's trial, running too
-    coordinator = StudyCheckpoints(study, RetentionConfig())
+    coordinator = StudyCheckpoints(study, RetentionConfig(), TrialStores(tmp_path))
     assert coordinator.running_trials() == 2  # the preflight asks room for both
     assert coordinator.release_finished() > 0
     assert not (worse / "checkpoints").exists()
@@ -99,7 +99,9 @@ def test_release_can_be_disabled_and_escalation_changes_later_policy(tmp_path) -
     study = optuna.create_study(direction="maximize")
     worse = make_trial(study, tmp_path, 0.4, [0.4])
     make_trial(study, tmp_path, 0.8, [0.8])
-    coordinator = StudyCheckpoints(study, RetentionConfig(keep_last_n=3, keep_best_k=2, release_finished_trials=False))
+    coordinator = StudyCheckpoints(
+        study, RetentionConfig(keep_last_n=3, keep_best_k=2, release_finished_trials=False), TrialStores(tmp_path)
+    )
     assert coordinator.release_finished() == 0 and (worse / "checkpoints").is_dir()
     assert (coordinator.policy().keep_last_n, coordinator.policy().keep_best_k) == (3, 2)
     coordinator.escalate()
@@ -110,7 +112,7 @@ def test_a_minimizing_study_keeps_its_lowest_trial_and_only_its_lowest_checkpoin
     study = optuna.create_study(direction="minimize")
     worse = make_trial(study, tmp_path, 0.8, [0.9, 0.8], "minimize")
     better = make_trial(study, tmp_path, 0.3, [0.6, 0.3, 0.4], "minimize")
-    coordinator = StudyCheckpoints(study, RetentionConfig())
+    coordinator = StudyCheckpoints(study, RetentionConfig(), TrialStores(tmp_path))
     assert coordinator.must_beat(None) == (-0.3, False)  # turned so higher is better, as checkpoint scores are
     coordinator.release_finished()
     assert not (worse / "checkpoints").exists()
@@ -137,7 +139,7 @@ def test_best_trial_and_release_follow_a_continuation_to_its_slot(tmp_path) -> N
     study.tell(first, state=optuna.trial.TrialState.FAIL)
     study.set_user_attr(attrs.REQUEUED_TRIALS, [first.number])
     study.enqueue_trial({}, user_attrs={attrs.RESUME_OF: first.number, attrs.SLOT: 0})
-    coordinator = StudyCheckpoints(study, RetentionConfig())
+    coordinator = StudyCheckpoints(study, RetentionConfig(), TrialStores(tmp_path))
     for _ in range(3):
         trial = study.ask()
         study.tell(trial, 0.0)  # every trial ties; slots 1 and 2 finish before slot 0's continuation

@@ -1,0 +1,106 @@
+"""A study's small files in the bucket (``remote.uri``), so that any machine reaching the bucket can resume,
+report, verify, predict and export from an empty experiments directory.
+
+Published: everything under ``study_<id>/`` and ``trial_<id>/`` but checkpoints (``checkpoints.store``
+mirrors those) and the lock files; the study's SQLite storage as a consistent snapshot (SQLite's backup
+API). A file is uploaded again only when it changed since this process last published it. Pulled: the
+files a machine lacks, never over a local one; a trial's logs stay in the bucket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from redsm5_hpo.errors import first_line
+from redsm5_hpo.layout import CHECKPOINTS, LOGS, STUDY_PREFIX, TRIAL_PREFIX
+from redsm5_hpo.remote import Bucket, BucketUnavailable
+
+log = logging.getLogger(__name__)
+
+LOCKS = frozenset({".lock", ".claim.lock", ".report_claim"})
+SQLITE = "optuna.db"
+_published: dict[Path, tuple[int, int]] = {}
+"""What this process uploaded last, by file: (size, mtime_ns)."""
+
+
+def publish(bucket: Bucket | None, root: Path, *directories: Path) -> bool:
+    """Upload the files of ``directories`` (study or trial directories under ``root``) that changed; False
+    when the bucket is unreachable (the next publication uploads them)."""
+    if bucket is None:
+        return True
+    try:
+        for directory in directories:
+            for path in sorted(Path(directory).rglob("*")):
+                relative = path.relative_to(root)
+                if path.is_file() and not _private(relative) and _changed(path):
+                    _upload(bucket, path, relative.as_posix())
+    except (BucketUnavailable, FileNotFoundError) as e:
+        log.warning("bucket: the study's files wait for the next upload (%s)", first_line(e))
+        return False
+    return True
+
+
+def pull(bucket: Bucket, root: Path, study_name: str | None) -> str | None:
+    """The study ``study_name`` (a directory name; None: the only study in the bucket) and the trials' files
+    it needs, downloaded where missing under ``root``; returns the study's directory name, or None when
+    the bucket holds no such study."""
+    studies = [d for d in bucket.list_dirs("") if d.startswith(STUDY_PREFIX) or d == study_name]
+    if study_name is None:
+        if len(studies) != 1:
+            return None
+        study_name = studies[0]
+    if study_name not in studies:
+        return None
+    count = _download_missing(bucket, root, study_name, skip_logs=False)
+    for trial in (d for d in bucket.list_dirs("") if d.startswith(TRIAL_PREFIX)):
+        count += _download_missing(bucket, root, trial, skip_logs=True)
+    log.info("pulled study %s from %s (%d file(s) this machine lacked)", study_name, bucket.url(), count)
+    return study_name
+
+
+def pull_trial(bucket: Bucket | None, trial_dir: Path) -> None:
+    """A trial's configuration and report when another machine ran it (its checkpoints come on load)."""
+    if bucket is not None:
+        _download_missing(bucket, trial_dir.parent, trial_dir.name, skip_logs=True)
+
+
+def _download_missing(bucket: Bucket, root: Path, name: str, skip_logs: bool) -> int:
+    count = 0
+    for relative in bucket.list_files(name):
+        parts = Path(relative).parts
+        if CHECKPOINTS in parts or (skip_logs and LOGS in parts):
+            continue
+        local = root / name / relative
+        if not local.exists():
+            bucket.get_file(f"{name}/{relative}", local)
+            count += 1
+    return count
+
+
+def _private(relative: Path) -> bool:
+    return CHECKPOINTS in relative.parts or relative.name in LOCKS or relative.name.startswith(".tmp")
+
+
+def _changed(path: Path) -> bool:
+    stat = path.stat()
+    return _published.get(path) != (stat.st_size, stat.st_mtime_ns)
+
+
+def _upload(bucket: Bucket, path: Path, key: str) -> None:
+    stat = path.stat()
+    if path.name == SQLITE:  # a live database: copy it consistently first
+        with tempfile.TemporaryDirectory() as temp:
+            snapshot = Path(temp) / SQLITE
+            with (
+                contextlib.closing(sqlite3.connect(path)) as source,
+                contextlib.closing(sqlite3.connect(snapshot)) as target,
+            ):
+                source.backup(target)
+            bucket.put_file(snapshot, key)
+    else:
+        bucket.put_file(path, key)
+    _published[path] = (stat.st_size, stat.st_mtime_ns)
