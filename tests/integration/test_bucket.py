@@ -165,6 +165,7 @@ def test_a_preempted_study_resumes_from_the_bucket_on_a_new_machine(s3, uninterr
     assert "resumes after epoch" in resumed.stdout  # from the bucket's checkpoint, not from scratch
     report = json.loads((other / f"study_{study_id}" / "study_report.json").read_text())
     assert report["test_metrics"] == uninterrupted[0]["test_metrics"]
+    assert not list(root.glob("*_*"))  # the new machine kept to its own directory (no trial_*, study_*)
     assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
     once_per_step(tracking)
 
@@ -212,6 +213,9 @@ def test_two_machines_sharing_only_a_database_and_a_bucket(s3, postgres_url, uni
     assert continuation.user_attrs["mlflow_run_id"] == interrupted.user_attrs["mlflow_run_id"]
     report = json.loads((b / name / "study_report.json").read_text())
     assert report["test_metrics"] == uninterrupted[0]["test_metrics"]
+    assert not list(a.glob("*_*"))  # B kept to its own directory, wherever A had put the trial
+    record = json.loads(s3.fs().cat(f"{s3.bucket}/exp/{name}/study.json"))
+    assert ":***@" in record["storage"] and postgres_url not in json.dumps(record)  # no password in the bucket
     assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}
     once_per_step(tracking)
 

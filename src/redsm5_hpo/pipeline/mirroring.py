@@ -3,7 +3,9 @@ report, verify, predict and export from an empty experiments directory.
 
 Published: everything under ``study_<id>/`` and ``trial_<id>/`` but checkpoints (``checkpoints.store``
 mirrors those) and the lock files; the study's SQLite storage as a consistent snapshot (SQLite's backup
-API). A file is uploaded again only when it changed since this process last published it. Pulled: the
+API). ``study.json`` and a trial's ``config.yaml`` go up with their secrets masked (``mask_secrets``): a
+machine that joins passes its own ``hpo.storage``, as every machine of a shared study does. A file is
+uploaded again only when it changed since this process last published it. Pulled: the
 files a machine lacks, never over a local one; a trial's logs stay in the bucket.
 """
 
@@ -18,11 +20,14 @@ from pathlib import Path
 from redsm5_hpo.errors import first_line
 from redsm5_hpo.layout import CHECKPOINTS, LOGS, STUDY_PREFIX, TRIAL_PREFIX
 from redsm5_hpo.remote import Bucket, BucketUnavailable
+from redsm5_hpo.tracking.sanitize import mask_secrets
 
 log = logging.getLogger(__name__)
 
 LOCKS = frozenset({".lock", ".claim.lock", ".report_claim"})
 SQLITE = "optuna.db"
+SECRET_BEARING = frozenset({"study.json", "config.yaml"})
+"""Files that hold the configuration as given, a database password in ``hpo.storage`` included."""
 _published: dict[Path, tuple[int, int]] = {}
 """What this process uploaded last, by file: (size, mtime_ns)."""
 
@@ -92,7 +97,9 @@ def _changed(path: Path) -> bool:
 
 def _upload(bucket: Bucket, path: Path, key: str) -> None:
     stat = path.stat()
-    if path.name == SQLITE:  # a live database: copy it consistently first
+    if path.name in SECRET_BEARING:  # resume reads them with secrets in clear; the bucket gets them masked
+        bucket.put_bytes(mask_secrets(path.read_text(encoding="utf-8")).encode(), key)
+    elif path.name == SQLITE:  # a live database: copy it consistently first
         with tempfile.TemporaryDirectory() as temp:
             snapshot = Path(temp) / SQLITE
             with (

@@ -50,6 +50,7 @@ from redsm5_hpo.pipeline.workers import run_workers, worker_device
 from redsm5_hpo.remote import check_bucket, open_bucket
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import json_log_file
+from redsm5_hpo.tracking.sanitize import MASK
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,22 @@ def find_study_dir(config: Config, study: str | None) -> Path:
     if not studies:
         raise StudyError(f"no study under {root}; start one with `redsm5-hpo tune`")
     return studies[-1].path
+
+
+def _with_storage(saved: StudyRecord, storage: str | None, study_dir: Path) -> StudyRecord:
+    """The record of a study joined from the bucket, whose storage URL has its password masked there: the
+    URL this machine was given, written back to its local record (mode 0600, which its workers read)."""
+    if not storage or MASK in storage:
+        raise ConfigError(
+            [
+                f"hpo.storage: the study's storage URL came from the bucket with its password masked "
+                f"({saved.storage}); pass hpo.storage=<url> as the machine that created the study did"
+            ]
+        )
+    raw = {**saved.config, "hpo": {**saved.config.get("hpo", {}), "storage": storage}}
+    record = dataclasses.replace(saved, storage=storage, config=raw)
+    record.write(study_dir)
+    return record
 
 
 @dataclass(frozen=True)
@@ -131,6 +148,8 @@ def plan_study(config: Config, resume_dir: Path | None, device: str | None, over
     if resume_dir is None and config.hpo.study_name and StudyDir.of(root, config.hpo.study_name).record_path.is_file():
         resume_dir = root / config.hpo.study_name
     saved = StudyRecord.read(resume_dir) if resume_dir else None
+    if saved and resume_dir and MASK in saved.storage:  # its record came from the bucket, password masked
+        saved = _with_storage(saved, config.hpo.storage, resume_dir)
     problems = tune_problems(config)
     if saved is None and (unnamed := unnamed_shared_study(config.hpo.storage, config.hpo.study_name)):
         problems.append(unnamed)

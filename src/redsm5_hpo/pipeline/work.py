@@ -7,6 +7,7 @@ process it starts (``redsm5-hpo worker``, ``work_on_study``) runs it on the same
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -163,7 +164,10 @@ class Worker:
         log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
         # the trial's own config: a rollback may have changed it (another machine may have started it)
         pull_trial(self.stores.bucket, files.path)
-        trial_config = files.read_config()
+        # where the study is now (another machine may have started the trial elsewhere)
+        trial_config = dataclasses.replace(
+            files.read_config(), experiments_dir=self.config.experiments_dir, remote=self.config.remote
+        )
         run_id = previous.get(attrs.RUN_ID)
         if attrs.ROLLBACK_EPOCH in trial.user_attrs:  # continue from the earlier checkpoint in a new run
             tags = {"rolled_back_from": str(run_id), "rollback_epoch": str(trial.user_attrs[attrs.ROLLBACK_EPOCH])}
