@@ -121,6 +121,9 @@ def test_the_bucket_keeps_the_study_and_any_machine_reads_it(s3, tmp_path) -> No
         result = run(other, s3, tracking, *args)
         assert result.returncode == 0, (args, result.stdout[-2000:] + result.stderr[-2000:])
     assert "OK" in run(other, s3, tracking, "verify").stdout
+    s3.fs().rm(f"{s3.bucket}/exp/{study_dir}/study_report.json")
+    assert run(other, s3, tracking, "report").returncode == 0  # a report rewritten anywhere reaches the bucket
+    assert f"{study_dir}/study_report.json" in s3.objects()
     assert json.loads((other / study_dir / "study_report.json").read_text())["test_metrics"] == report["test_metrics"]
     write_posts(tmp_path / "posts.csv")
     predictions = {}

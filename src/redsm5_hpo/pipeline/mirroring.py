@@ -63,7 +63,8 @@ def pull(bucket: Bucket, root: Path, study_name: str | None) -> str | None:
     count = _download_missing(bucket, root, study_name, skip_logs=False)
     for trial in (d for d in bucket.list_dirs("") if d.startswith(TRIAL_PREFIX)):
         count += _download_missing(bucket, root, trial, skip_logs=True)
-    log.info("pulled study %s from %s (%d file(s) this machine lacked)", study_name, bucket.url(), count)
+    if count:
+        log.info("pulled study %s from %s (%d file(s) this machine lacked)", study_name, bucket.url(), count)
     return study_name
 
 

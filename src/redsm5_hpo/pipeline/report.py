@@ -14,6 +14,7 @@ from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, trial_counts
+from redsm5_hpo.pipeline.mirroring import publish
 from redsm5_hpo.pipeline.parts import trial_stores
 from redsm5_hpo.pipeline.record import open_saved_study
 from redsm5_hpo.pipeline.study import write_plots
@@ -24,11 +25,12 @@ def reevaluate_study(study_dir: Path, device: str | None = None) -> tuple[dict[s
     configured one when given) and rewrite the report."""
     record, config, study = open_saved_study(study_dir)
     corpus = load_corpus(config.data, config.seed)
-    report = evaluate_best_trial(
-        study, record.study_id, config, corpus, trial_stores(config, Path(study_dir).parent), device
-    )
+    stores = trial_stores(config, Path(study_dir).parent)
+    report = evaluate_best_trial(study, record.study_id, config, corpus, stores, device)
     write_report(StudyDir(study_dir).report_path, report, "study_report")
-    return report, write_plots(study, study_dir, config)
+    plots = write_plots(study, study_dir, config)
+    publish(stores.bucket, stores.root, Path(study_dir))  # the study's bucket holds the report it reads
+    return report, plots
 
 
 def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
@@ -48,7 +50,10 @@ def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     report["summary"] = study_summary(study)
     report["trials"] = trial_counts(report["summary"], config.hpo.n_trials)
     write_report(path, report, "study_report")
-    return report, write_plots(study, study_dir, config)
+    plots = write_plots(study, study_dir, config)
+    stores = trial_stores(config, Path(study_dir).parent)
+    publish(stores.bucket, stores.root, Path(study_dir))
+    return report, plots
 
 
 def paper_summary(report: dict[str, Any]) -> str:
