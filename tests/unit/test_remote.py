@@ -55,3 +55,35 @@ def test_the_configuration_is_checked_up_front() -> None:
 def test_a_missing_fsspec_backend_names_the_package() -> None:
     with pytest.raises(BucketError, match=r"remote\.uri=abfs://c/p"):
         open_bucket(RemoteConfig(uri="abfs://c/p"))
+
+
+def test_credentials_the_bucket_refuses_are_one_message_naming_where_they_come_from() -> None:
+    """A server that checks credentials (moto with authentication on, in its own process: the switch is
+    read when moto is imported) answers 403 to unknown keys."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import logging, os
+        os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        from moto.server import ThreadedMotoServer
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        os.environ.update(AWS_ACCESS_KEY_ID="unknown", AWS_SECRET_ACCESS_KEY="unknown",
+                          AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://{host}:{port}")
+        from redsm5_hpo.config.schema import RemoteConfig
+        from redsm5_hpo.remote import BucketError, check_bucket, open_bucket
+        try:
+            check_bucket(open_bucket(RemoteConfig(uri="s3://team-bucket/p", retry_s=2)))
+        except BucketError as e:
+            print(e)
+        server.stop()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("s3://team-bucket/p: access denied"), result.stdout + result.stderr[-2000:]
+    assert "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE" in result.stdout
