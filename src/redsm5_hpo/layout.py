@@ -153,6 +153,11 @@ class StudyDir:
         report: dict[str, Any] = json.loads(self.report_path.read_text(encoding="utf-8"))
         return report
 
+    def command(self, verb: str, *extra: str) -> str:
+        """A command on this study that works pasted into any shell, in any directory: the study by its
+        directory name, the experiments directory in full."""
+        return " ".join(["redsm5-hpo", verb, "--study", self.path.name, *extra, f"experiments_dir={self.path.parent}"])
+
 
 def trial_dirs(root: Path) -> list[TrialDir]:
     return [TrialDir(p) for p in sorted(Path(root).glob(f"{TRIAL_PREFIX}*")) if p.is_dir()]

@@ -5,6 +5,8 @@ with the uninterrupted study's report; a second signal exits at once and the stu
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -54,8 +56,15 @@ def test_a_signal_stops_at_the_next_batch_and_resume_finishes_the_same_study(
     assert first.user_attrs["lifecycle"] == "interrupted" and first.user_attrs["resumable"] is True
     assert not list(root.glob("study_*/study_report.json"))  # no test evaluation after a stop
 
-    resumed = cli(root, "resume")
+    # the hint, pasted as printed into a shell in another directory
+    (hint,) = set(re.findall(r"`(redsm5-hpo resume [^`]+)`", rest))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDSM5_FAULT", "REDSM5_EXPERIMENTS_DIR")}
+    command = [sys.executable, "-m", "redsm5_hpo", *shlex.split(hint)[1:], "--no-progress"]
+    resumed = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert not list(elsewhere.iterdir())  # it found the study where it is, and wrote nothing here
     report, weights = outcome(root)
     assert report["test_metrics"] == uninterrupted[0]["test_metrics"] and weights == uninterrupted[1]
     assert report["trials"] == {"requested": 2, "completed": 2, "pruned": 0, "failed": 0}

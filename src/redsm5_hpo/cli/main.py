@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redsm5_hpo import __version__
 from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError, human_bytes
 from redsm5_hpo.checkpoints.store import CheckpointError
 from redsm5_hpo.config.errors import ConfigError
@@ -37,6 +38,8 @@ log = logging.getLogger("redsm5_hpo.cli")
 USER_ERRORS = (ConfigError, DataError, EncoderLoadError, CheckpointError, StudyError, BucketError)
 EXIT_USER_ERROR = 2
 EXIT_ALREADY_RUNNING = 4
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a writer whose reader went away."""
 STOPPABLE = ("tune", "resume", "train", "worker")
 """Commands that stop at the next batch on SIGTERM / SIGINT and exit 143 / 130 (``interrupts``)."""
 
@@ -429,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  redsm5-hpo tune hpo.n_trials=4\n  redsm5-hpo train --help",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"redsm5-hpo {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
     for name, (text, _) in COMMANDS.items():
         sub = commands.add_parser(
@@ -503,6 +507,13 @@ def _format_warning(message: Warning | str, category: type[Warning], *args: Any,
 _FORMAT_WARNING = warnings.formatwarning
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail on the closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
     parser = build_parser()
@@ -521,6 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
         with graceful_stop() if args.command in STOPPABLE else contextlib.nullcontext():
             return command(config, args)
+    except BrokenPipeError:  # `redsm5-hpo status | head -1`: the reader has what it wanted
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except DeviceFailed as e:  # a fresh process can use the GPU again; the study logged how to resume
         after = (
             "the trial is resumable (the resume command is above)" if args.command != "train" else "checkpoints kept"
@@ -528,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}; {after}", file=sys.stderr)
         return EXIT_DEVICE_FAILED
     except StopRequested as e:  # the study logged how to resume; the run's checkpoints are on disk
-        after = "the study is resumable: `redsm5-hpo resume`" if args.command != "train" else "checkpoints kept"
+        resumable = "the study is resumable (the resume command is above)"
+        after = resumable if args.command != "train" else "checkpoints kept"
         print(f"{e}; {after}", file=sys.stderr)
         return e.exit_code
     except USER_ERRORS as e:

@@ -15,6 +15,8 @@ from redsm5_hpo.config.schema import DEPRECATED_KEYS, Config
 from redsm5_hpo.config.validation import validate
 
 CONFIG_DIR_ENV = "REDSM5_CONFIG_DIR"
+EXPERIMENTS_DIR_ENV = "REDSM5_EXPERIMENTS_DIR"
+"""Sets the default ``experiments_dir`` for every command (``experiments_dir=...`` still wins)."""
 
 
 def default_config_dir() -> Path:
@@ -33,6 +35,9 @@ def load_config(overrides: list[str] | None = None, config_dir: str | Path | Non
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = [_accept_deprecated(o) for o in overrides or []]
+    experiments = os.environ.get(EXPERIMENTS_DIR_ENV)
+    if experiments and not any(o.split("=", 1)[0].lstrip("+~") == "experiments_dir" for o in overrides):
+        overrides.insert(0, f"experiments_dir={experiments}")  # the user's default; an override still wins
     directory = Path(config_dir) if config_dir else default_config_dir()
     if not (directory / "config.yaml").is_file():
         raise ConfigError([f"no config.yaml in {directory}; pass --config-dir or set {CONFIG_DIR_ENV}"])

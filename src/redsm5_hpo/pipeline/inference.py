@@ -79,7 +79,7 @@ def load_model(
     if not files.report_path.is_file():
         raise StudyError(
             f"study {study_dir.name} has no report yet (it is running or was stopped): finish it with "
-            f"`redsm5-hpo resume --study {study_dir.name}`, or give a checkpoint with --checkpoint"
+            f"`{files.command('resume')}`, or give a checkpoint with --checkpoint"
         )
     report = files.read_report()
     references = list(report["checkpoint_references"])

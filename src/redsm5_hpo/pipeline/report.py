@@ -37,7 +37,7 @@ def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     """Recompute the trial counts, summary and plots of an existing report (no test evaluation)."""
     path = StudyDir(study_dir).report_path
     if not path.is_file():
-        raise StudyError(f"{path} does not exist yet; run `redsm5-hpo evaluate --study {study_dir.name}` first")
+        raise StudyError(f"{path} does not exist yet; run `{StudyDir(study_dir).command('evaluate')}` first")
     _, config, study = open_saved_study(study_dir)
     report = json.loads(path.read_text(encoding="utf-8"))
     try:
@@ -45,7 +45,7 @@ def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
     except jsonschema.ValidationError as e:
         raise StudyError(
             f"{path} was written by an earlier version and lacks what reports hold now ({e.message}); rewrite it "
-            f"with `redsm5-hpo evaluate --study {study_dir.name}`"
+            f"with `{StudyDir(study_dir).command('evaluate')}`"
         ) from None
     report["summary"] = study_summary(study)
     report["trials"] = trial_counts(report["summary"], config.hpo.n_trials)

@@ -105,7 +105,8 @@ def describe(status: StudyStatus) -> str:
     done = c["completed"] + c["pruned"] + c["failed"]
     lines = [f"study {status.study_id}: {status.state}"]
     if status.state == "stopped":
-        lines[0] += f" (resumable: `redsm5-hpo resume --study {status.study_id}`)"
+        hint = f"redsm5-hpo resume --study {status.study_id} experiments_dir={status.experiments}"
+        lines[0] += f" (resumable: `{hint}`)"
     lines.append(
         f"trials: {done}/{status.total} done ({c['completed']} completed, {c['pruned']} pruned, {c['failed']} failed), "
         f"{c['running']} running, {c['queued']} queued"

@@ -278,18 +278,16 @@ class StudySession:
                 ran = run_workers(
                     self.study, plan.study_dir, config.hpo, plan.device, self.tracker, self.study_run, stores
                 )
-                _require_finished(self.study, plan.shared, plan.study_id)
+                _require_finished(self.study, plan.shared, plan.files)
             else:
                 ran, disk_errors = self._run_here()
             raise_if_requested()  # not even the test evaluation once a stop was asked for
         except (StopRequested, DeviceFailed) as e:
             log.warning(
-                "%s: study %s stopped; the interrupted trial resumes from its newest checkpoint with "
-                "`redsm5-hpo resume --study %s experiments_dir=%s`",
+                "%s: study %s stopped; the interrupted trial resumes from its newest checkpoint with `%s`",
                 e,
                 plan.study_id,
-                plan.study_id,
-                plan.study_dir.parent,
+                plan.files.command("resume"),
             )
             raise
         except DiskSpaceError:
@@ -350,7 +348,7 @@ class StudySession:
         if waiting:
             raise StudyError(
                 f"{len(waiting)} checkpoint(s) of the best trial are not in {self.stores.bucket.url()} yet (it is "
-                f"unreachable); they are safe on this disk. Run `redsm5-hpo resume --study {self.plan.study_id}` "
+                f"unreachable); they are safe on this disk. Run `{self.plan.files.command('resume')}` "
                 "once the bucket is back: it uploads them and writes the report"
             )
 
@@ -366,14 +364,14 @@ def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Pa
     return write_study_plots(study, StudyDir(study_dir).plots, history, config.train.optimization_metric)
 
 
-def _require_finished(study: optuna.Study, shared: bool, study_id: str) -> None:
+def _require_finished(study: optuna.Study, shared: bool, files: StudyDir) -> None:
     """After this machine's workers exited: on a study of its own, no trial may be left to run."""
     live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
     left = study.get_trials(deepcopy=False, states=live)
     if left and not shared:
         raise StudyError(
-            f"{len(left)} trial(s) of study {study_id} did not run (their workers died more often than they were "
-            f"restarted; see logs/worker-*.log); continue with `redsm5-hpo resume --study {study_id}`"
+            f"{len(left)} trial(s) of study {files.path.name} did not run (their workers died more often than they "
+            f"were restarted; see logs/worker-*.log); continue with `{files.command('resume')}`"
         )
 
 

@@ -31,7 +31,7 @@ from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import format_duration
 from redsm5_hpo.interrupts import StopRequested, requested
-from redsm5_hpo.layout import STUDY_PREFIX, StudyDir
+from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
 from redsm5_hpo.pipeline.work import study_progress_of
 from redsm5_hpo.processes import die_with_parent
@@ -155,11 +155,10 @@ def run_workers(
 
 
 def _failure(worker: WorkerProcess, code: int, study_dir: Path) -> Exception:
-    study = study_dir.name.removeprefix(STUDY_PREFIX)
     message = (
         f"worker {worker.index} stopped with exit code {code}; the other workers were stopped, their trials "
         f"resumable. Its log ({worker.log_path}) ends with:\n{worker.tail()}\n"
-        f"Fix the cause, then `redsm5-hpo resume --study {study}`."
+        f"Fix the cause, then `{StudyDir(study_dir).command('resume')}`."
     )
     if code == EXIT_DISK_FULL:
         return DiskSpaceError(f"disk full: {message}")

@@ -1,0 +1,46 @@
+"""The command line's own behaviour: its version, a closed pipe, hints that work in any directory."""
+
+import os
+import sys
+
+import pytest
+
+from redsm5_hpo import __version__
+from redsm5_hpo.cli.main import EXIT_BROKEN_PIPE, main
+from redsm5_hpo.config.loading import EXPERIMENTS_DIR_ENV, load_config
+from redsm5_hpo.layout import StudyDir
+from tests.conftest import CONFIG_DIR
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"redsm5-hpo {__version__}"
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, monkeypatch, capfd) -> None:
+    """`redsm5-hpo cleanup | head -0`: the reader is gone before the first line; exit 141, no traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    stream = os.fdopen(write, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        code = main(["cleanup", f"experiments_dir={tmp_path}", "--config-dir", str(CONFIG_DIR)])
+    finally:
+        monkeypatch.undo()
+        stream.close()
+    assert code == EXIT_BROKEN_PIPE
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_experiments_dir_comes_from_the_environment_unless_given(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(EXPERIMENTS_DIR_ENV, str(tmp_path / "from-env"))
+    assert load_config([], CONFIG_DIR).experiments_dir == str(tmp_path / "from-env")
+    given = load_config([f"experiments_dir={tmp_path / 'given'}"], CONFIG_DIR)
+    assert given.experiments_dir == str(tmp_path / "given")
+
+
+def test_a_hint_names_the_study_and_where_it_is(tmp_path) -> None:
+    study = StudyDir(tmp_path / "exp" / "study_abc")
+    assert study.command("resume") == f"redsm5-hpo resume --study study_abc experiments_dir={tmp_path / 'exp'}"
