@@ -27,7 +27,7 @@ from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.interrupts import StopRequested, graceful_stop
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.remote import BucketError
-from redsm5_hpo.tracking.logs import setup_logging
+from redsm5_hpo.tracking.logs import FILES_ONLY, setup_logging
 from redsm5_hpo.tracking.sanitize import mask_secrets
 
 if TYPE_CHECKING:
@@ -547,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{e}; {after}", file=sys.stderr)
         return e.exit_code
     except USER_ERRORS as e:
-        log.critical("%s", e)
+        log.critical("%s", e, extra=FILES_ONLY)  # for the JSON logs; the terminal gets it once, below
         print(f"error: {mask_secrets(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
     except DiskSpaceError as e:  # already logged in full (stdout and JSON) where it was raised

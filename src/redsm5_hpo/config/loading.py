@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
@@ -41,6 +42,9 @@ def load_config(overrides: list[str] | None = None, config_dir: str | Path | Non
     directory = Path(config_dir) if config_dir else default_config_dir()
     if not (directory / "config.yaml").is_file():
         raise ConfigError([f"no config.yaml in {directory}; pass --config-dir or set {CONFIG_DIR_ENV}"])
+    unknown = unknown_override_problems(overrides, directory)
+    if unknown:  # before Hydra, whose answer to a typo is advice to add the key
+        raise ConfigError(unknown)
     try:
         with initialize_config_dir(config_dir=str(directory.resolve()), version_base="1.3"):
             composed = compose(config_name="config", overrides=list(overrides or []))
@@ -92,7 +96,7 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
     fields = {f.name for f in dataclasses.fields(cls)}
     raw = _renamed(raw, path)
     for unknown in sorted(set(raw) - fields):
-        problems.append(f"{path}{unknown}: unknown key (known: {', '.join(sorted(fields))})")
+        problems.append(_unknown_key(f"{path}{unknown}"))
     kwargs: dict[str, Any] = {}
     for name in fields & set(raw):
         hint, value, where = hints[name], raw[name], f"{path}{name}"
@@ -105,6 +109,48 @@ def _build(cls: type, raw: Any, path: str, problems: list[str]) -> Any:
         else:
             problems.append(f"{where}: expected {_type_name(hint)}, got {value!r}")
     return cls(**kwargs)
+
+
+def known_keys(cls: type = Config, path: str = "") -> dict[str, bool]:
+    """Every dotted key of the schema, and whether it is a mapping whose own keys are free (``search_space``,
+    ``remote.options``)."""
+    keys: dict[str, bool] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint, key = hints[f.name], f"{path}{f.name}"
+        keys[key] = typing.get_origin(hint) is dict
+        if dataclasses.is_dataclass(hint):
+            keys |= known_keys(hint, f"{key}.")  # type: ignore[arg-type]
+    return keys
+
+
+def unknown_override_problems(overrides: list[str], directory: Path) -> list[str]:
+    """``key=value`` items whose key is neither in the schema (nor under a free mapping, a config group or a
+    renamed key), each with the closest known key."""
+    keys = known_keys()
+    groups = {p.name for p in directory.iterdir() if p.is_dir()}
+    problems = []
+    for item in overrides:
+        if "=" not in item:
+            continue
+        key = item.split("=", 1)[0].lstrip("+~")
+        parents = [".".join(key.split(".")[:i]) for i in range(1, key.count(".") + 1)]
+        if key in keys or key in groups or key in DEPRECATED_KEYS or any(keys.get(p) for p in parents):
+            continue
+        problems.append(_unknown_key(key))
+    return problems
+
+
+def _unknown_key(key: str) -> str:
+    """``key: unknown key``, with the closest known keys when there are any."""
+    keys = list(known_keys())
+    leaves = [k for k in keys if not any(other.startswith(f"{k}.") for other in keys)]
+    close = difflib.get_close_matches(key, leaves, n=1, cutoff=0.6)
+    section = key.rpartition(".")[0]
+    if not close and section:
+        close = difflib.get_close_matches(key, [k for k in leaves if k.startswith(f"{section}.")], n=1, cutoff=0.4)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{key}: unknown key{hint} (every key: docs/configuration-reference.md)"
 
 
 def _renamed(raw: dict[str, Any], path: str) -> dict[str, Any]:

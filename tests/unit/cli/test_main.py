@@ -44,3 +44,29 @@ def test_the_experiments_dir_comes_from_the_environment_unless_given(tmp_path, m
 def test_a_hint_names_the_study_and_where_it_is(tmp_path) -> None:
     study = StudyDir(tmp_path / "exp" / "study_abc")
     assert study.command("resume") == f"redsm5-hpo resume --study study_abc experiments_dir={tmp_path / 'exp'}"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("hpo.n_trial=2", "hpo.n_trial: unknown key; did you mean hpo.n_trials?"),
+        ("+hpo.n_trial=2", "hpo.n_trial: unknown key; did you mean hpo.n_trials?"),  # Hydra's own advice, followed
+        ("trian.epochs=2", "trian.epochs: unknown key; did you mean train.epochs?"),
+        ("train.lr=1e-4", "train.lr: unknown key; did you mean train.lr_head?"),
+        ("xyz=1", "xyz: unknown key (every key: docs/configuration-reference.md)"),
+    ],
+)
+def test_a_typo_gets_the_closest_key_once_and_never_hydras_advice(override, expected, capsys) -> None:
+    assert main(["tune", override, "--config-dir", str(CONFIG_DIR), "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert expected in err and err.count("unknown key") == 1
+    assert "To append to your config" not in out + err
+    assert "unknown key" not in out  # the error is printed once, on stderr
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["hpo.search_space.train.lr_head.low=1e-5", "+remote.options.endpoint_url=http://minio:9000", "model=tiny"],
+)
+def test_keys_under_free_mappings_and_config_groups_are_not_typos(override) -> None:
+    load_config([override], CONFIG_DIR)
