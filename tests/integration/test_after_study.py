@@ -114,7 +114,7 @@ def test_status_of_a_finished_a_running_and_a_killed_study(uninterrupted_root, t
     assert running.returncode == 0, running.stderr[-2000:]
     assert ": running" in running.stdout
     assert "trials: 0/2 done" in running.stdout and "1 running, 1 queued" in running.stdout
-    line = r"trial 1 \([0-9a-f]{8}, running, running\): epoch \d+/200: train_loss="
+    line = r"trial 1 \([0-9a-f]{8}, running\): epoch \d+/200: train_loss="  # its stage, said once
     assert re.search(line, running.stdout), running.stdout
     assert "disk guard: OK" in running.stdout and "tracking journal:" in running.stdout
     study.process.send_signal(signal.SIGKILL)

@@ -55,6 +55,8 @@ def test_a_signal_stops_at_the_next_batch_and_resume_finishes_the_same_study(
     assert first.state == optuna.trial.TrialState.FAIL
     assert first.user_attrs["lifecycle"] == "interrupted" and first.user_attrs["resumable"] is True
     assert not list(root.glob("study_*/study_report.json"))  # no test evaluation after a stop
+    status = cli(root, "status").stdout
+    assert "0 failed), 1 interrupted (resumable), 0 running, 1 queued" in status, status  # not a failure
 
     # the hint, pasted as printed into a shell in another directory
     (hint,) = set(re.findall(r"`(redsm5-hpo resume [^`]+)`", rest))

@@ -67,7 +67,8 @@ def read_status(study_dir: Path) -> StudyStatus:
     counts = {
         "completed": sum(t.state == states.COMPLETE for t in trials),
         "pruned": sum(t.state == states.PRUNED for t in trials),
-        "failed": sum(t.state == states.FAIL for t in trials),
+        "failed": sum(t.state == states.FAIL and not t.user_attrs.get(attrs.RESUMABLE) for t in trials),
+        "interrupted": sum(t.state == states.FAIL and bool(t.user_attrs.get(attrs.RESUMABLE)) for t in trials),
         "running": sum(t.state == states.RUNNING for t in trials),
         "queued": sum(t.state == states.WAITING for t in trials),
     }
@@ -107,18 +108,18 @@ def describe(status: StudyStatus) -> str:
     if status.state == "stopped":
         hint = f"redsm5-hpo resume --study {status.study_id} experiments_dir={status.experiments}"
         lines[0] += f" (resumable: `{hint}`)"
+    interrupted = f"{c['interrupted']} interrupted (resumable), " if c.get("interrupted") else ""
     lines.append(
         f"trials: {done}/{status.total} done ({c['completed']} completed, {c['pruned']} pruned, {c['failed']} failed), "
-        f"{c['running']} running, {c['queued']} queued"
+        f"{interrupted}{c['running']} running, {c['queued']} queued"
     )
     for trial in status.running:
         worker = f", worker {trial.worker}" if trial.worker is not None else ""
         epoch = f"epoch {trial.epoch}/{status.epochs}" if trial.epoch is not None else "no epoch finished yet"
         metrics = f": {trial.last_metrics}" if trial.last_metrics else ""
         live = "running" if status.state == "running" else "interrupted"
-        lines.append(
-            f"  trial {trial.slot + 1} ({trial.trial_id[:8]}{worker}, {trial.stage}, {live}): {epoch}{metrics}"
-        )
+        stage = "" if trial.stage == live else f", {trial.stage}"
+        lines.append(f"  trial {trial.slot + 1} ({trial.trial_id[:8]}{worker}{stage}, {live}): {epoch}{metrics}")
     best = "none yet" if status.best is None else f"{status.best:.4f}"
     eta = f", ETA {format_duration(status.eta_s)}" if status.state == "running" else ""
     lines.append(f"best so far: {best}{eta}")
