@@ -55,6 +55,17 @@ def run(
     )
 
 
+def start_tune(root: Path, s3: S3, tracking: Path | str, *overrides: str) -> subprocess.Popen:  # noqa: F811
+    """``tune`` in the background, its output (stdout and stderr) line by line as it comes."""
+    return subprocess.Popen(
+        [*command(root, s3, tracking, "tune", *overrides), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
 def checkpoint_bytes(root: Path) -> int:
     total = 0
     for path in root.glob("trial_*/checkpoints/**/*"):
@@ -73,12 +84,7 @@ def once_per_step(tracking: Path) -> None:
 
 def test_the_bucket_keeps_the_study_and_any_machine_reads_it(s3, tmp_path) -> None:  # noqa: F811
     root, tracking = tmp_path / "a" / "experiments", tmp_path / "mlflow.db"
-    process = subprocess.Popen(
-        [*command(root, s3, tracking, "tune", *STUDY_OVERRIDES, "remote.cache_max_mb=0"), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_tune(root, s3, tracking, *STUDY_OVERRIDES, "remote.cache_max_mb=0")
     peak = [0]
 
     def sample() -> None:
@@ -144,13 +150,7 @@ def test_a_preempted_study_resumes_from_the_bucket_on_a_new_machine(s3, uninterr
     """SIGTERM (a spot VM's notice) mid-trial: exit 143 with the newest checkpoint in the bucket; the machine's
     disk is then lost, and `resume` on another machine finishes the study with the uninterrupted report."""
     root, tracking = tmp_path / "a" / "experiments", tmp_path / "mlflow.db"
-    process = subprocess.Popen(
-        [*command(root, s3, tracking, "tune", *STUDY_OVERRIDES), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = start_tune(root, s3, tracking, *STUDY_OVERRIDES)
     wait_for(process, "checkpoint in the bucket")  # the first trial's epoch 1; epoch 2 is training
     process.send_signal(signal.SIGTERM)
     rest, _ = process.communicate(timeout=180)
@@ -193,13 +193,7 @@ def test_two_machines_sharing_only_a_database_and_a_bucket(s3, postgres_url, uni
     shared = [*STUDY_OVERRIDES, f"hpo.storage={postgres_url}", f"hpo.study_name={name}"]
     shared += ["hpo.heartbeat_interval_s=1", "hpo.stale_after_s=3"]
     a, b = tmp_path / "a" / "experiments", tmp_path / "b" / "experiments"
-    first = subprocess.Popen(
-        [*command(a, s3, tracking, "tune", *shared), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    first = start_tune(a, s3, tracking, *shared)
     wait_for(first, "checkpoint in the bucket")
     first.kill()  # machine A is gone, its disk with it
     first.communicate(timeout=60)
@@ -228,13 +222,7 @@ def test_a_bucket_outage_mid_study_loses_nothing_and_uploads_catch_up(s3, uninte
     uploads wait and catch up, the report is written once the bucket holds the best trial's checkpoints."""
     root, tracking = tmp_path / "experiments", tmp_path / "mlflow.db"
     overrides = [*STUDY_OVERRIDES, "remote.retry_s=1", "remote.flush_timeout_s=90"]
-    process = subprocess.Popen(
-        [*command(root, s3, tracking, "tune", *overrides), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = start_tune(root, s3, tracking, *overrides)
     lines: list[str] = []
     first_upload, outage_seen = threading.Event(), threading.Event()
 
