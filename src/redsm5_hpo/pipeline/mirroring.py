@@ -60,9 +60,13 @@ def pull(bucket: Bucket, root: Path, study_name: str | None) -> str | None:
         study_name = studies[0]
     if study_name not in studies:
         return None
-    count = _download_missing(bucket, root, study_name, skip_logs=False)
-    for trial in (d for d in bucket.list_dirs("") if d.startswith(TRIAL_PREFIX)):
-        count += _download_missing(bucket, root, trial, skip_logs=True)
+    listed: dict[str, list[str]] = {}  # one listing of the whole prefix, not one per trial
+    for key in bucket.list_files(""):
+        top, _, relative = key.partition("/")
+        listed.setdefault(top, []).append(relative)
+    count = _download_missing(bucket, root, study_name, listed.get(study_name, []), skip_logs=False)
+    for trial in (d for d in listed if d.startswith(TRIAL_PREFIX)):
+        count += _download_missing(bucket, root, trial, listed[trial], skip_logs=True)
     if count:
         log.info("pulled study %s from %s (%d file(s) this machine lacked)", study_name, bucket.url(), count)
     return study_name
@@ -71,12 +75,14 @@ def pull(bucket: Bucket, root: Path, study_name: str | None) -> str | None:
 def pull_trial(bucket: Bucket | None, trial_dir: Path) -> None:
     """A trial's configuration and report when another machine ran it (its checkpoints come on load)."""
     if bucket is not None:
-        _download_missing(bucket, trial_dir.parent, trial_dir.name, skip_logs=True)
+        name = trial_dir.name
+        _download_missing(bucket, trial_dir.parent, name, bucket.list_files(name), skip_logs=True)
 
 
-def _download_missing(bucket: Bucket, root: Path, name: str, skip_logs: bool) -> int:
+def _download_missing(bucket: Bucket, root: Path, name: str, relatives: list[str], skip_logs: bool) -> int:
+    """The files ``relatives`` (under ``name``) that this machine lacks, but checkpoints (and logs)."""
     count = 0
-    for relative in bucket.list_files(name):
+    for relative in relatives:
         parts = Path(relative).parts
         if CHECKPOINTS in parts or (skip_logs and LOGS in parts):
             continue
