@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from redsm5_hpo.cli.main import EXIT_ALREADY_RUNNING
 from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED
 from redsm5_hpo.hpo.lock import study_lock
+from redsm5_hpo.pipeline.answer import short
 from redsm5_hpo.pipeline.evaluate import study_run_metrics
 from redsm5_hpo.pipeline.verify import STUDY_RUN_METRICS as STUDY_SERIES
 from tests.helpers.study_cli import STUDY_OVERRIDES, cli, metric_counts, outcome
@@ -100,8 +101,21 @@ def test_a_finished_study_resumed_does_nothing_and_says_so(uninterrupted_root) -
         again = cli(root, *args)
         assert again.returncode == 0, again.stderr[-2000:]
         assert f"study {study_id} had finished: nothing ran and nothing was logged again" in again.stdout
-        assert f"study report: {report_path}" in again.stdout and "test macro-F1:" in again.stdout
+        assert (
+            f"study report: {report_path}" in again.stdout and "test (calibrated thresholds): macro-F1" in again.stdout
+        )
         assert report_path.read_bytes() == report and tracker_rows(root) == rows
+    saved = json.loads(report)
+    best = next(h for h in saved["summary"]["best_value_history"] if h["trial_id"] == saved["best_trial_id"])
+    assert saved["best_params"] == best["params"] and saved["best_params"]  # the searched parameters, on top
+    table = again.stdout.splitlines()
+    header = next(line for line in table if line.split()[:2] == ["trial", "state"])
+    assert set(saved["best_params"]) <= set(header.split())
+    trial_rows = table[table.index(header) + 1 : table.index(header) + 3]
+    assert [row.lstrip("* ").split()[0] for row in trial_rows] == ["1", "2"]  # numbered as the log's trial k/N
+    params = "best parameters: " + " ".join(f"{k}={short(v)}" for k, v in sorted(best["params"].items()))
+    assert params in again.stdout  # 4 significant digits
+    assert f"redsm5-hpo export --study study_{study_id}" in again.stdout
     hint = re.search(r"`(redsm5-hpo evaluate [^`]+)`", again.stdout)
     assert hint and f"experiments_dir={root}" in hint.group(1)  # complete: it works pasted anywhere
     changed = cli(root, "resume", "seed=14")

@@ -25,6 +25,7 @@ from redsm5_hpo.errors import first_line
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.interrupts import StopRequested, graceful_stop
+from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.remote import BucketError
 from redsm5_hpo.tracking.logs import FILES_ONLY, setup_logging
@@ -228,8 +229,8 @@ def _cmd_tune(config: Config, args: argparse.Namespace) -> int:
 
 
 def _print_study_result(result: StudyResult) -> None:
-    """The end of ``tune`` and ``resume``: the best trial, its test scores and the report's path."""
-    from redsm5_hpo.pipeline.report import result_lines
+    """The end of ``tune`` and ``resume``: the trials, the best trial, its test scores and what to do next."""
+    from redsm5_hpo.pipeline.answer import answer_lines
 
     if result.report is None:
         print(f"worker done; another worker writes {result.report_path} when the last trial ends")
@@ -237,11 +238,9 @@ def _print_study_result(result: StudyResult) -> None:
     if result.finished_before:
         print(
             f"study {result.study_id} had finished: nothing ran and nothing was logged again, and its test split "
-            f"was not scored again (`redsm5-hpo evaluate --study {result.study_id} "
-            f"experiments_dir={result.study_dir.parent}` redoes the test evaluation)"
+            f"was not scored again (`{StudyDir(result.study_dir).command('evaluate')}` redoes the test evaluation)"
         )
-    print("\n".join(result_lines(result.report)))
-    print(f"study report: {result.report_path}")
+    print("\n".join(answer_lines(result.report, result.study_dir)))
 
 
 def _cmd_train(config: Config, args: argparse.Namespace) -> int:
@@ -324,17 +323,23 @@ def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import find_study_dir
-    from redsm5_hpo.pipeline.report import describe, reevaluate_study
+    from redsm5_hpo.pipeline.answer import answer_lines
+    from redsm5_hpo.pipeline.report import reevaluate_study
 
-    print(describe(*reevaluate_study(find_study_dir(config, args.study), args.device)))
+    study_dir = find_study_dir(config, args.study)
+    report, plots = reevaluate_study(study_dir, args.device)
+    print("\n".join(answer_lines(report, study_dir, plots)))
     return 0
 
 
 def _cmd_report(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.pipeline import find_study_dir
-    from redsm5_hpo.pipeline.report import describe, refresh_report
+    from redsm5_hpo.pipeline.answer import answer_lines
+    from redsm5_hpo.pipeline.report import refresh_report
 
-    print(describe(*refresh_report(find_study_dir(config, args.study))))
+    study_dir = find_study_dir(config, args.study)
+    report, plots = refresh_report(study_dir)
+    print("\n".join(answer_lines(report, study_dir, plots)))
     return 0
 
 

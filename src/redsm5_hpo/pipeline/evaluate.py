@@ -18,9 +18,10 @@ from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.metrics import constant_baselines, paper_metrics
 from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
+from redsm5_hpo.evaluation.verdicts import result_warnings
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import best_trial, counted_trials, study_history
+from redsm5_hpo.hpo.study import best_trial, counted_trials, study_direction, study_history
 from redsm5_hpo.pipeline.parts import build_model, split_datasets
 
 
@@ -52,18 +53,21 @@ def evaluate_best_trial(
         trial_config, stores.store(trial), trial_report["checkpoint_references"], corpus, "test", thresholds, runtime
     )
     y = {s: [p.labels for p in corpus.splits[s]] for s in ("train", "test")}
+    baselines = constant_baselines(np.array(y["train"]), np.array(y["test"]))
     return {
         "study_id": study_id,
         "best_trial_id": best.user_attrs[attrs.TRIAL_ID],
         "optimization_metric": config.train.optimization_metric,
         "best_validation_value": float(best.value or 0.0),
+        "best_params": dict(best.params),
         "test_metrics": evaluations[0]["test_metrics"],
         "paper_metrics": {
             **evaluations[0]["paper_metrics"],
             "split_protocol": "predefined" if corpus.predefined_splits else trial_config.data.split_protocol,
         },
         "checkpoint_evaluations": evaluations,
-        "baselines": constant_baselines(np.array(y["train"]), np.array(y["test"])),
+        "baselines": baselines,
+        "warnings": study_warnings(study, config, evaluations[0]["test_metrics"], baselines),
         "config": dataclasses.asdict(trial_config),
         "seeds": {"seed": trial_config.seed, "sampler_seed": config.seed},
         "dataset": {
@@ -90,6 +94,20 @@ def study_run_metrics(report: dict[str, Any]) -> dict[str, float]:
     (``test_paper_*``)."""
     paper = report.get("paper_metrics") or {}
     return {**report["test_metrics"], **{f"test_paper_{k}": float(paper[k]) for k in PAPER_SCALARS if k in paper}}
+
+
+def study_warnings(
+    study: optuna.Study, config: Config, test_metrics: dict[str, float], baselines: dict[str, float]
+) -> list[str]:
+    """The report's warnings (``evaluation.verdicts``): no signal in the search, a test score below a
+    constant baseline."""
+    complete = [
+        float(t.value)
+        for _, t in counted_trials(study)
+        if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+    ]
+    metric = config.train.optimization_metric
+    return result_warnings(complete, study_direction(study), metric, test_metrics, baselines)
 
 
 def trial_counts(summary: dict[str, Any], requested: int) -> dict[str, int]:
@@ -119,13 +137,21 @@ def report_is_current(report: dict[str, Any], study: optuna.Study, n_trials: int
 
 
 def study_summary(study: optuna.Study) -> dict[str, Any]:
-    """Trials by outcome (with the reason of each pruned or failed one) and the best value after each
-    finished trial, each trial by its 1-based index (the ``k`` of the log's ``trial k/N``)."""
+    """Trials by outcome (with the reason of each pruned or failed one) and, for each finished trial by its
+    1-based index (the ``k`` of the log's ``trial k/N``), its outcome, its searched parameters and the best
+    value after it."""
     counted = counted_trials(study)
     return {
         "best_value_history": [
-            {"trial": p.trial, "state": p.state, "value": p.value, "best_so_far": p.best_so_far}
-            for p in study_history(study)
+            {
+                "trial": p.trial,
+                "state": p.state,
+                "value": p.value,
+                "best_so_far": p.best_so_far,
+                "trial_id": t.user_attrs.get(attrs.TRIAL_ID),
+                "params": dict(t.params),
+            }
+            for p, (_, t) in zip(study_history(study), counted, strict=True)
         ],
         "pruned": [
             {"trial": k, "epoch": t.last_step, "reason": t.user_attrs.get(attrs.PRUNE_REASON, "pruned")}

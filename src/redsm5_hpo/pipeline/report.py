@@ -13,7 +13,7 @@ from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.layout import StudyDir
-from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, trial_counts
+from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, study_warnings, trial_counts
 from redsm5_hpo.pipeline.mirroring import publish
 from redsm5_hpo.pipeline.parts import trial_stores
 from redsm5_hpo.pipeline.record import open_saved_study
@@ -49,54 +49,13 @@ def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
         ) from None
     report["summary"] = study_summary(study)
     report["trials"] = trial_counts(report["summary"], config.hpo.n_trials)
+    report["best_params"] = next(
+        (h["params"] for h in report["summary"]["best_value_history"] if h["trial_id"] == report["best_trial_id"]),
+        report.get("best_params", {}),
+    )
+    report["warnings"] = study_warnings(study, config, report["test_metrics"], report["baselines"])
     write_report(path, report, "study_report")
     plots = write_plots(study, study_dir, config)
     stores = trial_stores(config, Path(study_dir).parent)
     publish(stores.bucket, stores.root, Path(study_dir))
     return report, plots
-
-
-def paper_summary(report: dict[str, Any]) -> str:
-    """One line: the test split scored as the published baselines are (``paper_metrics``)."""
-    paper = report.get("paper_metrics")
-    if not paper:
-        return "paper protocol: not in this report (written by an earlier version)"
-    return (
-        f"paper protocol (10 classes, threshold 0.5, {paper['posts']} test posts): micro-F1 {paper['micro_f1']:.3f}, "
-        f"macro-F1 {paper['macro_f1']:.3f}, weighted-F1 {paper['weighted_f1']:.3f}, "
-        f"exact match {paper['exact_match_accuracy']:.3f}"
-    )
-
-
-def result_lines(report: dict[str, Any]) -> list[str]:
-    """What ``tune`` and ``resume`` print at the end: the best trial and its test scores."""
-    metrics = report["test_metrics"]
-    return [
-        f"best trial: {report['best_trial_id']} "
-        f"({report['optimization_metric']}={report['best_validation_value']:.4f})",
-        f"test macro-F1: {metrics['test_criteria_macro_f1']:.4f}  micro-F1: {metrics['test_criteria_micro_f1']:.4f}  "
-        f"evidence F1: {metrics['test_evidence_f1']:.4f}",
-        paper_summary(report),
-        f"baselines (test macro-F1): {json.dumps(report['baselines'])}",
-    ]
-
-
-def describe(report: dict[str, Any], plots: list[Path]) -> str:
-    metrics = report["test_metrics"]
-    trials = report["trials"]
-    lines = [
-        f"study {report['study_id']}: {trials['completed']} completed, {trials['pruned']} pruned, "
-        f"{trials['failed']} failed of {trials['requested']} requested",
-        f"best trial {report['best_trial_id']}: "
-        f"{report['optimization_metric']} = {report['best_validation_value']:.4f}",
-        f"test macro-F1 {metrics['test_criteria_macro_f1']:.4f}, micro-F1 {metrics['test_criteria_micro_f1']:.4f}, "
-        f"evidence F1 {metrics['test_evidence_f1']:.4f} (calibrated thresholds)",
-        paper_summary(report),
-        "best value after each trial: "
-        + ", ".join(
-            f"{h['trial']}:{'-' if h['best_so_far'] is None else format(h['best_so_far'], '.4f')}"
-            for h in report["summary"]["best_value_history"]
-        ),
-    ]
-    lines += [f"plot: {p}" for p in plots]
-    return "\n".join(lines)

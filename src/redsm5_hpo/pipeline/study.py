@@ -49,7 +49,7 @@ from redsm5_hpo.pipeline.work import Worker, open_study_storage
 from redsm5_hpo.pipeline.workers import run_workers, worker_device
 from redsm5_hpo.remote import check_bucket, open_bucket
 from redsm5_hpo.tracking.base import Tracker
-from redsm5_hpo.tracking.logs import json_log_file
+from redsm5_hpo.tracking.logs import FILES_ONLY, json_log_file
 from redsm5_hpo.tracking.sanitize import MASK
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class StudySession:
             evict(stores.root, int(self.config.remote.cache_max_mb * MB))
         tracker.log_artifact(self.study_run, path)
         tracker.end_run(self.study_run)
-        log.info("study report: %s", path)
+        log.info("study report: %s", path, extra=FILES_ONLY)  # the console prints it with the answer
         return StudyResult(plan.study_id, plan.study_dir, path, report)
 
     def _require_in_bucket(self, report: dict[str, Any]) -> None:

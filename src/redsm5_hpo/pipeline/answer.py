@@ -1,0 +1,110 @@
+"""A study's answer as the console shows it at the end of ``tune``, ``resume``, ``evaluate`` and ``report``:
+the trials in one table, the best trial's parameters, the test metrics, the report's warnings and the next
+commands. Pure: from the report (and the study's directory, for the commands) to lines of text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from redsm5_hpo.layout import StudyDir
+
+STATE_NAMES = {"complete": "complete", "pruned": "pruned", "fail": "failed"}
+
+
+def short(value: object) -> str:
+    """A parameter or metric at 4 significant digits (``8.638e-05``, ``0.1775``); anything else as it is."""
+    if isinstance(value, float):
+        return format(value, ".4g")
+    return str(value)
+
+
+def trials_table(report: dict[str, Any]) -> list[str]:
+    """One row per counted trial (index, state, objective, the searched parameters); ``*`` marks the best."""
+    history = report["summary"]["best_value_history"]
+    names = sorted({name for h in history for name in h.get("params", {})})
+    header = ["", "trial", "state", report["optimization_metric"], *names]
+    rows = [
+        [
+            "*" if h.get("trial_id") == report["best_trial_id"] else "",
+            str(h["trial"]),
+            STATE_NAMES.get(h["state"], h["state"]),
+            "-" if h["value"] is None else short(h["value"]),
+            *(short(h.get("params", {}).get(name, "-")) for name in names),
+        ]
+        for h in history
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def counts_line(report: dict[str, Any]) -> str:
+    trials = report["trials"]
+    return (
+        f"study {report['study_id']}: {trials['completed']} completed, {trials['pruned']} pruned, "
+        f"{trials['failed']} failed of {trials['requested']} requested"
+    )
+
+
+def best_lines(report: dict[str, Any]) -> list[str]:
+    index = next(
+        (h["trial"] for h in report["summary"]["best_value_history"] if h.get("trial_id") == report["best_trial_id"]),
+        None,
+    )
+    params = report.get("best_params") or {}
+    return [
+        f"best trial{'' if index is None else f' {index}'} ({report['best_trial_id']}): "
+        f"{report['optimization_metric']} = {report['best_validation_value']:.4f}",
+        "best parameters: " + (" ".join(f"{k}={short(v)}" for k, v in sorted(params.items())) or "(none searched)"),
+    ]
+
+
+def test_lines(report: dict[str, Any]) -> list[str]:
+    metrics = report["test_metrics"]
+    baselines = ", ".join(f"{name} {value:.3f}" for name, value in report["baselines"].items())
+    return [
+        f"test (calibrated thresholds): macro-F1 {metrics['test_criteria_macro_f1']:.4f}, "
+        f"micro-F1 {metrics['test_criteria_micro_f1']:.4f}, evidence F1 {metrics['test_evidence_f1']:.4f}",
+        paper_summary(report),
+        f"constant baselines (test macro-F1): {baselines}",
+    ]
+
+
+def paper_summary(report: dict[str, Any]) -> str:
+    """One line: the test split scored as the published baselines are (``paper_metrics``)."""
+    paper = report.get("paper_metrics")
+    if not paper:
+        return "paper protocol: not in this report (written by an earlier version)"
+    return (
+        f"paper protocol (10 classes, threshold 0.5, {paper['posts']} test posts): micro-F1 {paper['micro_f1']:.3f}, "
+        f"macro-F1 {paper['macro_f1']:.3f}, weighted-F1 {paper['weighted_f1']:.3f}, "
+        f"exact match {paper['exact_match_accuracy']:.3f}"
+    )
+
+
+def next_commands(study_dir: Path) -> list[str]:
+    """What a user does with the answer, each a complete command that works pasted anywhere."""
+    files = StudyDir(study_dir)
+    return [
+        "next:",
+        f"  {files.command('predict', 'POSTS.csv', '--output', 'predictions.csv')}",
+        f"  {files.command('export', '--output', f'models/{files.path.name}')}",
+        f"  {files.command('ui')}",
+    ]
+
+
+def answer_lines(report: dict[str, Any], study_dir: Path, plots: list[Path] | None = None) -> list[str]:
+    """Everything the end of a study prints, in reading order."""
+    return [
+        counts_line(report),
+        *trials_table(report),
+        *best_lines(report),
+        *test_lines(report),
+        *(f"warning: {w}" for w in report.get("warnings", [])),
+        *(f"plot: {p}" for p in plots or []),
+        f"study report: {StudyDir(study_dir).report_path}",
+        *next_commands(study_dir),
+    ]
