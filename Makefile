@@ -8,7 +8,7 @@ STAMP := $(VENV)/.setup-stamp
 WORDNET := /usr/share/wordnet
 ARGS ?=
 
-.PHONY: setup train tune resume evaluate predict export status ui test test-fast docs lint format lock sample-data cleanup bench zoo gpu-check gpu-smoke clean build shell train-container
+.PHONY: setup train tune resume rollback evaluate report verify sync predict export status ui test test-fast docs lint format lock sample-data cleanup bench zoo gpu-check gpu-smoke clean build shell train-container
 
 # On a machine with an NVIDIA driver, an environment set up before it (or by hand) with torch's CPU build
 # gets the CUDA build: checked at every `make setup` (a no-op without nvidia-smi).
@@ -54,6 +54,20 @@ export: $(STAMP)
 
 status: $(STAMP)
 	$(BIN)/redsm5-hpo status $(ARGS)
+
+# The report printed again (summary and plots refreshed); MLflow checked for every metric once; the tracking
+# journal sent; a trial moved back to an earlier checkpoint (ARGS="--trial <id> --epoch N").
+report: $(STAMP)
+	$(BIN)/redsm5-hpo report $(ARGS)
+
+verify: $(STAMP)
+	$(BIN)/redsm5-hpo verify $(ARGS)
+
+sync: $(STAMP)
+	$(BIN)/redsm5-hpo sync $(ARGS)
+
+rollback: $(STAMP)
+	$(BIN)/redsm5-hpo rollback $(ARGS)
 
 # MLflow's UI and optuna-dashboard over the experiments (http://127.0.0.1:5000 and :8080); Ctrl-C stops both.
 ui: $(STAMP)

@@ -446,7 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "predict":
             sub.add_argument("posts", type=Path, help="CSV (post_id, text) or JSONL file of posts")
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
-        sub.add_argument("--config-dir", default=None, help="directory holding config.yaml (default: ./configs)")
+        sub.add_argument(
+            "--config-dir",
+            default=None,
+            help="directory holding config.yaml (default: $REDSM5_CONFIG_DIR, else the configs/ of the source tree "
+            "this command was installed from, else ./configs)",
+        )
         if name == "rollback":
             sub.add_argument("--trial", required=True, help="the trial id (the uuid of experiments/trial_<uuid>)")
             sub.add_argument("--epoch", type=int, required=True, help="the retained resumable epoch to return to")
@@ -474,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--timeout", type=float, default=60.0, help="seconds to wait for the journal to be sent (60)"
             )
         elif name in ("predict", "export"):
-            sub.add_argument("--output", type=Path, required=True, help="output file (predict) or new directory")
+            output = "the predictions file (.csv or .jsonl)" if name == "predict" else "a new directory for the model"
+            sub.add_argument("--output", type=Path, required=True, help=output)
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             sub.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint dir or an exported folder")
             if name == "predict":
