@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import traceback
 
+FILES_ONLY = {"console": False}
+"""``extra=`` for a log record the JSON logs keep and the terminal does not show: an error the command line
+prints itself, once (``tracking.logs.StdoutHandler`` skips it)."""
+
 
 def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message, or its type's name when the message is empty."""

@@ -74,7 +74,9 @@ def test_run_that_cannot_fit_stops_before_training_with_the_full_report(tmpfs, t
     root = tmpfs / "experiments"
     fill(tmpfs, leave_free=2 * MB)
     assert run(tmp_path, root, "hpo.n_trials=2") == EXIT_DISK_FULL
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert out.count("not enough disk space under") == 1  # printed once, not logged and printed again
     for needle in (
         "not enough disk space",
         "cannot fit even after aggressive pruning",
@@ -106,7 +108,9 @@ def test_disk_filling_mid_run_stops_with_the_report_and_every_metric_logged(tmpf
     code = run(tmp_path, root, "hpo.n_trials=1", "train.epochs=40")
     filler.join()
     assert code == EXIT_DISK_FULL
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert out.count("not enough disk space under") == 1
     assert "cannot keep a resumable checkpoint plus the best model" in out and "largest artifacts" in out
     assert any(r["severity"] == "CRITICAL" and "largest artifacts" in r["message"] for r in json_records(root))
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

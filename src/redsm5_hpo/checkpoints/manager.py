@@ -48,7 +48,7 @@ from redsm5_hpo.checkpoints.retention import AGGRESSIVE, RetentionPolicy, plan_r
 from redsm5_hpo.checkpoints.snapshot import Snapshot, SnapshotBuffers
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
 from redsm5_hpo.checkpoints.writer import BackgroundWriter
-from redsm5_hpo.errors import first_line
+from redsm5_hpo.errors import FILES_ONLY, first_line
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class CheckpointManager:
             )
         if usage.free_bytes + reclaimable < needed:
             message = disk_full_message(self.root, usage, full, "the run cannot fit even after aggressive pruning")
-            log.critical(message)
+            log.critical(message, extra=FILES_ONLY)  # the command line prints it
             raise DiskSpaceError(message)
 
     def save(self, model: torch.nn.Module, training_state: dict[str, Any] | None, meta: dict[str, Any]) -> None:
@@ -206,7 +206,7 @@ class CheckpointManager:
             message = disk_full_message(
                 self.root, disk_usage(self.root), self.full_bytes, f"the disk filled up while saving ({e})"
             )
-            log.critical(message)
+            log.critical(message, extra=FILES_ONLY)  # the command line prints it
             raise DiskSpaceError(message) from e
         finally:
             if self.monitor:
@@ -281,7 +281,7 @@ class CheckpointManager:
             message = disk_full_message(
                 self.root, usage, needed, "cannot keep a resumable checkpoint plus the best model"
             )
-            log.critical(message)
+            log.critical(message, extra=FILES_ONLY)  # the command line prints it
             raise DiskSpaceError(message)
 
 

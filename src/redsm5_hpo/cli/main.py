@@ -21,14 +21,14 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
 from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED, DeviceFailed
 from redsm5_hpo.devices import CUBLAS_WORKSPACE_CONFIG
-from redsm5_hpo.errors import first_line
+from redsm5_hpo.errors import FILES_ONLY
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.interrupts import StopRequested, graceful_stop
 from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.models.encoder import EncoderLoadError
 from redsm5_hpo.remote import BucketError
-from redsm5_hpo.tracking.logs import FILES_ONLY, setup_logging
+from redsm5_hpo.tracking.logs import setup_logging
 from redsm5_hpo.tracking.sanitize import mask_secrets
 
 if TYPE_CHECKING:
@@ -561,8 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("%s", e, extra=FILES_ONLY)  # for the JSON logs; the terminal gets it once, below
         print(f"error: {mask_secrets(str(e))}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except DiskSpaceError as e:  # already logged in full (stdout and JSON) where it was raised
-        print(f"error: {mask_secrets(first_line(e))}", file=sys.stderr)
+    except DiskSpaceError as e:  # logged in full for the JSON logs where it was raised; the terminal gets it here
+        print(f"error: {mask_secrets(str(e))}", file=sys.stderr)
         return EXIT_DISK_FULL
     except StudyLockedError as e:
         print(str(e), file=sys.stderr)

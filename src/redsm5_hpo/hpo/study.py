@@ -20,7 +20,7 @@ from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import release_device_memory
-from redsm5_hpo.errors import first_line
+from redsm5_hpo.errors import FILES_ONLY, first_line
 from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
@@ -252,11 +252,10 @@ def run_trials(
 def _run_one(
     trial: optuna.Trial, config: Config, train_trial: TrainTrial, total: int
 ) -> tuple[optuna.trial.TrialState, float | None]:
+    slot = int(trial.user_attrs.get(attrs.SLOT, trial.number))
     try:
         params = suggest(trial, config.hpo.search_space)
-        spec = TrialSpec(
-            int(trial.user_attrs.get(attrs.SLOT, trial.number)), total, apply_overrides(config, params), params
-        )
+        spec = TrialSpec(slot, total, apply_overrides(config, params), params)
         value = train_trial(spec, trial)
         if not math.isfinite(value):
             raise ValueError(f"trial {trial.number} returned a non-finite objective {value}")
@@ -264,7 +263,8 @@ def _run_one(
     except optuna.TrialPruned:
         return optuna.trial.TrialState.PRUNED, None
     except Exception as e:
-        log.warning("trial %d failed: %s", trial.number, failure_reason(e))
+        # the trial itself logged the failure on the terminal; this record gives the study's count in the JSON logs
+        log.warning("trial %d/%d failed: %s", slot + 1, total, failure_reason(e), extra=FILES_ONLY)
         return optuna.trial.TrialState.FAIL, None
 
 

@@ -29,6 +29,7 @@ from redsm5_hpo.config.validation import tune_problems
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import Runtime, resolve_runtime
+from redsm5_hpo.errors import FILES_ONLY
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
@@ -49,7 +50,7 @@ from redsm5_hpo.pipeline.work import Worker, open_study_storage
 from redsm5_hpo.pipeline.workers import run_workers, worker_device
 from redsm5_hpo.remote import check_bucket, open_bucket
 from redsm5_hpo.tracking.base import Tracker
-from redsm5_hpo.tracking.logs import FILES_ONLY, json_log_file
+from redsm5_hpo.tracking.logs import json_log_file
 from redsm5_hpo.tracking.sanitize import MASK
 
 log = logging.getLogger(__name__)

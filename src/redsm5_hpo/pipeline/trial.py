@@ -29,7 +29,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.device_errors import DeviceFailed, is_sticky_cuda_error
 from redsm5_hpo.devices import Runtime, configure_determinism, reported_nondeterminism, resolve_runtime
-from redsm5_hpo.errors import traceback_text
+from redsm5_hpo.errors import FILES_ONLY, traceback_text
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
@@ -394,7 +394,8 @@ class TrialRunner:
                 "trial %s failed: %s",
                 self.trial_id,
                 str(error) if isinstance(error, NonFiniteLossError) else reason,
-                extra={TRACEBACK: traceback_text(error)},
+                # a full disk stops the study and the command line prints the whole message once
+                extra={TRACEBACK: traceback_text(error), **(FILES_ONLY if isinstance(error, DiskSpaceError) else {})},
             )
             self.lifecycle.enter(stage, fail_reason=reason)
             self.tracker.end_run(self.run_id, "FAILED" if isinstance(error, Exception) else "KILLED")

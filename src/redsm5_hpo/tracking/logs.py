@@ -79,10 +79,6 @@ class RotatingJsonLinesHandler(logging.handlers.RotatingFileHandler):
         self.opened_on = self.today()
 
 
-FILES_ONLY = {"console": False}
-"""``extra=`` for a record the JSON logs keep and the terminal does not show (it is printed otherwise)."""
-
-
 class StdoutHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` is at the time of the record, not at set-up; skips ``FILES_ONLY``
     records."""
