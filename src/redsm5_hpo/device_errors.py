@@ -4,8 +4,6 @@ data, the code or a checkpoint, which they must never be taken for."""
 
 from __future__ import annotations
 
-import torch
-
 EXIT_DEVICE_FAILED = 5
 """The exit code of a process whose GPU failed (``DeviceFailed``): its trial is resumable."""
 STICKY_CUDA_ERRORS = (
@@ -37,4 +35,6 @@ def is_sticky_cuda_error(error: BaseException) -> bool:
 
 def is_device_error(error: BaseException) -> bool:
     """Out of GPU memory or a lost CUDA context: the device failed, not the data, code or checkpoint."""
+    import torch  # here, not at the top: the command line imports this module before it needs torch
+
     return isinstance(error, torch.OutOfMemoryError) or is_sticky_cuda_error(error)

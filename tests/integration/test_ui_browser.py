@@ -77,9 +77,19 @@ def test_mlflow_and_optuna_dashboard_show_the_study_in_a_browser(uninterrupted_r
             body = page.inner_text("body")
             assert "Trial 0" in body and "Trial 1" in body and body.count("Complete") >= 2
             page.screenshot(path=str(tmp_path / "optuna_dashboard_trials.png"))
+            study_page = page.url.rsplit("/", 1)[0]
+            shown = page.request.get(study_page.replace("/dashboard/studies/", "/api/studies/")).json()
+            assert shown["objective_names"] == ["val_criteria_macro_pr_auc"]  # the metric, not "Objective 0"
+            facts = {a["key"]: a["value"] for a in shown["user_attrs"]}
+            report = next(uninterrupted_root.glob("study_*/study_report.json"))
+            assert facts["report_path"] == str(report) and facts["data_revision"].startswith("sample@sha256:")
+            page.goto(study_page)
+            page.wait_for_selector("text=val_criteria_macro_pr_auc", timeout=60_000)  # the history plot's axis
             browser.close()
     finally:
         ui.process.send_signal(signal.SIGINT)
         code = ui.finish(timeout_s=60)
     assert code == 0 and "stopped" in ui.output, ui.output[-2000:]
+    assert not (uninterrupted_root / "ui_logs").exists()  # the servers' logs are the study's
+    assert {p.name for p in uninterrupted_root.glob("study_*/logs/ui/*.log")} == {"mlflow.log", "optuna-dashboard.log"}
     assert all((tmp_path / name).is_file() for name in ("mlflow_runs.png", "optuna_dashboard_trials.png"))

@@ -6,11 +6,13 @@ import enum
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from redsm5_hpo.config.schema import MB
 from redsm5_hpo.layout import CHECKPOINTS
+
+if TYPE_CHECKING:  # the command line imports this module before it knows whether torch is needed
+    import torch
 
 GB = 1 << 30
 CHECKPOINT_OVERHEAD_BYTES = MB

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
-from redsm5_hpo.checkpoints.store import CheckpointError, StoredCheckpoint, load_weights
+from redsm5_hpo.checkpoints.errors import CheckpointError
+from redsm5_hpo.checkpoints.store import StoredCheckpoint, load_weights
 from redsm5_hpo.device_errors import is_device_error
 
 log = logging.getLogger(__name__)

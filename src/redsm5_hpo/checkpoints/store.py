@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from redsm5_hpo import __version__
 from redsm5_hpo.atomic_files import fsync_path, write_json_atomic
+from redsm5_hpo.checkpoints.errors import CheckpointError
 from redsm5_hpo.checkpoints.hashing import sha256_file
 from redsm5_hpo.checkpoints.mirror import CheckpointMirror, in_bucket, mark_in_bucket
 from redsm5_hpo.checkpoints.retention import CheckpointRecord, Flags
@@ -49,10 +50,6 @@ WEIGHTS = "model.safetensors"
 TRAINING_STATE = "training_state.pt"
 TEMP_PREFIX = ".tmp-"
 MANIFEST_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupted or does not fit the model."""
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from redsm5_hpo import __version__
 from redsm5_hpo.checkpoints.disk import EXIT_DISK_FULL, DiskSpaceError, human_bytes
-from redsm5_hpo.checkpoints.store import CheckpointError
+from redsm5_hpo.checkpoints.errors import CheckpointError
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.loading import ConfigDeprecationWarning, load_config
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.errors import DataError
 from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED, DeviceFailed
-from redsm5_hpo.devices import CUBLAS_WORKSPACE_CONFIG
 from redsm5_hpo.errors import FILES_ONLY
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import StudyLockedError
 from redsm5_hpo.interrupts import StopRequested, graceful_stop
 from redsm5_hpo.layout import StudyDir
-from redsm5_hpo.models.encoder import EncoderLoadError
+from redsm5_hpo.models.errors import EncoderLoadError
 from redsm5_hpo.remote import BucketError
 from redsm5_hpo.tracking.logs import setup_logging
 from redsm5_hpo.tracking.sanitize import mask_secrets
@@ -385,6 +384,19 @@ def _cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.layout import experiments_root, study_dirs
+    from redsm5_hpo.ports import busy_ports_problem
+
+    wanted = {}  # the servers ui starts: MLflow's for a local store, the dashboard once a study exists
+    if not (config.tracking.uri or "").startswith("http"):
+        wanted["--mlflow-port"] = args.mlflow_port
+    if args.study or study_dirs(experiments_root(config)):
+        wanted["--dashboard-port"] = args.dashboard_port
+    problem = busy_ports_problem(wanted)  # in a second, before the servers' imports and start-up
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
     from redsm5_hpo.pipeline.ui import serve_ui
 
     serve_ui(config, args.study, args.mlflow_port, args.dashboard_port)
@@ -427,6 +439,8 @@ COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
     "worker": (WORKER_HELP, _cmd_worker),
 }
 NO_CONFIG = ("worker",)
+NO_MODEL = ("report", "verify", "sync", "status", "ui", "cleanup", "rollback")
+"""Commands that run no model (and need neither torch nor CUDA's settings): they answer in a second."""
 """Commands that read the saved configuration of a study, not ``configs/``."""
 
 
@@ -539,7 +553,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = Config() if args.command in NO_CONFIG else load_config(args.overrides, args.config_dir)
         setup_logging(config.logs.stdout_level)
-        if config.train.deterministic:  # before any CUDA work, which fixes cuBLAS's workspace for the process
+        if (
+            config.train.deterministic and args.command not in NO_MODEL
+        ):  # before any CUDA work (fixes cuBLAS's workspace)
+            from redsm5_hpo.devices import CUBLAS_WORKSPACE_CONFIG
+
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
         with graceful_stop() if args.command in STOPPABLE else contextlib.nullcontext():
             return command(config, args)

@@ -7,7 +7,9 @@ level ``evaluation.evidence_metric`` picks) and ``<split>_loss``.
 
 Every metric has a direction: a ``*_loss`` is minimized, everything else maximized. Code that compares
 metric values (best checkpoint, best trial, pruning) goes through ``metric_direction`` and ``oriented``.
-Ranking metrics are scikit-learn's own functions, so they equal the reference by construction.
+Ranking metrics are scikit-learn's own functions, so they equal the reference by construction
+(imported where they are called: configuration checks read the names here, and the command line stays
+quick to answer).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score
 
 from redsm5_hpo.config.schema import EVIDENCE_LEVELS
 from redsm5_hpo.labels import SYMPTOMS
@@ -80,6 +81,8 @@ def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     y = np.asarray(y_true, dtype=int)
     if not y.any():
         return 0.0
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y, np.asarray(scores, dtype=float)))
 
 
@@ -114,6 +117,8 @@ def paper_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, object]:
     no criterion is), a criterion predicted when its probability is above 0.5 (``> 0.5``, as their
     notebooks decide), micro / macro / weighted F1 and exact-match accuracy (every one of the ten decisions
     right), computed by scikit-learn as theirs are (``zero_division=0``)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     gold = with_no_symptoms(y_true)
     predicted = with_no_symptoms(np.asarray(probs) > PAPER_THRESHOLD)
     per_class = f1_score(gold, predicted, average=None, zero_division=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +157,25 @@ def create_study(config: Config, study_name: str, storage: str | optuna.storages
             f"study {study_name} was created to {study_direction(study)} its objective, but "
             f"train.optimization_metric={metric} is {direction}d; resume it with the metric it was started with"
         )
+    name_objective(study, metric)
     return study
+
+
+def name_objective(study: optuna.Study, metric: str) -> None:
+    """The objective's name in the storage, so that optuna-dashboard shows ``metric``, not "Objective 0"
+    (Optuna marks ``set_metric_names`` experimental: its warning is expected, not the user's concern)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names != [metric]:
+            study.set_metric_names([metric])
+
+
+def record_answer(study: optuna.Study, report_path: str, best_trial_id: str, data_revision: str) -> None:
+    """The study's key facts as its user attributes, for whoever reads the storage (optuna-dashboard)."""
+    facts = {attrs.REPORT_PATH: report_path, attrs.BEST_TRIAL_ID: best_trial_id, attrs.DATA_REVISION: data_revision}
+    for key, value in facts.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 def study_direction(study: optuna.Study) -> Direction:

@@ -18,15 +18,12 @@ from typing import Any
 import torch
 
 from redsm5_hpo.config.schema import BUNDLED_ENCODER, TINY_ENCODER
+from redsm5_hpo.models.errors import EncoderLoadError
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_BACKOFF_S: tuple[int, ...] = (1, 2, 4, 8, 16)
 TINY_VOCAB = Path(__file__).resolve().parent / "assets" / "tiny_vocab.txt"
-
-
-class EncoderLoadError(RuntimeError):
-    """The encoder could not be loaded; the message says how to fix it."""
 
 
 @dataclass

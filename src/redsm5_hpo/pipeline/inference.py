@@ -15,8 +15,9 @@ from typing import Any
 from safetensors.torch import load_file
 
 from redsm5_hpo.atomic_files import write_text_atomic
+from redsm5_hpo.checkpoints.errors import CheckpointError
 from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
-from redsm5_hpo.checkpoints.store import CheckpointError, CheckpointStore, StoredCheckpoint
+from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.corpus import Post

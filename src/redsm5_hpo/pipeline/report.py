@@ -12,6 +12,7 @@ import jsonschema
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.study import record_answer
 from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, study_warnings, trial_counts
 from redsm5_hpo.pipeline.mirroring import publish
@@ -27,7 +28,8 @@ def reevaluate_study(study_dir: Path, device: str | None = None) -> tuple[dict[s
     corpus = load_corpus(config.data, config.seed)
     stores = trial_stores(config, Path(study_dir).parent)
     report = evaluate_best_trial(study, record.study_id, config, corpus, stores, device)
-    write_report(StudyDir(study_dir).report_path, report, "study_report")
+    path = write_report(StudyDir(study_dir).report_path, report, "study_report")
+    record_answer(study, str(path), report["best_trial_id"], f"{corpus.source}@{corpus.revision}")
     plots = write_plots(study, study_dir, config)
     publish(stores.bucket, stores.root, Path(study_dir))  # the study's bucket holds the report it reads
     return report, plots

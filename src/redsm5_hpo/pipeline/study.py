@@ -38,7 +38,7 @@ from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, unnamed_shared_study
-from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots
+from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots, record_answer
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.layout import STUDY_PREFIX, StudyDir, TrialDir, experiments_root, study_dirs
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, report_is_current, study_run_metrics
@@ -326,6 +326,8 @@ class StudySession:
         # which the tracker keeps once)
         self._require_in_bucket(report)
         path = write_report(plan.files.report_path, report, "study_report")
+        dataset = report["dataset"]
+        record_answer(self.study, str(path), report["best_trial_id"], f"{dataset['source']}@{dataset['revision']}")
         if stores.bucket is not None:  # the copies the test evaluation downloaded
             publish(stores.bucket, stores.root, plan.study_dir)
             evict(stores.root, int(self.config.remote.cache_max_mb * MB))

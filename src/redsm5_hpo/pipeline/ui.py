@@ -8,6 +8,7 @@ import logging
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -17,16 +18,16 @@ from pathlib import Path
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.storage import JOURNAL_SCHEME, is_journal
-from redsm5_hpo.layout import experiments_root
+from redsm5_hpo.layout import StudyDir, experiments_root
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.study import find_study_dir
+from redsm5_hpo.ports import HOST
 from redsm5_hpo.processes import die_with_parent
 from redsm5_hpo.tracking.mlflow_tracker import default_tracking_uri
 from redsm5_hpo.tracking.sanitize import mask_secrets
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 START_TIMEOUT_S = 120.0
 
 
@@ -85,8 +86,8 @@ def serve_ui(config: Config, study: str | None, mlflow_port: int, dashboard_port
         if study:
             raise
         study_dir = None  # no study yet: MLflow alone
-    logs = experiments_root(config) / "ui_logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    commands = ui_commands(config, study_dir, mlflow_port, dashboard_port)
+    logs = ui_log_dir(study_dir)
     servers: list[Server] = []
     stop = {"signal": 0}
 
@@ -95,11 +96,11 @@ def serve_ui(config: Config, study: str | None, mlflow_port: int, dashboard_port
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for name, command in ui_commands(config, study_dir, mlflow_port, dashboard_port).items():
+        for name, command in commands.items():
             port = mlflow_port if name == "mlflow" else dashboard_port
             url = f"http://{HOST}:{port}"
             log_path = logs / f"{name}.log"
-            with log_path.open("ab") as out:
+            with log_path.open("wb") as out:  # this run's lines only: an error quotes its tail
                 process = subprocess.Popen(
                     command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
                 )
@@ -132,6 +133,15 @@ def serve_ui(config: Config, study: str | None, mlflow_port: int, dashboard_port
         for s, handler in previous.items():
             signal.signal(s, handler)
     print("stopped", flush=True)
+
+
+def ui_log_dir(study_dir: Path | None) -> Path:
+    """The servers' logs: ``<study>/logs/ui/``, or a temporary directory before any study exists."""
+    if study_dir is None:
+        return Path(tempfile.mkdtemp(prefix="redsm5-hpo-ui-"))
+    path = StudyDir(study_dir).logs / "ui"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _runs_page(url: str, experiment_name: str) -> str:

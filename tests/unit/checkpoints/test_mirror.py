@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from redsm5_hpo.checkpoints.cache import evict
+from redsm5_hpo.checkpoints.errors import CheckpointError
 from redsm5_hpo.checkpoints.loading import load_first_valid, newest_resumable_first
 from redsm5_hpo.checkpoints.mirror import IN_BUCKET
-from redsm5_hpo.checkpoints.store import TRAINING_STATE, WEIGHTS, CheckpointError, load_training_state, trial_store
+from redsm5_hpo.checkpoints.store import TRAINING_STATE, WEIGHTS, load_training_state, trial_store
 from redsm5_hpo.config.schema import RemoteConfig
 from redsm5_hpo.layout import TrialDir
 from redsm5_hpo.remote import Bucket, open_bucket

@@ -70,3 +70,29 @@ def test_a_typo_gets_the_closest_key_once_and_never_hydras_advice(override, expe
 )
 def test_keys_under_free_mappings_and_config_groups_are_not_typos(override) -> None:
     load_config([override], CONFIG_DIR)
+
+
+def test_ui_on_a_busy_port_says_so_at_once_and_starts_nothing(tmp_path) -> None:
+    """A real process against a bound socket: one line naming the port and the option, exit 2, in seconds
+    (no wait for MLflow to give up, no server started, no log written)."""
+    import socket
+    import subprocess
+
+    from redsm5_hpo.ports import free_port
+
+    (tmp_path / "study_x").mkdir()  # a study exists: the dashboard's port counts too
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = [f"--dashboard-port={port}", f"--mlflow-port={free_port()}"]
+        ended = subprocess.run(
+            [sys.executable, "-m", "redsm5_hpo", "ui", *ports, f"experiments_dir={tmp_path}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    assert ended.returncode == 2 and ended.stdout == ""
+    (line,) = ended.stderr.splitlines()
+    assert line.startswith(f"error: port {port} on 127.0.0.1 is in use") and "redsm5-hpo ui --dashboard-port " in line
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["study_x"]

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from redsm5_hpo.config.schema import ModelConfig
-from redsm5_hpo.models.encoder import EncoderLoadError, load_encoder
+from redsm5_hpo.models.encoder import load_encoder
+from redsm5_hpo.models.errors import EncoderLoadError
 from redsm5_hpo.models.evidence_heads import TokenHead
 from redsm5_hpo.models.heads import pool
 from redsm5_hpo.models.model import CriteriaEvidenceModel, ModelOutput
