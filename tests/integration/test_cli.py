@@ -135,6 +135,7 @@ def test_study_whose_trials_all_fail_records_reasons_and_exits_2(tmp_path, capsy
     assert main([*args, "--no-progress"]) == 2
     out, err = capsys.readouterr()
     assert "no trial of study" in err and "Traceback" not in out + err  # one line each on the terminal
+    assert "2 trial(s): EncoderLoadError" in err and err.count("EncoderLoadError") == 1  # the cause said once
     for log_file in root.glob("trial_*/logs/events.jsonl"):  # the whole traceback in the trial's JSON log
         (failure,) = [e for e in map(json.loads, log_file.read_text().splitlines()) if e["severity"] == "ERROR"]
         assert failure["traceback"].startswith("Traceback (most recent call last)")

@@ -20,6 +20,7 @@ from typing import Any
 from redsm5_hpo.config.schema import DataConfig
 from redsm5_hpo.data.csv_checks import csv_problem
 from redsm5_hpo.data.errors import DataError
+from redsm5_hpo.hub_reach import unreachable_reason
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ def resolve_hub_revision(repo_id: str, revision: str) -> str:
     """The commit ``revision`` points to on the hub; offline, the revision as given (with a warning)."""
     from huggingface_hub import HfApi
 
+    unreachable = unreachable_reason()
+    if unreachable:  # no minutes of retries: the datasets cache answers, or load_dataset says what is missing
+        log.warning("the hub cannot be reached (%s); recording %s@%s as given", unreachable, repo_id, revision)
+        return revision
     try:
         info = HfApi().dataset_info(repo_id, revision=revision)
     except Exception as e:  # offline, unknown repo, auth: load_dataset below gives the precise error

@@ -1,8 +1,10 @@
 """Load a Hugging Face encoder and its tokenizer: presets, local paths or hub ids.
 
-Hub ids are looked up in the local cache first; on a miss the download is retried with
-backoff 1, 2, 4, 8, 16 s (five attempts), then an error says where the cache is and how
-to fetch the model by hand. Authentication failures say how to log in.
+Hub ids are looked up in the local cache first. On a miss, a hub that cannot be reached (offline mode, a
+host that does not resolve) fails at once; otherwise the download is tried five times, 1, 2, 4 and 8 s
+apart, for failures that can pass (timeouts, dropped connections, 5xx), and an error says where the
+cache is and how to fetch the model by hand. No such model, or access refused, fails on the first answer
+and says which.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import torch
 
 from redsm5_hpo.config.schema import BUNDLED_ENCODER, TINY_ENCODER
+from redsm5_hpo.errors import first_line
+from redsm5_hpo.hub_reach import RetriesExhausted, failure_kind, hub_endpoint, unreachable_reason, with_retries
 from redsm5_hpo.models.errors import EncoderLoadError
 
 log = logging.getLogger(__name__)
@@ -116,41 +120,42 @@ def _from_hub(
     try:
         return load(local_only=True)
     except OSError:
-        log.info("encoder %s not in the local cache; downloading", name)
-    last_error: Exception | None = None
-    for attempt, delay in enumerate(backoff_s, start=1):
-        sleep(delay)
-        try:
-            return load(local_only=False)
-        except Exception as e:
-            if _is_auth_error(e):
-                raise EncoderLoadError(
-                    f"encoder {name!r}: the hub refused access ({type(e).__name__}). Log in with `hf auth login` "
-                    "(or set HF_TOKEN) with an account that accepted the model's terms, then run again."
-                ) from e
-            last_error = e
-            log.warning("download of %s failed (attempt %d/%d): %s", name, attempt, len(backoff_s), type(e).__name__)
+        pass
     cache = cache_dir or os.path.join(os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
-    raise EncoderLoadError(
-        f"encoder {name!r} is not in the cache ({cache}) and {len(backoff_s)} download attempts failed "
-        f"(last: {last_error}). Check the id and your network (HF_HUB_OFFLINE must be unset to download), or fetch it "
-        f"where the hub is reachable: `hf download {name} --local-dir ./models/{name.replace('/', '_')}` and pass "
-        f"model.encoder=./models/{name.replace('/', '_')}."
-    ) from last_error
+    local = f"./models/{name.replace('/', '_')}"
+    fetch = f"`hf download {name} --local-dir {local}` where the hub is reachable, then model.encoder={local}"
+    unreachable = unreachable_reason()
+    if unreachable:  # one look, no retries: nothing will change by waiting
+        raise EncoderLoadError(
+            f"encoder {name!r} is not in the local cache ({cache}) and the Hugging Face hub cannot be reached "
+            f"({unreachable}). Set model.encoder to a local path (a save_pretrained directory) or to the bundled "
+            f"encoder ({BUNDLED_ENCODER}), or fetch it: {fetch}."
+        )
+    log.info("encoder %s not in the local cache; downloading from %s", name, hub_endpoint())
 
+    def warn(attempt: int, error: BaseException) -> None:
+        log.warning("download of %s failed (attempt %d/%d): %s", name, attempt, len(backoff_s), first_line(error))
 
-def _is_auth_error(error: Exception) -> bool:
-    from huggingface_hub.errors import GatedRepoError
-
-    chain: BaseException | None = error
-    while chain is not None:
-        if isinstance(chain, GatedRepoError) or getattr(getattr(chain, "response", None), "status_code", None) in (
-            401,
-            403,
-        ):
-            return True
-        chain = chain.__cause__ or chain.__context__
-    return False
+    try:
+        return with_retries(lambda: load(local_only=False), backoff_s, sleep, warn)
+    except RetriesExhausted as e:
+        raise EncoderLoadError(
+            f"encoder {name!r} is not in the cache ({cache}) and {e.attempts} download attempts failed "
+            f"(last: {first_line(e.last)}). Check your network, or fetch it: {fetch}."
+        ) from e.last
+    except Exception as e:
+        kind = failure_kind(e)
+        if kind == "missing":
+            raise EncoderLoadError(
+                f"no model {name!r} on the Hugging Face hub ({hub_endpoint()}): check the id (owner/name, as on "
+                "the model's page); a private model also needs `hf auth login` (or HF_TOKEN)."
+            ) from e
+        if kind == "auth":
+            raise EncoderLoadError(
+                f"encoder {name!r}: the hub refused access ({type(e).__name__}). Log in with `hf auth login` "
+                "(or set HF_TOKEN) with an account that accepted the model's terms, then run again."
+            ) from e
+        raise EncoderLoadError(f"cannot load encoder {name!r} from the hub: {first_line(e)}") from e
 
 
 def enable_activation_checkpointing(model: Any, name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,10 @@ def evaluate_best_trial(
     the best trial's configured device or ``device``."""
     summary = study_summary(study)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        reasons = [t.user_attrs.get(attrs.FAIL_REASON, "unknown") for t in study.trials]
+        reasons = Counter(t.user_attrs.get(attrs.FAIL_REASON, "unknown") for t in study.trials)
+        failures = "; ".join(f"{n} trial(s): {reason}" for reason, n in reasons.items())  # each cause said once
         raise StudyError(
-            f"no trial of study {study_id} completed, so there is nothing to evaluate on test; failures: {reasons}. "
+            f"no trial of study {study_id} completed, so there is nothing to evaluate on test; {failures}. "
             "Fix the cause above (see the trial logs under experiments/trial_*/logs/) and run the study again."
         )
     best = best_trial(study)

@@ -71,10 +71,12 @@ def test_broken_local_directory_lists_what_it_found(tmp_path) -> None:
         load_encoder(str(tmp_path))
 
 
-def test_hub_miss_retries_with_backoff_then_explains(tmp_path) -> None:
+def test_a_hub_miss_offline_fails_at_once_and_explains(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     waits: list[float] = []
     with pytest.raises(EncoderLoadError) as error:
         load_encoder("no-such-org/no-such-encoder", cache_dir=str(tmp_path), sleep=waits.append)
-    assert waits == [1, 2, 4, 8, 16]
+    assert waits == []  # nothing to wait for
     message = str(error.value)
-    assert str(tmp_path) in message and "hf download no-such-org/no-such-encoder" in message
+    assert str(tmp_path) in message and "HF_HUB_OFFLINE is set" in message and "bundled:all-MiniLM-L6-v2" in message
+    assert "hf download no-such-org/no-such-encoder" in message
