@@ -83,12 +83,17 @@ def test_predict_then_export_give_the_same_model(uninterrupted_root, tmp_path) -
     card = (exported / "README.md").read_text(encoding="utf-8")
     front = yaml.safe_load(card.split("---")[1])
     assert front["library_name"] == "transformers" and "mental-health" in front["tags"]
+    assert "pipeline_tag" not in front  # a plain pipeline() would give a random head's outputs
+    assert "base_model" not in front  # the tiny test encoder is no hub model
+    assert "bundled **synthetic** sample" in card and "English Reddit posts" not in card  # the data it saw
+    assert str(root) not in card and str(tmp_path) not in card and "/tmp" not in card  # no local paths
     assert "not a diagnostic tool" in card and f"{report['test_metrics']['test_criteria_macro_f1']:.4f}" in card
     assert report["dataset"]["revision"] in card
 
     from_export = tmp_path / "export.jsonl"
     result = run("predict", str(tmp_path / "posts.csv"), "--checkpoint", str(exported), "--output", str(from_export))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "MISSING" not in result.stdout + result.stderr  # the unused pooler is no news
     (checkpoint,) = report["checkpoint_references"]
     from_checkpoint = tmp_path / "checkpoint.jsonl"
     result = run("predict", str(tmp_path / "posts.csv"), "--checkpoint", checkpoint, "--output", str(from_checkpoint))
@@ -99,6 +104,16 @@ def test_predict_then_export_give_the_same_model(uninterrupted_root, tmp_path) -
         assert by_export[row["post_id"]]["probabilities"] == expected
         assert by_checkpoint[row["post_id"]]["probabilities"] == expected
         assert by_export[row["post_id"]]["evidence"] == json.loads(row["evidence"])
+
+    renamed = tmp_path / "renamed.jsonl"  # a posts file that names its columns otherwise
+    renamed.write_text("".join(json.dumps({"id": p["post_id"], "body": p["text"]}) + "\n" for p in posts))
+    by_names = tmp_path / "by_names.jsonl"
+    args = ["--id-column", "id", "--text-column", "body", "--checkpoint", checkpoint, "--output", str(by_names)]
+    result = run("predict", str(renamed), *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {k: v["probabilities"] for k, v in read_jsonl(by_names).items()} == {
+        k: v["probabilities"] for k, v in by_checkpoint.items()
+    }
 
 
 def test_status_of_a_finished_a_running_and_a_killed_study(uninterrupted_root, tmp_path) -> None:
@@ -117,6 +132,7 @@ def test_status_of_a_finished_a_running_and_a_killed_study(uninterrupted_root, t
     line = r"trial 1 \([0-9a-f]{8}, running\): epoch \d+/200: train_loss="  # its stage, said once
     assert re.search(line, running.stdout), running.stdout
     assert "disk guard: OK" in running.stdout and "tracking journal:" in running.stdout
+    assert re.search(r"best so far: .*, ETA \d+h?\d+m", running.stdout), running.stdout  # from its epochs
     study.process.send_signal(signal.SIGKILL)
     study.finish()
     killed = run("status", f"experiments_dir={root}")
@@ -128,6 +144,7 @@ def test_status_of_a_finished_a_running_and_a_killed_study(uninterrupted_root, t
     ("name", "content", "expected"),
     [
         ("no_text.csv", b"post_id,body\n1,hello\n", "no text column (columns found: post_id, body)"),
+        ("no_text_hint.csv", b"post_id,body\n1,hello\n", "or name yours with --id-column / --text-column"),
         ("empty.csv", b"post_id,text\n1,hello\n2,   \n", "row 3 (post_id 2): text is empty"),
         ("latin1.csv", "post_id,text\n1,caf\u00e9\n".encode("latin-1"), "not UTF-8 text"),
         ("number.jsonl", b'{"post_id": "a", "text": 5}\n', "line 1 (post_id a): text is int, not text"),

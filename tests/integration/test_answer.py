@@ -13,6 +13,8 @@ def test_a_study_with_no_signal_warns_once_in_the_report_and_on_the_console(tmp_
     overrides = ["model=tiny", "hpo.n_trials=2", "train.epochs=1", f"experiments_dir={root}"]
     assert main(["tune", *overrides, "--config-dir", str(CONFIG_DIR), "--no-progress"]) == 0
     out = capsys.readouterr().out
+    (first,) = [line for line in out.splitlines() if "progress: the first epoch took" in line]
+    assert "ETA unknown" not in first and "ETA " in first  # an estimate before any trial ended
     (path,) = root.glob("study_*/study_report.json")
     report = json.loads(path.read_text())
     values = [h["value"] for h in report["summary"]["best_value_history"]]

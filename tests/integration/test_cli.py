@@ -172,6 +172,10 @@ def test_dry_run_checks_everything_and_trains_nothing(tmp_path, capsys) -> None:
     assert code == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "checkpoints: ~" in out and "free" in out
+    disk = next(line for line in out.splitlines() if line.startswith("disk under "))
+    assert " needed (" in disk  # the preflight's figure
+    time_line = next(line for line in out.splitlines() if line.startswith("time: "))
+    assert time_line.startswith("time: about ") and "ms per step (measured here)" in time_line
     assert not list(tmp_path.glob("trial_*")) and not list(tmp_path.glob("study_*"))
 
 
@@ -262,3 +266,20 @@ def test_no_post_text_reaches_logs_or_tracking(study) -> None:
         content = path.read_bytes()
         leaked = [s for s in sentences if s.encode() in content]
         assert not leaked, f"{path} holds post text: {leaked[:2]}"
+
+
+def test_status_all_lists_every_study_with_its_state_trials_and_best(study, capsys, tmp_path) -> None:
+    root, report = study
+    assert main(["status", "--all", f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR)]) == 0
+    header, row, total = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:3] == ["study", "state", "trials"]
+    trials = report["trials"]
+    assert row.split()[:4] == [
+        report["study_id"],
+        "finished",
+        f"{trials['requested']}/{trials['requested']}",
+        f"{trials['completed']}/{trials['pruned']}/{trials['failed']}",
+    ]
+    assert total == f"1 study(ies) under {root}"
+    assert main(["status", "--all", f"experiments_dir={tmp_path / 'none'}", "--config-dir", str(CONFIG_DIR)]) == 0
+    assert capsys.readouterr().out.startswith(f"no study under {tmp_path / 'none'}")

@@ -153,7 +153,8 @@ example:
 
 PREDICT_HELP = """Run a trained model on new posts: criteria probabilities, decisions and evidence spans.
 
-POSTS is a CSV (columns post_id, text) or JSONL ({"post_id": ..., "text": ...} per line). The model is
+POSTS is a CSV (columns post_id, text) or JSONL ({"post_id": ..., "text": ...} per line); a file that names
+them otherwise says so with --id-column / --text-column. The model is
 the best of a study (the newest under experiments_dir by default, or --study), a checkpoint directory, or
 a folder written by `export` (--checkpoint). The output (CSV or JSONL, by its suffix) has per post the
 nine probabilities, the 0/1 decisions at the thresholds calibrated on validation, and the evidence spans
@@ -163,6 +164,7 @@ never goes to the logs.
 example:
   redsm5-hpo predict posts.csv --output predictions.csv
   redsm5-hpo predict posts.jsonl --output out.jsonl --checkpoint exported_model/ train.device=cpu
+  redsm5-hpo predict export.csv --id-column id --text-column body --output predictions.csv
 """
 
 EXPORT_HELP = """Write a trained model as a Hugging Face folder with a model card.
@@ -186,6 +188,7 @@ tracking records wait in the journal.
 
 example:
   redsm5-hpo status                       # the newest study
+  redsm5-hpo status --all                 # every study: state, trials, best value, when it started
   watch -n 10 redsm5-hpo status --study 3f2a...
 """
 
@@ -356,7 +359,7 @@ def _cmd_predict(config: Config, args: argparse.Namespace) -> int:
     from redsm5_hpo.data.posts_file import read_posts
     from redsm5_hpo.pipeline.inference import load_model, predict_posts, write_predictions
 
-    posts = read_posts(args.posts)  # a bad file fails before the model loads
+    posts = read_posts(args.posts, args.id_column, args.text_column)  # a bad file fails before the model loads
     loaded = load_model(config, args.study, args.checkpoint, args.device)
     rows = predict_posts(loaded, posts, progress=not args.no_progress)
     path = write_predictions(rows, args.output)
@@ -376,9 +379,14 @@ def _cmd_export(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.layout import experiments_root
     from redsm5_hpo.pipeline import find_study_dir
-    from redsm5_hpo.pipeline.status import describe, read_status
+    from redsm5_hpo.pipeline.status import describe, describe_all, read_all, read_status
 
+    if args.all:
+        root = experiments_root(config)
+        print(describe_all(read_all(root), root))
+        return 0
     print(describe(read_status(find_study_dir(config, args.study))))
     return 0
 
@@ -486,6 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
             if name == "evaluate":
                 sub.add_argument("--device", default=None, help=DEVICE_HELP)
+            if name == "status":
+                sub.add_argument(
+                    "--all", action="store_true", help="one line per study under experiments_dir: state, trials, best"
+                )
         elif name in ("verify", "sync"):
             if name == "verify":
                 sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
@@ -499,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint dir or an exported folder")
             if name == "predict":
                 sub.add_argument("--device", default=None, help=DEVICE_HELP)
+                sub.add_argument(
+                    "--id-column", default="post_id", help="the column (or JSON key) of post ids (post_id)"
+                )
+                sub.add_argument("--text-column", default="text", help="the column (or JSON key) of post texts (text)")
                 sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         elif name == "ui":
             sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")

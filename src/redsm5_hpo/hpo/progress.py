@@ -105,3 +105,23 @@ def best_value_history(
             completed += 1
         points.append(HistoryPoint(index, number, state, value, best, completed))
     return points
+
+
+def study_time_estimate(
+    step_s: float, train_batches: int, validation_batches: int, epochs: int, trials: int, workers: int = 1
+) -> float:
+    """A study's training time from one measured training step: per epoch, its training steps plus the
+    validation pass (a forward pass: about a third of a step), for every epoch of every trial, ``workers``
+    trials at a time. Set-up, checkpoints and the test evaluation are not in it."""
+    epoch_s = step_s * (train_batches + validation_batches / 3)
+    return epoch_s * epochs * math.ceil(trials / max(1, workers))
+
+
+def early_eta(elapsed_s: float, epochs_done: int, epochs: int, trials_left: int, workers: int = 1) -> float | None:
+    """The ETA before any trial has finished, from the running trial: ``elapsed_s`` for its first
+    ``epochs_done`` of ``epochs`` epochs sets a trial's length; ``trials_left`` counts the running one."""
+    if epochs_done <= 0 or epochs <= 0 or trials_left <= 0:
+        return None
+    per_trial = elapsed_s / epochs_done * epochs
+    rounds = math.ceil(trials_left / max(1, min(workers, trials_left)))
+    return max(0.0, per_trial * rounds - elapsed_s)

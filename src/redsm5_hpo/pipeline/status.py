@@ -7,6 +7,7 @@ shared, non-blocking ``flock`` on a read-only descriptor (``hpo.lock.is_locked``
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,13 @@ import optuna
 
 from redsm5_hpo.checkpoints.disk import DiskLevel, DiskUsage, Thresholds, assess, disk_usage, human_bytes
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.errors import first_line
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.lock import is_locked
-from redsm5_hpo.hpo.progress import format_duration
+from redsm5_hpo.hpo.progress import early_eta, format_duration
 from redsm5_hpo.hpo.storage import is_shared, open_storage
 from redsm5_hpo.hpo.study import uncounted
-from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root
+from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root, study_dirs
 from redsm5_hpo.pipeline.parts import JOURNAL_DIR
 from redsm5_hpo.pipeline.record import StudyRecord
 from redsm5_hpo.pipeline.work import study_progress_of
@@ -55,6 +57,8 @@ class StudyStatus:
     disk_level: DiskLevel = DiskLevel.OK
     journal_pending: int = 0
     experiments: Path = Path(".")
+    started: dt.datetime | None = None
+    """When its first trial started (None before any)."""
 
 
 def read_status(study_dir: Path) -> StudyStatus:
@@ -73,18 +77,27 @@ def read_status(study_dir: Path) -> StudyStatus:
         "queued": sum(t.state == states.WAITING for t in trials),
     }
     root = Path(study_dir).parent
-    running = [_running_trial(t, config.hpo.n_workers > 1, root) for t in trials if t.state == states.RUNNING]
+    live = [t for t in trials if t.state == states.RUNNING]
+    running = [_running_trial(t, config.hpo.n_workers > 1, root) for t in live]
     if StudyDir(study_dir).report_path.is_file() and not counts["running"] and not counts["queued"]:
         state = "finished"
     elif (is_shared(record.storage) and counts["running"]) or is_locked(study_dir):
         state = "running"
     else:
         state = "stopped"
-    progress = study_progress_of(study, config.hpo.n_trials, starting=False, workers=max(1, config.hpo.n_workers))
+    workers = max(1, config.hpo.n_workers)
+    progress = study_progress_of(study, config.hpo.n_trials, starting=False, workers=workers)
+    eta = progress.eta_s
+    started = [(t, r) for t, r in zip(live, running, strict=True) if r.epoch and t.datetime_start is not None]
+    if eta is None and started:  # no trial has ended yet: the running trial's epochs set the pace
+        trial, seen = started[0]
+        elapsed = (dt.datetime.now() - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0
+        eta = early_eta(elapsed, seen.epoch or 0, config.train.epochs, config.hpo.n_trials - progress.finished, workers)
     root = experiments_root(config)
     usage = disk_usage(root)
     guard = config.disk_guard
     journal = Path(config.tracking.journal_dir) if config.tracking.journal_dir else root / JOURNAL_DIR
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     return StudyStatus(
         record.study_id,
         state,
@@ -92,13 +105,55 @@ def read_status(study_dir: Path) -> StudyStatus:
         config.train.epochs,
         counts,
         progress.best_so_far,
-        progress.eta_s if state == "running" else None,
+        eta if state == "running" else None,
         running,
         usage,
         assess(usage, Thresholds(guard.critical_free_fraction, guard.error_free_fraction)),
         pending_in(journal) if journal.is_dir() else 0,
         root,
+        min(starts) if starts else None,
     )
+
+
+def read_all(root: Path) -> list[StudyStatus | tuple[str, str]]:
+    """Every study under ``root`` (oldest name first): its status, or (its name, why it cannot be read)."""
+    found: list[StudyStatus | tuple[str, str]] = []
+    for study in study_dirs(root):
+        if not study.record_path.is_file():
+            found.append((study.path.name, "no study.json"))
+            continue
+        try:
+            found.append(read_status(study.path))
+        except Exception as e:  # one broken study does not hide the others
+            found.append((study.path.name, first_line(e)))
+    return found
+
+
+def describe_all(found: list[StudyStatus | tuple[str, str]], root: Path) -> str:
+    """One row per study: id, state, trials done of requested (completed / pruned / failed), best, start."""
+    if not found:
+        return f"no study under {root} (`redsm5-hpo tune experiments_dir={root}` starts one)"
+    header = ["study", "state", "trials", "completed/pruned/failed", "best", "started"]
+    rows = [header]
+    for entry in found:
+        if isinstance(entry, tuple):
+            rows.append([entry[0].removeprefix("study_"), f"unreadable: {entry[1]}", "", "", "", ""])
+            continue
+        c = entry.counts
+        done = c["completed"] + c["pruned"] + c["failed"]
+        rows.append(
+            [
+                entry.study_id,
+                entry.state,
+                f"{done}/{entry.total}",
+                f"{c['completed']}/{c['pruned']}/{c['failed']}",
+                "-" if entry.best is None else f"{entry.best:.4f}",
+                "-" if entry.started is None else entry.started.strftime("%Y-%m-%d %H:%M"),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join([*lines, f"{len(found)} study(ies) under {root}"])
 
 
 def describe(status: StudyStatus) -> str:

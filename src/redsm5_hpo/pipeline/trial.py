@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,15 +30,17 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.device_errors import DeviceFailed, is_sticky_cuda_error
 from redsm5_hpo.devices import Runtime, configure_determinism, reported_nondeterminism, resolve_runtime
-from redsm5_hpo.errors import FILES_ONLY, traceback_text
+from redsm5_hpo.errors import FILES_ONLY, first_line, traceback_text
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
+from redsm5_hpo.hpo.progress import format_duration, study_time_estimate
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.study import TrialSpec, failure_reason
 from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.layout import TrialDir, experiments_root
+from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
 from redsm5_hpo.pipeline.mirroring import publish
 from redsm5_hpo.pipeline.parts import (
@@ -54,7 +57,7 @@ from redsm5_hpo.remote import check_bucket, open_bucket
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import TRACEBACK, json_log_file, trial_context
 from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, PruningHook, TrialPruned
-from redsm5_hpo.training.loop import FitResult, NonFiniteLossError, TrainingHook, fit
+from redsm5_hpo.training.loop import FitResult, NonFiniteLossError, TrainingHook, fit, time_training_step
 
 log = logging.getLogger(__name__)
 
@@ -429,10 +432,11 @@ def run_single(config: Config, progress: bool = True) -> TrialResult:
 
 
 def dry_run(config: Config) -> str:
-    """Validate data, encoder loading and disk space (preflight) without training; return the plan."""
+    """Validate data, encoder loading and disk space (preflight) without training; return the plan, with the
+    disk the study needs and its time estimated from one measured training step."""
     runtime = resolve_runtime(config.train)
     corpus = load_corpus(config.data, config.seed)
-    model, _ = build_model(config, corpus)
+    model, tokenizer = build_model(config, corpus, runtime)
     full, weights = estimate_checkpoint_bytes(model)
     root = experiments_root(config)
     usage = disk_usage(root)
@@ -448,9 +452,29 @@ def dry_run(config: Config) -> str:
         f"{config.train.checkpoint_interval_epochs} epoch(s), retention {dataclasses.asdict(config.retention_policy)}",
         f"disk under {root}: {human_bytes(usage.free_bytes)} free; at least {human_bytes(needed)} needed "
         f"({config.hpo.n_workers} trial(s) at a time)",
+        time_estimate(config, corpus, model, tokenizer, runtime),
     ]
     if config.train.save_checkpoints and usage.free_bytes < needed:
         raise DiskSpaceError(
             "\n".join([*lines, "preflight failed: not enough free space for one resume point and the best model"])
         )
     return "\n".join([*lines, "dry run: everything checked, nothing trained"])
+
+
+def time_estimate(
+    config: Config, corpus: Corpus, model: CriteriaEvidenceModel, tokenizer: Any, runtime: Runtime
+) -> str:
+    """One line: the study's training time from a measured step of this configuration, or why there is none."""
+    train_set, validation_set = split_datasets(config, corpus, tokenizer, "train", "validation")
+    try:
+        step_s, batches = time_training_step(model, train_set, config.train, runtime, config.seed)
+    except (RuntimeError, ValueError) as e:  # out of memory on the device, an input the model refuses
+        return f"time: cannot estimate it (one training step failed: {first_line(e)})"
+    validation_batches = math.ceil(len(validation_set) / config.train.batch_size)
+    hpo = config.hpo
+    total = study_time_estimate(step_s, batches, validation_batches, config.train.epochs, hpo.n_trials, hpo.n_workers)
+    searched = "; the searched parameters change it" if hpo.search_space else ""
+    return (
+        f"time: about {format_duration(total)} of training at {step_s * 1000:.0f} ms per step (measured here) and "
+        f"{batches} steps per epoch; set-up, checkpoints and evaluation come on top{searched}"
+    )

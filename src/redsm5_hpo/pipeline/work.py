@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import logging
 import os
@@ -27,7 +28,7 @@ from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.lock import claim_lock
-from redsm5_hpo.hpo.progress import Progress, study_progress
+from redsm5_hpo.hpo.progress import Progress, early_eta, format_duration, study_progress
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.storage import open_storage
 from redsm5_hpo.hpo.study import (
@@ -124,7 +125,7 @@ class Worker:
             self.progress,
             on_run_started=lambda run_id: trial.set_user_attr(attrs.RUN_ID, run_id),
             token_gate=self.token_gate,
-            should_prune=lambda epoch, value: _report_epoch(trial, epoch, value),
+            should_prune=lambda epoch, value: self._on_epoch(trial, epoch, value, trial_config.train.epochs),
             lifecycle=lifecycle,
             device_override=self.device,
         )
@@ -146,6 +147,20 @@ class Worker:
                 trial.set_user_attr(attrs.RESUMABLE, True)  # keep its checkpoints: free space, then resume
                 self.disk_errors.append(e)  # the worker stops after this trial (run_trials' stop)
             raise
+
+    def _on_epoch(self, trial: optuna.Trial, epoch: int, value: float, epochs: int) -> bool:
+        """Feed the pruner; before any trial has finished, the first epoch gives the study its first ETA
+        (the trials' own ETA takes over when one ends)."""
+        if epoch == 1 and trial.datetime_start is not None and not counted_trials(self.study):
+            elapsed = (dt.datetime.now() - trial.datetime_start).total_seconds()
+            hpo = self.config.hpo
+            eta = early_eta(elapsed, 1, epochs, hpo.n_trials, max(1, hpo.n_workers))
+            log.info(
+                "progress: the first epoch took %s (set-up included); ETA %s from it, refined as trials end",
+                format_duration(elapsed),
+                format_duration(eta),
+            )
+        return _report_epoch(trial, epoch, value)
 
     def _continuation(
         self, spec: TrialSpec, trial: optuna.Trial

@@ -46,3 +46,20 @@ def test_best_value_history_is_stepped_by_index_with_the_best_of_the_trials_up_t
     assert [p.completed for p in points] == [1, 1, 2, 2]
     assert [p.best_so_far for p in best_value_history(outcomes, "minimize")] == [0.3, 0.3, 0.3, 0.3]
     assert best_value_history([(1, 0, "fail", None)])[0].best_so_far is None
+
+
+def test_the_study_time_follows_from_one_measured_step() -> None:
+    from redsm5_hpo.hpo.progress import study_time_estimate
+
+    # 0.2 s per step, 30 training + 9 validation batches (3 steps' worth), 5 epochs, 4 trials
+    assert math.isclose(study_time_estimate(0.2, 30, 9, 5, 4), 0.2 * 33 * 5 * 4)
+    assert math.isclose(study_time_estimate(0.2, 30, 9, 5, 4, workers=2), 0.2 * 33 * 5 * 2)
+    assert math.isclose(study_time_estimate(0.2, 30, 9, 5, 3, workers=2), 0.2 * 33 * 5 * 2)  # 2 rounds
+
+
+def test_the_first_epochs_give_an_eta_before_any_trial_ends() -> None:
+    from redsm5_hpo.hpo.progress import early_eta
+
+    assert early_eta(60, 1, 5, 4) == 60 * 5 * 4 - 60  # a trial is 5 minutes; one minute of it is done
+    assert early_eta(120, 2, 5, 4, workers=2) == 300 * 2 - 120
+    assert early_eta(60, 0, 5, 4) is None and early_eta(60, 1, 5, 0) is None
