@@ -33,4 +33,4 @@ def busy_ports_problem(wanted: Mapping[str, int], host: str = HOST) -> str | Non
         return None
     taken = ", ".join(str(port) for port in busy.values())
     options = " ".join(f"{option} {free_port(host)}" for option in busy)
-    return f"port {taken} on {host} is in use; use a free one, e.g. `redsm5-hpo ui {options}`"
+    return f"port {taken} on {host} is in use; run ui again with a free one, e.g. adding `{options}`"

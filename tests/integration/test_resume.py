@@ -155,6 +155,8 @@ def test_rollback_continues_from_an_earlier_checkpoint_in_a_new_run(tmp_path) ->
     rolled = cli(root, "rollback", "--trial", trial_id, "--epoch", "2", "--set", "train.lr_head=5e-4")
     assert rolled.returncode == 0, rolled.stderr[-2000:]
     assert sorted(p.name for p in (trial_dir / "checkpoints").iterdir()) == ["epoch_0001", "epoch_0002"]
+    hint = re.search(r"`(redsm5-hpo resume [^`]+)`", rolled.stdout)
+    assert hint and f"experiments_dir={root}" in hint.group(1)  # complete: it works pasted anywhere
     assert cli(root, "resume").returncode == 0
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")

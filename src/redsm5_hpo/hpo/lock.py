@@ -46,7 +46,7 @@ def study_lock(study_dir: Path) -> Iterator[None]:
             holder = path.read_text(encoding="utf-8").strip() or "unknown"
             raise StudyLockedError(
                 f"study {Path(study_dir).name} is already running (process {holder} holds {path}); nothing was done. "
-                "Wait for it to finish, or stop it and run `redsm5-hpo resume` again."
+                f"Wait for it to finish, or stop it and run `{StudyDir(Path(study_dir)).command('resume')}` again."
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

@@ -20,6 +20,7 @@ from redsm5_hpo.hpo.study import (
     queue_behind_continuations,
     uncounted,
 )
+from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.parts import (
     open_tracker,
     trial_stores,
@@ -136,7 +137,8 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
             with open_tracker(trial_config) as tracker:
                 tracker.end_run(trial.user_attrs[attrs.RUN_ID], "KILLED")
     changed = f" with {overrides}" if overrides else ""
-    return f"trial {trial_id} rolled back to epoch {epoch}{changed}; `redsm5-hpo resume` continues it from there"
+    resume = StudyDir(Path(study_dir)).command("resume")
+    return f"trial {trial_id} rolled back to epoch {epoch}{changed}; `{resume}` continues it from there"
 
 
 def _slot(trial: optuna.trial.FrozenTrial) -> dict[str, object]:

@@ -186,7 +186,11 @@ def describe(status: StudyStatus) -> str:
         )
     lines.append(
         f"tracking journal: {status.journal_pending} record(s) not yet sent"
-        + (" (`redsm5-hpo sync` sends them)" if status.journal_pending and status.state != "running" else "")
+        + (
+            f" (`redsm5-hpo sync experiments_dir={status.experiments}` sends them)"
+            if status.journal_pending and status.state != "running"
+            else ""
+        )
     )
     return "\n".join(lines)
 

@@ -85,7 +85,7 @@ def find_study_dir(config: Config, study: str | None) -> Path:
         (d for d in study_dirs(root) if d.record_path.is_file()), key=lambda d: d.record_path.stat().st_mtime
     )
     if not studies:
-        raise StudyError(f"no study under {root}; start one with `redsm5-hpo tune`")
+        raise StudyError(f"no study under {root}; start one with `redsm5-hpo tune experiments_dir={root}`")
     return studies[-1].path
 
 

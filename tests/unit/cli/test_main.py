@@ -94,5 +94,5 @@ def test_ui_on_a_busy_port_says_so_at_once_and_starts_nothing(tmp_path) -> None:
         )
     assert ended.returncode == 2 and ended.stdout == ""
     (line,) = ended.stderr.splitlines()
-    assert line.startswith(f"error: port {port} on 127.0.0.1 is in use") and "redsm5-hpo ui --dashboard-port " in line
+    assert line.startswith(f"error: port {port} on 127.0.0.1 is in use") and "adding `--dashboard-port " in line
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["study_x"]

@@ -8,8 +8,13 @@ from redsm5_hpo.hpo.lock import StudyLockedError, study_lock
 
 
 def test_lock_is_exclusive_and_released(tmp_path) -> None:
-    with study_lock(tmp_path), pytest.raises(StudyLockedError, match="already running"), study_lock(tmp_path):
+    with (
+        study_lock(tmp_path),
+        pytest.raises(StudyLockedError, match="already running") as refused,
+        study_lock(tmp_path),
+    ):
         pass
+    assert f"redsm5-hpo resume --study {tmp_path.name} experiments_dir={tmp_path.parent}" in str(refused.value)
     with study_lock(tmp_path):  # released on exit: a later run gets it
         pass
 
