@@ -400,6 +400,10 @@ class EvaluationConfig:
     calibration use: ``char`` (non-space characters), ``sentence`` (a sentence counts when at least half of
     its characters are evidence) or ``span`` (runs of evidence matched one to one at IoU >= 0.5). Every
     level is logged and reported as ``evidence_<level>_*`` whichever is chosen."""
+    bootstrap_samples: int = 1000
+    """Resamples of the test posts for the confidence interval of every test metric (0: no intervals)."""
+    confidence: float = 0.95
+    """The intervals' confidence level, in (0, 1)."""
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,20 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from redsm5_hpo.config.schema import TrainConfig
+from redsm5_hpo.config.schema import EVIDENCE_LEVELS, TrainConfig
 from redsm5_hpo.data.batching import length_sorted_batches
 from redsm5_hpo.data.evidence import evidence_chars
 from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.devices import Runtime
 from redsm5_hpo.evaluation.decode import greedy_spans, merge_windows, to_char_spans
-from redsm5_hpo.evaluation.evidence_scoring import GoldEvidence, evidence_scores, prepare_gold, select_level
+from redsm5_hpo.evaluation.evidence_scoring import (
+    GoldEvidence,
+    evidence_scores,
+    level_counts,
+    prepare_gold,
+    select_level,
+)
+from redsm5_hpo.evaluation.intervals import Interval, percentile_intervals, resample_counts, resampled_metrics
 from redsm5_hpo.evaluation.metrics import criteria_metrics
 from redsm5_hpo.evaluation.thresholds import as_vector, best_threshold, calibrate_criteria
 from redsm5_hpo.faults import fault_point
@@ -139,3 +146,25 @@ def score_calibrated(
     evidence = thresholds["evidence"]
     assert isinstance(criteria, dict) and isinstance(evidence, float)
     return score(predictions, dataset, split, as_vector(criteria), evidence, evidence_level)
+
+
+def bootstrap_intervals(
+    predictions: Predictions,
+    dataset: MultiLabelDataset,
+    split: str,
+    thresholds: dict[str, object] | None,
+    evidence_level: str,
+    samples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Interval]:
+    """The ``confidence`` interval of every metric ``score`` gives (at ``thresholds``, else 0.5) and of the
+    paper-protocol scalars (``<split>_paper_*``), from ``samples`` resamples of the posts (``intervals``)."""
+    criteria = as_vector(thresholds["criteria"]) if thresholds else 0.5  # type: ignore[arg-type]
+    evidence_cut = float(thresholds["evidence"]) if thresholds else 0.5  # type: ignore[arg-type]
+    predicted = predicted_evidence_chars(dataset, predictions.evidence_spans, evidence_cut)
+    per_post = [level_counts(gold, chars) for gold, chars in zip(gold_evidence(dataset), predicted, strict=True)]
+    counts = {level: np.array([post[level] for post in per_post]).reshape(-1, 3) for level in EVIDENCE_LEVELS}
+    weights = resample_counts(len(predictions.labels), samples, seed)
+    resampled = resampled_metrics(predictions.labels, predictions.probs, criteria, counts, evidence_level, weights)
+    return {f"{split}_{name}": interval for name, interval in percentile_intervals(resampled, confidence).items()}

@@ -62,12 +62,31 @@ def best_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def with_interval(report: dict[str, Any], name: str, value: float, digits: int = 4) -> str:
+    """``0.8349 [0.781, 0.884]`` when the report has the metric's interval, else the value alone."""
+    interval = (report.get("test_intervals") or {}).get(name)
+    shown = f"{value:.{digits}f}"
+    return f"{shown} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else shown
+
+
 def test_lines(report: dict[str, Any]) -> list[str]:
     metrics = report["test_metrics"]
     baselines = ", ".join(f"{name} {value:.3f}" for name, value in report["baselines"].items())
+    names = (("macro-F1", "test_criteria_macro_f1"), ("micro-F1", "test_criteria_micro_f1"))
+    scores = [f"{label} {with_interval(report, key, metrics[key])}" for label, key in names]
+    scores.append(f"evidence F1 {with_interval(report, 'test_evidence_f1', metrics['test_evidence_f1'])}")
+    method = report.get("interval_method")
+    intervals = (
+        [
+            f"[intervals: {method['confidence']:.0%} percentile bootstrap over the test posts, {method['samples']} "
+            f"resamples, seed {method['seed']}]"
+        ]
+        if method
+        else []
+    )
     return [
-        f"test (calibrated thresholds): macro-F1 {metrics['test_criteria_macro_f1']:.4f}, "
-        f"micro-F1 {metrics['test_criteria_micro_f1']:.4f}, evidence F1 {metrics['test_evidence_f1']:.4f}",
+        f"test (calibrated thresholds): {', '.join(scores)}",
+        *intervals,
         paper_summary(report),
         f"constant baselines (test macro-F1): {baselines}",
     ]
@@ -78,11 +97,16 @@ def paper_summary(report: dict[str, Any]) -> str:
     paper = report.get("paper_metrics")
     if not paper:
         return "paper protocol: not in this report (written by an earlier version)"
-    return (
-        f"paper protocol (10 classes, threshold 0.5, {paper['posts']} test posts): micro-F1 {paper['micro_f1']:.3f}, "
-        f"macro-F1 {paper['macro_f1']:.3f}, weighted-F1 {paper['weighted_f1']:.3f}, "
-        f"exact match {paper['exact_match_accuracy']:.3f}"
+    scores = ", ".join(
+        f"{label} {with_interval(report, f'test_paper_{key}', paper[key], 3)}"
+        for label, key in (
+            ("micro-F1", "micro_f1"),
+            ("macro-F1", "macro_f1"),
+            ("weighted-F1", "weighted_f1"),
+            ("exact match", "exact_match_accuracy"),
+        )
     )
+    return f"paper protocol (10 classes, threshold 0.5, {paper['posts']} test posts): {scores}"
 
 
 def next_commands(study_dir: Path) -> list[str]:

@@ -18,7 +18,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.metrics import constant_baselines, paper_metrics
-from redsm5_hpo.evaluation.predict import predict, score, score_calibrated
+from redsm5_hpo.evaluation.predict import bootstrap_intervals, predict, score, score_calibrated
 from redsm5_hpo.evaluation.verdicts import result_warnings
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
@@ -63,6 +63,7 @@ def evaluate_best_trial(
         "best_validation_value": float(best.value or 0.0),
         "best_params": dict(best.params),
         "test_metrics": evaluations[0]["test_metrics"],
+        **interval_fields(evaluations[0], trial_config),
         "paper_metrics": {
             **evaluations[0]["paper_metrics"],
             "split_protocol": "predefined" if corpus.predefined_splits else trial_config.data.split_protocol,
@@ -91,11 +92,30 @@ def evaluate_best_trial(
 PAPER_SCALARS = ("micro_f1", "macro_f1", "weighted_f1", "exact_match_accuracy")
 
 
+def interval_fields(evaluation: dict[str, Any], config: Config) -> dict[str, Any]:
+    """The report's ``test_intervals`` (metric -> [low, high]) and how they were made; none when off."""
+    if "intervals" not in evaluation:
+        return {}
+    settings = config.evaluation
+    return {
+        "test_intervals": evaluation["intervals"],
+        "interval_method": {
+            "method": "percentile bootstrap, test posts resampled as units",
+            "samples": settings.bootstrap_samples,
+            "confidence": settings.confidence,
+            "seed": config.seed,
+        },
+    }
+
+
 def study_run_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """What the study's MLflow run records at step 0: the test metrics and the paper-protocol scalars
-    (``test_paper_*``)."""
+    """What the study's MLflow run records at step 0: the test metrics, the paper-protocol scalars
+    (``test_paper_*``) and each one's interval (``<metric>_ci_low`` / ``_ci_high``)."""
     paper = report.get("paper_metrics") or {}
-    return {**report["test_metrics"], **{f"test_paper_{k}": float(paper[k]) for k in PAPER_SCALARS if k in paper}}
+    metrics = {**report["test_metrics"], **{f"test_paper_{k}": float(paper[k]) for k in PAPER_SCALARS if k in paper}}
+    for name, (low, high) in (report.get("test_intervals") or {}).items():
+        metrics |= {f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)}
+    return metrics
 
 
 def study_warnings(
@@ -199,15 +219,29 @@ def evaluate_checkpoints(
         level = config.evaluation.evidence_metric
         at_half = score(predictions, dataset, prefix, evidence_level=level)
         metrics = score_calibrated(predictions, dataset, prefix, thresholds, level) if thresholds else at_half
-        evaluations.append(
-            {
-                "checkpoint": str(loaded.path),
-                "epoch": loaded.epoch,
-                "test_metrics": metrics,
-                "metrics_at_0_5": at_half,
-                "paper_metrics": paper_metrics(predictions.labels, predictions.probs),
+        evaluation = {
+            "checkpoint": str(loaded.path),
+            "epoch": loaded.epoch,
+            "test_metrics": metrics,
+            "metrics_at_0_5": at_half,
+            "paper_metrics": paper_metrics(predictions.labels, predictions.probs),
+        }
+        bootstrap = config.evaluation
+        if split == "test" and bootstrap.bootstrap_samples and not evaluations:  # the report's numbers
+            evaluation["intervals"] = {
+                name: list(interval)
+                for name, interval in bootstrap_intervals(
+                    predictions,
+                    dataset,
+                    prefix,
+                    thresholds,
+                    level,
+                    bootstrap.bootstrap_samples,
+                    bootstrap.confidence,
+                    config.seed,
+                ).items()
             }
-        )
+        evaluations.append(evaluation)
     if not evaluations:
         raise StudyError(f"no checkpoint left in {store.directory} to evaluate")
     return evaluations
