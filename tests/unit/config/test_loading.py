@@ -249,3 +249,26 @@ def test_each_package_brings_its_own_checks_through_entry_points() -> None:
     ]
     with pytest.raises(ConfigError, match="is not a metric the loop logs"):
         load_config(["train.optimization_metric=val_nothing"], CONFIG_DIR)
+
+
+def test_every_key_of_the_schema_is_in_the_shipped_config_yaml() -> None:
+    """Hydra refuses an override of a key missing from config.yaml (with its own append advice), so every
+    key a user can set must be there."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from redsm5_hpo.config.loading import known_keys
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR.resolve()), version_base="1.3"):
+        composed = OmegaConf.to_container(compose(config_name="config"), resolve=False)
+
+    def present(key: str) -> bool:
+        node = composed
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    missing = sorted(key for key in known_keys() if not present(key))
+    assert not missing, f"keys of the schema missing from configs/config.yaml: {missing}"
