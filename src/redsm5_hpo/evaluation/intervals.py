@@ -36,6 +36,11 @@ def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denominator, out=np.zeros_like(denominator, dtype=float), where=denominator > 0)
 
 
+def confusion(weights: np.ndarray, decided: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(true positives, false positives, false negatives) of each column on each resample: (samples, columns)."""
+    return weights @ (decided & gold), weights @ (decided & (1 - gold)), weights @ ((1 - decided) & gold)
+
+
 def ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     return np.divide(top, bottom, out=np.zeros_like(bottom, dtype=float), where=bottom > 0)
 
@@ -70,7 +75,7 @@ def resampled_metrics(
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=float)
     decided = (probs >= np.asarray(thresholds)).astype(int)
-    tp, fp, fn = (weights @ (decided & labels), weights @ (decided & (1 - labels)), weights @ ((1 - decided) & labels))
+    tp, fp, fn = confusion(weights, decided, labels)
     per_label = f1(tp, fp, fn)
     out: dict[str, np.ndarray] = {f"f1_{s}": per_label[:, i] for i, s in enumerate(SYMPTOMS)}
     pr_auc = np.stack([average_precisions(labels[:, i], probs[:, i], weights) for i in range(len(SYMPTOMS))], axis=1)
@@ -94,7 +99,7 @@ def resampled_metrics(
 def _paper(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
     """``metrics.paper_metrics``' scalars on each resample: ten classes, a criterion above 0.5."""
     gold, predicted = with_no_symptoms(labels), with_no_symptoms(probs > PAPER_THRESHOLD)
-    tp, fp, fn = (weights @ (predicted & gold), weights @ (predicted & (1 - gold)), weights @ ((1 - predicted) & gold))
+    tp, fp, fn = confusion(weights, predicted, gold)
     per_class = f1(tp, fp, fn)
     support = weights @ gold
     exact = (predicted == gold).all(axis=1).astype(float)

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from redsm5_hpo import __version__
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.schema import BUNDLED_ENCODER, TINY_ENCODER
+from redsm5_hpo.data.checks import looks_local
 from redsm5_hpo.labels import SYMPTOMS
 from redsm5_hpo.pipeline.inference import EXPORT_KEY, HEADS_FILE, LoadedModel
 from redsm5_hpo.tracking.sanitize import masked
@@ -110,7 +111,7 @@ def hub_base_model(encoder: str) -> str | None:
     """The encoder's hub id for the card's ``base_model``: none for the tiny test encoder or a local path."""
     if encoder == BUNDLED_ENCODER:
         return BUNDLED_HUB_ID
-    if encoder == TINY_ENCODER or encoder.startswith(("/", ".", "~")) or Path(encoder).expanduser().exists():
+    if encoder == TINY_ENCODER or looks_local(encoder) or Path(encoder).expanduser().exists():
         return None
     return encoder
 
@@ -119,7 +120,7 @@ def data_statement(source: str) -> str:
     """What the model was trained on, in words."""
     if source == "sample":
         return SYNTHETIC
-    if source.startswith(("/", ".", "~")):
+    if looks_local(source):
         return f"a local copy of ReDSM5-format data (`{Path(source).name}`): English Reddit posts"
     return f"`{source}` from the Hugging Face hub: English Reddit posts"
 

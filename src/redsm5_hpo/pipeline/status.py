@@ -88,11 +88,11 @@ def read_status(study_dir: Path) -> StudyStatus:
     workers = max(1, config.hpo.n_workers)
     progress = study_progress_of(study, config.hpo.n_trials, starting=False, workers=workers)
     eta = progress.eta_s
-    started = [(t, r) for t, r in zip(live, running, strict=True) if r.epoch and t.datetime_start is not None]
+    started = [(t.datetime_start, r.epoch) for t, r in zip(live, running, strict=True) if r.epoch and t.datetime_start]
     if eta is None and started:  # no trial has ended yet: the running trial's epochs set the pace
-        trial, seen = started[0]
-        elapsed = (dt.datetime.now() - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0
-        eta = early_eta(elapsed, seen.epoch or 0, config.train.epochs, config.hpo.n_trials - progress.finished, workers)
+        (since, epochs_done), left = started[0], config.hpo.n_trials - progress.finished
+        elapsed = (dt.datetime.now() - since).total_seconds()
+        eta = early_eta(elapsed, epochs_done, config.train.epochs, left, workers)
     root = experiments_root(config)
     usage = disk_usage(root)
     guard = config.disk_guard
