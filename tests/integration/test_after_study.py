@@ -132,7 +132,7 @@ def test_status_of_a_finished_a_running_and_a_killed_study(uninterrupted_root, t
     line = r"trial 1 \([0-9a-f]{8}, running\): epoch \d+/200: train_loss="  # its stage, said once
     assert re.search(line, running.stdout), running.stdout
     assert "disk guard: OK" in running.stdout and "tracking journal:" in running.stdout
-    assert re.search(r"best so far: .*, ETA \d+h?\d+m", running.stdout), running.stdout  # from its epochs
+    assert re.search(r"best so far: .*, ETA (\d+h\d{2}m|\d+m\d{2}s)$", running.stdout, re.M), running.stdout  # epochs
     study.process.send_signal(signal.SIGKILL)
     study.finish()
     killed = run("status", f"experiments_dir={root}")
