@@ -21,6 +21,8 @@ B10 step overhead: CPU time per training step of our loop vs a bare loop on the 
    take milliseconds as a GPU's do (``bench/peers.py``).
 B11 a bucket: B2's stall per save and B1's bytes with ``remote.uri`` on a local S3-compatible server, and
    the upload throughput vs a local write of the same checkpoint (``bench/bucket.py``).
+B12 the winner's curse: the best search trial's validation objective vs its configuration's mean over 3
+   seeds (``hpo.confirm``), and the width of the test macro-F1 interval (``bench/confirm.py``).
 
 Usage: python bench/run.py [--quick] [--only B4 ...]
   --quick: the tiny encoder, for a smoke check of the harness
@@ -54,6 +56,7 @@ from redsm5_hpo.training import loop as loop_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bucket import bucket_bytes, s3_server, upload_vs_local
+from confirm import b12_winners_curse
 from peers import b1_hf_trainer, b5_disk_guard, b6_overhead, b8_throughput, b10_step_overhead
 from pruning import b7_pruning
 from tracking import b4_tracking
@@ -339,6 +342,18 @@ def markdown(results: dict) -> str:
             f">= 60% less | >= 95% less | {b11['reduction_at_end']:.1%} less "
             f"({human_bytes(b11['bucket_bytes_at_end'])} vs {human_bytes(b11['keep_all_bytes'])}) |",
         ]
+    b12 = results.get("B12_winners_curse")
+    if b12:
+        low, high = b12["test_macro_f1_interval"]
+        seeds = b12["test_macro_f1_over_seeds"]
+        rows += [
+            f"| B12 | the winner's curse: the best of {b12['search_trials']} search trials' {b12['metric']} at search "
+            f"time vs its configuration's mean over {b12['seeds']} seeds | | | {b12['search_value']:.4f} vs "
+            f"{b12['confirmed_mean']:.4f} ± {b12['confirmed_std']:.4f} (overstated by {b12['winners_curse']:+.4f}) |",
+            f"| B12 | test macro-F1 of the answer and its 95% bootstrap interval over {b12['test_posts']} test posts; "
+            f"over the {b12['seeds']} seeds | | | {b12['test_macro_f1']:.4f} [{low:.3f}, {high:.3f}] (width "
+            f"{b12['test_macro_f1_interval_width']:.3f}); {seeds['mean']:.4f} ± {seeds['std']:.4f} over seeds |",
+        ]
     setup = (
         f"Encoder: `{results['encoder']}`. B1: 4 trials x 3 epochs of 4 steps, objective val_criteria_macro_pr_auc, "
         "default retention. B2: 1 trial x 3 full epochs. B3: a 1-trial study killed in epoch 2, then resumed. "
@@ -374,6 +389,7 @@ BENCHES = {
     "B9": ("B9_workers", b9_workers),
     "B10": ("B10_step_overhead", lambda workdir, encoder: b10_step_overhead(workdir)),
     "B11": ("B11_bucket", b11_bucket),
+    "B12": ("B12_winners_curse", b12_winners_curse),
 }
 
 

@@ -16,7 +16,9 @@ CONFIG_DIR = REPO / "configs"
 
 
 def tiny_overrides(experiments_dir: Path, *extra: str) -> list[str]:
-    return ["model=tiny", f"experiments_dir={experiments_dir}", "train.epochs=2", "train.batch_size=16", *extra]
+    """The tiny study most tests run: the search alone (``hpo.baseline_trial=false``), as ``hpo.n_trials`` says."""
+    base = ["model=tiny", f"experiments_dir={experiments_dir}", "train.epochs=2", "train.batch_size=16"]
+    return [*base, "hpo.baseline_trial=false", *extra]
 
 
 @pytest.fixture

@@ -72,6 +72,11 @@ class TrialDir:
         return self.path / "evaluation_report.json"
 
     @property
+    def test_path(self) -> Path:
+        """A baseline or confirmation trial's own test scores (``hpo.confirm``)."""
+        return self.path / "test_evaluation.json"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / CHECKPOINTS
 

@@ -19,6 +19,7 @@ STUDY_OVERRIDES = [
     "train.epochs=3",
     "train.batch_size=16",
     "hpo.n_trials=2",
+    "hpo.baseline_trial=false",
     "train.optimization_metric=val_criteria_macro_pr_auc",
 ]
 """The two-trial tiny study the crash, signal and precision tests stop and resume."""

@@ -122,7 +122,13 @@ def test_status_of_a_finished_a_running_and_a_killed_study(uninterrupted_root, t
     assert ": finished" in finished.stdout and "trials: 2/2 done (2 completed" in finished.stdout
 
     root = tmp_path / "experiments"
-    long_trials = ["model=tiny", "train.batch_size=16", "train.epochs=200", "hpo.n_trials=2"]  # killed long before
+    long_trials = [
+        "model=tiny",
+        "train.batch_size=16",
+        "train.epochs=200",
+        "hpo.n_trials=2",
+        "hpo.baseline_trial=false",
+    ]  # killed long before
     study = Cli(root, "tune", *long_trials, "--no-progress")
     study.wait_for("epoch 1:")  # the first trial finished its first epoch
     running = run("status", f"experiments_dir={root}")
@@ -189,7 +195,13 @@ def test_progress_bars_nest_trials_epochs_and_batches_on_a_terminal(tmp_path) ->
     main_end, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))  # a 160-column terminal
     command = [sys.executable, "-m", "redsm5_hpo", "tune", "model=tiny", "train.epochs=2", "train.batch_size=32"]
-    command += ["hpo.n_trials=1", f"experiments_dir={tmp_path}", "--config-dir", str(CONFIG_DIR)]
+    command += [
+        "hpo.n_trials=1",
+        "hpo.baseline_trial=false",
+        f"experiments_dir={tmp_path}",
+        "--config-dir",
+        str(CONFIG_DIR),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env)
     os.close(terminal)
@@ -215,7 +227,7 @@ def test_a_token_in_a_config_value_stays_in_the_files_resume_reads_and_only_ther
     import stat
 
     root = tmp_path / "experiments"
-    overrides = ["model=tiny", "train.epochs=1", "train.batch_size=32", "hpo.n_trials=1"]
+    overrides = ["model=tiny", "train.epochs=1", "train.batch_size=32", "hpo.n_trials=1", "hpo.baseline_trial=false"]
     study = run("tune", *overrides, f"hub.token_check=command:true {TOKEN}", f"experiments_dir={root}", "--no-progress")
     assert study.returncode == 0, study.stderr[-3000:]
     exported = run("export", f"experiments_dir={root}", "--output", str(tmp_path / "model"))

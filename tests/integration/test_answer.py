@@ -10,7 +10,13 @@ from tests.conftest import CONFIG_DIR
 
 def test_a_study_with_no_signal_warns_once_in_the_report_and_on_the_console(tmp_path, capsys) -> None:
     root = tmp_path / "experiments"
-    overrides = ["model=tiny", "hpo.n_trials=2", "train.epochs=1", f"experiments_dir={root}"]
+    overrides = [
+        "model=tiny",
+        "hpo.n_trials=2",
+        "hpo.baseline_trial=false",
+        "train.epochs=1",
+        f"experiments_dir={root}",
+    ]
     assert main(["tune", *overrides, "--config-dir", str(CONFIG_DIR), "--no-progress"]) == 0
     out = capsys.readouterr().out
     (first,) = [line for line in out.splitlines() if "progress: the first epoch took" in line]
@@ -29,7 +35,13 @@ def test_every_test_metric_has_its_interval_in_the_report_the_console_and_mlflow
     from mlflow.tracking import MlflowClient
 
     root = tmp_path / "experiments"
-    overrides = ["model=tiny", "hpo.n_trials=1", "train.epochs=2", "evaluation.bootstrap_samples=200"]
+    overrides = [
+        "model=tiny",
+        "hpo.n_trials=1",
+        "hpo.baseline_trial=false",
+        "train.epochs=2",
+        "evaluation.bootstrap_samples=200",
+    ]
     overrides += ["evaluation.confidence=0.9", f"experiments_dir={root}"]
     assert main(["tune", *overrides, "--config-dir", str(CONFIG_DIR), "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -20,6 +20,7 @@ OVERRIDES = [
     "model=tiny",
     "hpo=conditional",
     "hpo.n_trials=6",
+    "hpo.baseline_trial=false",
     "hpo.pruner_startup_trials=1",
     "train.epochs=3",
     "train.optimization_metric=val_criteria_macro_pr_auc",

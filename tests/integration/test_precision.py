@@ -19,6 +19,7 @@ BF16 = [
     "train.epochs=3",
     "train.batch_size=16",
     "hpo.n_trials=1",
+    "hpo.baseline_trial=false",
     "train.optimization_metric=val_criteria_macro_pr_auc",
 ]
 
@@ -82,7 +83,17 @@ def test_a_diverging_trial_fails_with_non_finite_loss_and_the_study_goes_on(tmp_
     root = tmp_path / "experiments"
     # seed 4 draws lr_head 1e30 for the first trial (it diverges in its first epoch), 0.003 for the second
     space = "+hpo.search_space={train:{lr_head:{type:categorical,choices:[1.0e30,0.003]}}}"
-    result = cli(root, "tune", "model=tiny", "seed=4", "hpo.n_trials=2", "train.epochs=2", "~hpo.search_space", space)
+    result = cli(
+        root,
+        "tune",
+        "model=tiny",
+        "seed=4",
+        "hpo.n_trials=2",
+        "hpo.baseline_trial=false",
+        "train.epochs=2",
+        "~hpo.search_space",
+        space,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (report_path,) = root.glob("study_*/study_report.json")
     report = json.loads(report_path.read_text())

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.study_cli import cli
 
-OVERRIDES = ["model=tiny", "train.epochs=2", "train.batch_size=16", "hpo.n_trials=3"]
+OVERRIDES = ["model=tiny", "train.epochs=2", "train.batch_size=16", "hpo.n_trials=3", "hpo.baseline_trial=false"]
 # 19 + 20 batches per trial (see test_resume), 4 validation batches per epoch
 KILL_POINTS = {
     "mid_epoch:25": "first trial, epoch 2",

@@ -94,7 +94,15 @@ def server(tmp_path):
 
 def test_outage_mid_study_loses_nothing_and_never_stalls_training(tmp_path, server) -> None:
     root = tmp_path / "experiments"
-    args = ["tune", *TINY, "train.epochs=3", "hpo.n_trials=3", f"tracking.uri={server.uri}", "--no-progress"]
+    args = [
+        "tune",
+        *TINY,
+        "train.epochs=3",
+        "hpo.n_trials=3",
+        "hpo.baseline_trial=false",
+        f"tracking.uri={server.uri}",
+        "--no-progress",
+    ]
     study = Cli(root, *args)
     study.wait_for("epoch 1: ")
     server.stop()
@@ -120,7 +128,15 @@ def test_outage_mid_study_loses_nothing_and_never_stalls_training(tmp_path, serv
 
 def test_outage_across_a_killed_process_replays_on_resume(tmp_path, server) -> None:
     root = tmp_path / "experiments"
-    args = ["tune", *TINY, "train.epochs=3", "hpo.n_trials=2", f"tracking.uri={server.uri}", "--no-progress"]
+    args = [
+        "tune",
+        *TINY,
+        "train.epochs=3",
+        "hpo.n_trials=2",
+        "hpo.baseline_trial=false",
+        f"tracking.uri={server.uri}",
+        "--no-progress",
+    ]
     study = Cli(root, *args)
     study.wait_for("epoch 1: ")
     server.stop()
@@ -144,7 +160,15 @@ def test_a_trial_resumed_during_an_outage_reaches_the_tracker_once(tmp_path, ser
     """A continuation cannot read what its run holds while the tracker is down, so it logs its set-up metrics
     (and the epoch it redoes) again; the tracker gets each (metric, step) once when it is back."""
     root = tmp_path / "experiments"
-    args = ["tune", *TINY, "train.epochs=3", "hpo.n_trials=1", f"tracking.uri={server.uri}", "--no-progress"]
+    args = [
+        "tune",
+        *TINY,
+        "train.epochs=3",
+        "hpo.n_trials=1",
+        "hpo.baseline_trial=false",
+        f"tracking.uri={server.uri}",
+        "--no-progress",
+    ]
     study = Cli(root, *args)
     study.wait_for("epoch 2: ")  # epoch 1's checkpoint is on disk, epoch 2's metrics are logged
     study.process.send_signal(signal.SIGKILL)

@@ -56,19 +56,7 @@ def render(config: Config) -> str:
     parts = [HEADER]
     for title, prefix, section in sections:
         parts.append(f"## {title}\n\n| key | type | default | meaning |\n| --- | --- | --- | --- |")
-        docs = field_docs(type(section))
-        hints = typing.get_type_hints(type(section), vars(schema))
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if dataclasses.is_dataclass(value):
-                continue
-            row = [
-                f"`{prefix}{f.name}`",
-                _type_text(hints[f.name]),
-                _default_text(value),
-                _markdown(docs.get(f.name, "")),
-            ]
-            parts.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        parts += _rows(prefix, section, top=not prefix)
         parts.append("")
     parts.append(
         "## Renamed keys\n\nSizes are in MB and times in seconds everywhere. "
@@ -78,6 +66,22 @@ def render(config: Config) -> str:
     for old, (new, _, change) in DEPRECATED_KEYS.items():
         parts.append(f"| `{old}` | `{old.rsplit('.', 1)[0]}.{new}` | {change} |")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _rows(prefix: str, section: Any, top: bool = False) -> list[str]:
+    """One table row per field of ``section``; a nested section's fields follow under its dotted prefix
+    (``hpo.confirm.top_k``). The top level's sections have tables of their own."""
+    rows: list[str] = []
+    docs = field_docs(type(section))
+    hints = typing.get_type_hints(type(section), vars(schema))
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += [] if top else _rows(f"{prefix}{f.name}.", value)
+            continue
+        row = [f"`{prefix}{f.name}`", _type_text(hints[f.name]), _default_text(value), _markdown(docs.get(f.name, ""))]
+        rows.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return rows
 
 
 def _type_text(hint: Any) -> str:

@@ -239,6 +239,9 @@ class TrainConfig:
     group_by_length: bool = False
     """Batch posts of similar length together (in a seeded shuffled order, longest batch first) to cut
     padding; evaluation is always sorted by length."""
+    seed: int | None = None
+    """Seed of the trial's training (initialisation, data order, dropout, augmentation); None = ``seed``.
+    The splits always come from the top-level ``seed``. Confirmation trials set it (``hpo.confirm``)."""
 
 
 @dataclass(frozen=True)
@@ -360,9 +363,25 @@ class HubConfig:
 
 
 @dataclass(frozen=True)
+class ConfirmConfig:
+    top_k: int = 0
+    """After the search, the best ``top_k`` distinct configurations are trained again, each with ``seeds``
+    seeds, and the one with the best mean validation objective is the study's answer (0: off)."""
+    seeds: int = 3
+    """Seeds per confirmed configuration (at least 2, for a spread); derived from ``seed``, the same for
+    every configuration."""
+
+
+@dataclass(frozen=True)
 class HpoConfig:
     n_trials: int = 4
-    """Trials in the study, counted over every worker."""
+    """Search trials in the study, counted over every worker (the baseline and confirmation trials come on
+    top)."""
+    baseline_trial: bool = True
+    """Run the configuration's own values, unsampled, as the study's first trial; the report states the
+    best trial's gain over it."""
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    """Confirmation of the search's best configurations over several seeds (``hpo=publish`` turns it on)."""
     n_workers: int = 1
     """Worker processes on this machine running the study's trials at once (each one trial at a time)."""
     devices: list[str] = field(default_factory=list)
@@ -391,6 +410,16 @@ class HpoConfig:
     stale_after_s: float = 300.0
     """With a database server: a RUNNING trial whose heartbeat is older than this is failed by Optuna and
     re-queued (to continue from its newest checkpoint) by the next worker that claims a trial."""
+
+    @property
+    def search_slots(self) -> int:
+        """The baseline trial (when on) and the search trials: the slots a new study queues."""
+        return self.n_trials + int(self.baseline_trial)
+
+    @property
+    def planned_trials(self) -> int:
+        """Every trial the study counts: baseline, search and confirmation (``top_k`` x ``seeds``)."""
+        return self.search_slots + self.confirm.top_k * self.confirm.seeds
 
 
 @dataclass(frozen=True)
@@ -449,3 +478,8 @@ def with_values(config: Config, values: dict[str, Any]) -> Config:
     for area, changes in sections.items():
         top[area] = replace(getattr(config, area), **changes)
     return replace(config, **top)
+
+
+def training_seed(config: Config) -> int:
+    """The seed of a trial's training: ``train.seed`` when set (a confirmation trial's), else ``seed``."""
+    return config.seed if config.train.seed is None else config.train.seed

@@ -122,6 +122,13 @@ def _hpo_problems(config: Config) -> list[str]:
         )
     if h.n_workers < 1:
         problems.append(f"hpo.n_workers: must be >= 1, got {h.n_workers}")
+    if h.confirm.top_k < 0:
+        problems.append(f"hpo.confirm.top_k: configurations to confirm, >= 0 (0 = off), got {h.confirm.top_k}")
+    if h.confirm.top_k and h.confirm.seeds < 2:
+        problems.append(
+            f"hpo.confirm.seeds: at least 2 seeds per configuration give a spread, got {h.confirm.seeds}; "
+            "or hpo.confirm.top_k=0 to confirm nothing"
+        )
     bad_devices = [d for d in h.devices if not re.fullmatch(DEVICE_PATTERN, str(d))]
     if bad_devices:
         problems.append(f"hpo.devices: each one of cpu, cuda, cuda:N, mps or auto, got {bad_devices}")

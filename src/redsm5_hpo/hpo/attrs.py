@@ -9,6 +9,19 @@ from __future__ import annotations
 # -- on a trial -------------------------------------------------------------------------------------------
 SLOT = "slot"
 """Its 0-based position among the study's ``hpo.n_trials`` queue slots (a continuation takes it over)."""
+STAGE = "stage"
+"""``baseline`` | ``search`` (when absent) | ``confirm`` (``hpo.confirm``)."""
+PARAMS = "params"
+"""A baseline or confirmation trial's parameters: they are set, not sampled, so Optuna holds none for it
+(the sampler never learns from these trials)."""
+CONFIRM_GROUP = "confirm_group"
+"""A confirmation trial's configuration: its 0-based rank among the confirmed configurations."""
+CONFIRM_OF = "confirm_of"
+"""The number of the search (or baseline) trial whose configuration a confirmation trial trains again."""
+SEED = "seed"
+"""A confirmation trial's training seed (``train.seed``)."""
+SLOT_ATTRS = (SLOT, STAGE, PARAMS, CONFIRM_GROUP, CONFIRM_OF, SEED)
+"""What a slot is: its continuations carry these over."""
 RESUME_OF = "resume_of"
 """The number of the interrupted (or rolled-back) trial it continues."""
 ROLLBACK_EPOCH = "rollback_epoch"
@@ -35,6 +48,8 @@ PRUNE_REASON = "prune_reason"
 # -- on the study -----------------------------------------------------------------------------------------
 REQUEUED_TRIALS = "requeued_trials"
 """Numbers of interrupted trials that were re-queued (their continuations count instead)."""
+CONFIRM_QUEUED = "confirm_queued"
+"""How many confirmation trials were queued (all of them, once the search ended)."""
 REPORT_PATH = "report_path"
 """Where its ``study_report.json`` was written (set with the report, for optuna-dashboard's readers)."""
 BEST_TRIAL_ID = "best_trial_id"

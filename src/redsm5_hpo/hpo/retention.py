@@ -24,7 +24,8 @@ from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo import attrs
-from redsm5_hpo.hpo.study import logical_position, study_direction, uncounted
+from redsm5_hpo.hpo.confirm import CONFIRM, SEARCH, Run, kept
+from redsm5_hpo.hpo.study import confirmation_done, logical_position, stage_of, study_direction, uncounted
 from redsm5_hpo.layout import TrialDir
 from redsm5_hpo.remote import BucketUnavailable
 
@@ -45,6 +46,10 @@ class TrialSummary:
     """Failed with a non-finite loss: its resume point stays while it is the newest finished trial."""
     position: int | None = None
     """Its logical position (``hpo.study.logical_position``), which breaks ties; None = its number."""
+    stage: str = SEARCH
+    """``baseline``, ``search`` or ``confirm`` (``hpo.confirm``)."""
+    group: int | None = None
+    """A confirmation trial's configuration."""
 
     @property
     def rank(self) -> int:
@@ -52,23 +57,27 @@ class TrialSummary:
 
 
 def study_best(trials: Sequence[TrialSummary]) -> TrialSummary | None:
-    """The best completed trial; among tied ones, the earliest logical position."""
-    completed = [t for t in trials if t.finished and t.value is not None]
+    """The best completed baseline or search trial; among tied ones, the earliest logical position."""
+    completed = [t for t in trials if t.finished and t.value is not None and t.stage != CONFIRM]
     return max(completed, key=lambda t: (t.value, -t.rank)) if completed else None
 
 
-def select_release(trials: Sequence[TrialSummary], keep_diverged: bool = True) -> tuple[set[int], set[int]]:
-    """(trials whose checkpoints all go, the study's best trial). Among trials tied for the best value the
-    one with the earliest logical position is the best (``hpo.study.best_trial``'s rule, whatever numbers
-    interruptions gave the trials), so ties cannot make the kept set grow with the study. A diverged
-    trial keeps its last resume point (for a rollback) until another trial finishes, so at most one such
-    trial holds disk at a time; ``keep_diverged=False`` (disk pressure) releases it too."""
+def select_release(
+    trials: Sequence[TrialSummary], keep_diverged: bool = True, confirmation_done: bool = False
+) -> tuple[set[int], set[int]]:
+    """(trials whose checkpoints all go, the trials the study keeps). Among trials tied for the best value
+    the one with the earliest logical position is the best (``hpo.study.best_trial``'s rule, whatever
+    numbers interruptions gave the trials), so ties cannot make the kept set grow with the study. With
+    ``hpo.confirm``, each confirmed configuration's best seed is kept too until the confirmation is done,
+    then only the winner's (``hpo.confirm.kept``). A diverged trial keeps its last resume point (for a
+    rollback) until another trial finishes, so at most one such trial holds disk at a time;
+    ``keep_diverged=False`` (disk pressure) releases it too."""
     finished = [t for t in trials if t.finished]
-    best_summary = study_best(trials)
-    best = {best_summary.number} if best_summary else set()
+    runs = [Run(t.number, t.rank, t.stage, {}, t.value, t.group) for t in finished]
+    best = kept(runs, confirmation_done)
     newest = max((t.number for t in finished), default=None)
-    kept = {t.number for t in finished if t.resumable or (keep_diverged and t.diverged and t.number == newest)}
-    return {t.number for t in finished} - kept - best, best
+    held = {t.number for t in finished if t.resumable or (keep_diverged and t.diverged and t.number == newest)}
+    return {t.number for t in finished} - held - best, best
 
 
 class StudyCheckpoints:
@@ -101,7 +110,7 @@ class StudyCheckpoints:
         if not (self.config.release_finished_trials or force):
             return 0
         dirs = self._trial_dirs()
-        release, _ = select_release(self._summaries(), keep_diverged=not force)
+        release, _ = select_release(self._summaries(), not force, confirmation_done(self.study))
         freed = 0
         for number in sorted(release & dirs.keys()):
             store = self.stores.store(dirs[number])
@@ -126,7 +135,7 @@ class StudyCheckpoints:
         """Stage 3 of the disk guard: of all finished trials, only the single best checkpoint stays."""
         freed = self.release_finished(force=True)
         dirs = self._trial_dirs()
-        _, best = select_release(self._summaries())
+        _, best = select_release(self._summaries(), True, confirmation_done(self.study))
         stores = {number: self.stores.store(dirs[number]) for number in sorted(best & dirs.keys())}
         survivors = [(c, number) for number, store in stores.items() for c in store.list()]
         ranked = best_first([c for c, _ in survivors])
@@ -142,8 +151,12 @@ class StudyCheckpoints:
     def must_beat(self, position: int | None) -> tuple[float, bool] | None:
         """The best finished trial's objective turned so that higher is better (as checkpoint scores), and
         whether a running trial at logical ``position`` would win a tie with it (it comes first); None
-        before any trial completed."""
-        best = study_best(self._summaries())
+        before any trial completed, and for a confirmation trial (it competes with its own configuration's
+        seeds, after it ends)."""
+        summaries = self._summaries()
+        if any(t.rank == position and t.stage == CONFIRM for t in summaries):
+            return None
+        best = study_best(summaries)
         if best is None or best.value is None:
             return None
         return best.value, position is not None and position < best.rank
@@ -169,6 +182,8 @@ class StudyCheckpoints:
                 bool(t.user_attrs.get(attrs.RESUMABLE)),
                 bool(t.user_attrs.get(attrs.DIVERGED)),
                 logical_position(t, trials),
+                stage_of(t),
+                t.user_attrs.get(attrs.CONFIRM_GROUP),
             )
             for t in trials
         ]

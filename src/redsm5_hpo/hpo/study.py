@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,15 @@ from typing import Any
 import optuna
 
 from redsm5_hpo.config.loading import apply_overrides
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.resume import value_at
+from redsm5_hpo.config.schema import Config, HpoConfig
+from redsm5_hpo.config.search_space import flatten_space, is_active, suggestion_order
 from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import release_device_memory
 from redsm5_hpo.errors import FILES_ONLY, first_line
 from redsm5_hpo.evaluation.metrics import Direction, metric_direction, oriented
 from redsm5_hpo.hpo import attrs
+from redsm5_hpo.hpo.confirm import BASELINE, CONFIRM, SEARCH, Run, answer, confirm_seeds, own_values, top_configurations
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import HistoryPoint, best_value_history
 from redsm5_hpo.hpo.space import suggest
@@ -31,6 +35,10 @@ from redsm5_hpo.hpo.storage import ask, fail_stale_trials, heartbeat, open_stora
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 
 log = logging.getLogger(__name__)
+
+LIVE = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+CONFIRM_POLL_S = 2.0
+"""How often a worker with no trial looks whether the confirmation trials were queued."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class TrialSpec:
     total: int
     config: Config
     params: dict[str, object]
+    stage: str = SEARCH
+    """``baseline``, ``search`` or ``confirm`` (``hpo.confirm``)."""
 
 
 TrainTrial = Callable[[TrialSpec, optuna.Trial], float]
@@ -209,17 +219,39 @@ def study_history(study: optuna.Study) -> list[HistoryPoint]:
     return best_value_history(outcomes, study_direction(study))
 
 
+def study_runs(study: optuna.Study) -> list[Run]:
+    """The counted trials as ``hpo.confirm`` sees them (stage, set or sampled parameters, oriented value)."""
+    direction, runs = study_direction(study), []
+    for index, t in counted_trials(study):
+        complete = t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
+        value = oriented(float(t.value or 0.0), direction) if complete else None
+        group, seed = t.user_attrs.get(attrs.CONFIRM_GROUP), t.user_attrs.get(attrs.SEED)
+        stage = t.user_attrs.get(attrs.STAGE, SEARCH)
+        runs.append(Run(t.number, index, stage, trial_params(t), value, group, seed))
+    return runs
+
+
+def trial_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """Its parameters: sampled (Optuna's), or set (a baseline or confirmation trial's ``PARAMS``)."""
+    return dict(trial.params) or dict(trial.user_attrs.get(attrs.PARAMS, {}))
+
+
+def confirmation_done(study: optuna.Study) -> bool:
+    """Every confirmation trial the study queued (``queue_confirmation``) has finished."""
+    queued = study.user_attrs.get(attrs.CONFIRM_QUEUED)
+    if queued is None:
+        return False
+    return sum(1 for r in study_runs(study) if r.stage == CONFIRM) >= int(queued)
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The study's best completed trial in its direction; among tied trials, the one with the earliest
-    logical position. An interrupted trial continues under a new Optuna number, so Optuna's own
-    ``best_trial`` (the lowest number among ties) could name another trial after a resume than an
-    uninterrupted run does; release, the disk guard and the test evaluation all use this one rule."""
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
-    if not complete:
-        return None
-    direction = study_direction(study)
-    return max(complete, key=lambda t: (oriented(float(t.value or 0.0), direction), -logical_position(t, trials)))
+    """The trial that answers the study: its best completed baseline or search trial, or, once its
+    confirmation finished, the winning configuration's best seed (``hpo.confirm``). Among tied trials,
+    the one with the earliest logical position: an interrupted trial continues under a new Optuna number,
+    so Optuna's own ``best_trial`` (the lowest number among ties) could name another trial after a resume
+    than an uninterrupted run does. Release, the disk guard and the test evaluation all use this one rule."""
+    best = answer(study_runs(study), confirmation_done(study))
+    return None if best is None else study.get_trials(deepcopy=False)[best.number]
 
 
 def run_trials(
@@ -241,17 +273,22 @@ def run_trials(
     FAIL (its ``train_trial`` marked it resumable) and ``StopRequested`` propagates; no new trial starts;
     the same for ``DeviceFailed`` (the GPU failed: the process must end). Between trials the device's memory
     cache is handed back (``devices.release_device_memory``).
-    Each claim happens inside ``claim_guard()`` (``hpo.lock.claim_lock`` for workers sharing a directory)."""
-    total = config.hpo.n_trials
-    enqueue_slots(study, total)
+    Each claim happens inside ``claim_guard()`` (``hpo.lock.claim_lock`` for workers sharing a directory).
+    With ``hpo.confirm``, the worker that finds the search over queues the confirmation trials
+    (``queue_confirmation``); the others wait for them instead of leaving."""
+    total = config.hpo.planned_trials
+    enqueue_slots(study, config)
     ran = 0
     while not stop():
         raise_if_requested()  # before a slot is claimed: no trial is left RUNNING for nothing
         fail_stale_trials(study)
         with claim_guard():
-            trial = claim_slot(study)
+            trial = claim_slot(study) or (claim_slot(study) if queue_confirmation(study, config) else None)
         if trial is None:
-            break
+            if not confirmation_may_follow(study, config):
+                break
+            time.sleep(CONFIRM_POLL_S)  # other workers finish the search; the confirmation trials follow
+            continue
         ran += 1
         if on_claim:
             on_claim(trial)
@@ -273,8 +310,7 @@ def _run_one(
 ) -> tuple[optuna.trial.TrialState, float | None]:
     slot = int(trial.user_attrs.get(attrs.SLOT, trial.number))
     try:
-        params = suggest(trial, config.hpo.search_space)
-        spec = TrialSpec(slot, total, apply_overrides(config, params), params)
+        spec = trial_spec(trial, config, slot, total)
         value = train_trial(spec, trial)
         if not math.isfinite(value):
             raise ValueError(f"trial {trial.number} returned a non-finite objective {value}")
@@ -287,12 +323,97 @@ def _run_one(
         return optuna.trial.TrialState.FAIL, None
 
 
-def enqueue_slots(study: optuna.Study, n_trials: int) -> None:
-    """A new study gets ``n_trials`` waiting slots: workers pop them one by one, so however many workers
-    run, exactly ``n_trials`` trials run (plus re-queued continuations of interrupted ones)."""
+def trial_spec(trial: optuna.Trial, config: Config, slot: int, total: int) -> TrialSpec:
+    """What the claimed trial trains: sampled parameters (a search trial), the configuration's own values
+    (the baseline), or a search configuration with a confirmation seed (``train.seed``)."""
+    stage = trial.user_attrs.get(attrs.STAGE, SEARCH)
+    if stage == SEARCH:
+        params = suggest(trial, config.hpo.search_space)
+        return TrialSpec(slot, total, apply_overrides(config, params), params)
+    params = dict(trial.user_attrs.get(attrs.PARAMS, {}))
+    if stage == BASELINE:
+        return TrialSpec(slot, total, config, params, stage)
+    seeded = apply_overrides(config, {**params, "train.seed": int(trial.user_attrs[attrs.SEED])})
+    return TrialSpec(slot, total, seeded, params, stage)
+
+
+def baseline_params(config: Config) -> dict[str, Any]:
+    """The configuration's own value of each parameter of the search space (those whose ``when`` holds)."""
+    flat, values = flatten_space(config.hpo.search_space), dict[str, Any]()
+    for name in suggestion_order(flat):
+        if is_active(flat[name], values):
+            values |= own_values({name: value_at(config, name)})
+    return values
+
+
+def enqueue_slots(study: optuna.Study, config: Config) -> None:
+    """A new study gets its waiting slots: the baseline trial first (``hpo.baseline_trial``), then
+    ``hpo.n_trials`` search slots. Workers pop them one by one, so however many workers run, exactly
+    these trials run (plus re-queued continuations of interrupted ones)."""
+    hpo = config.hpo
     if not study.get_trials(deepcopy=False):
-        for slot in range(n_trials):
+        if hpo.baseline_trial:
+            own = {attrs.STAGE: BASELINE, attrs.PARAMS: baseline_params(config)}
+            study.enqueue_trial({}, user_attrs={attrs.SLOT: 0} | own)
+        for slot in range(int(hpo.baseline_trial), hpo.search_slots):
             study.enqueue_trial({}, user_attrs={attrs.SLOT: slot})
+
+
+def queue_confirmation(study: optuna.Study, config: Config) -> bool:
+    """Once the search is over (no trial waiting, running or stopped resumable), the confirmation trials:
+    for each of the ``hpo.confirm.top_k`` best distinct configurations, one trial per confirmation seed,
+    in slots after the search's. Idempotent (a slot already queued is not queued again); True when it
+    queued trials. Runs under the claim guard."""
+    hpo = config.hpo
+    if not hpo.confirm.top_k or study.user_attrs.get(attrs.CONFIRM_QUEUED) is not None:
+        return False
+    if study.get_trials(deepcopy=False, states=LIVE) or stopped_resumable(study):
+        return False
+    chosen = top_configurations(study_runs(study), hpo.confirm.top_k)
+    seeds = confirm_seeds(config.seed, hpo.confirm.seeds)
+    present = {t.user_attrs.get(attrs.SLOT) for t in study.get_trials(deepcopy=False) if stage_of(t) == CONFIRM}
+    for group, run in enumerate(chosen):
+        for j, seed in enumerate(seeds):
+            slot = hpo.search_slots + group * len(seeds) + j
+            if slot not in present:
+                what = {attrs.STAGE: CONFIRM, attrs.PARAMS: dict(run.params), attrs.SEED: seed}
+                which = {attrs.SLOT: slot, attrs.CONFIRM_GROUP: group, attrs.CONFIRM_OF: run.number}
+                study.enqueue_trial({}, user_attrs=which | what)
+    study.set_user_attr(attrs.CONFIRM_QUEUED, len(chosen) * len(seeds))
+    if len(chosen) < hpo.confirm.top_k:
+        log.warning("confirmation: only %d distinct configuration(s) completed; those are confirmed", len(chosen))
+    log.info(
+        "confirmation: the %d best configuration(s) (trials %s) train again with seeds %s",
+        len(chosen),
+        [r.position for r in chosen],
+        seeds,
+    )
+    return bool(chosen)
+
+
+def confirmation_may_follow(study: optuna.Study, config: Config) -> bool:
+    """Confirmation is on and not queued yet while other workers still run search trials."""
+    if not config.hpo.confirm.top_k or study.user_attrs.get(attrs.CONFIRM_QUEUED) is not None:
+        return False
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
+def stopped_resumable(study: optuna.Study) -> bool:
+    """A counted trial stopped with its checkpoints kept (a full disk): ``resume`` continues it."""
+    return any(
+        t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(attrs.RESUMABLE) for _, t in counted_trials(study)
+    )
+
+
+def stage_of(trial: optuna.trial.FrozenTrial) -> str:
+    return str(trial.user_attrs.get(attrs.STAGE, SEARCH))
+
+
+def expected_trials(study: optuna.Study, hpo: HpoConfig) -> int:
+    """The counted trials the study runs in all: its baseline and search slots, and the confirmation trials
+    it queued (``hpo.confirm``'s plan until the search is over)."""
+    queued = study.user_attrs.get(attrs.CONFIRM_QUEUED)
+    return hpo.planned_trials if queued is None else hpo.search_slots + int(queued)
 
 
 def claim_slot(study: optuna.Study) -> optuna.Trial | None:
@@ -303,11 +424,21 @@ def claim_slot(study: optuna.Study) -> optuna.Trial | None:
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
         return None
     trial = ask(study)
-    if attrs.SLOT in trial.user_attrs or attrs.RESUME_OF in trial.user_attrs:
+    if attrs.RESUME_OF in trial.user_attrs or (attrs.SLOT in trial.user_attrs and not _slot_taken(study, trial)):
         return trial
     trial.set_user_attr(attrs.SURPLUS, True)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return claim_slot(study)
+
+
+def _slot_taken(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Another trial holds this trial's slot (two machines on a database server queued it at once)."""
+    slot, skip = trial.user_attrs[attrs.SLOT], uncounted(study)
+    return any(
+        t.number < trial.number and t.user_attrs.get(attrs.SLOT) == slot and attrs.RESUME_OF not in t.user_attrs
+        for t in study.get_trials(deepcopy=False)
+        if t.number not in skip
+    )
 
 
 def uncounted(study: optuna.Study) -> set[int]:

@@ -23,22 +23,96 @@ def trials_table(report: dict[str, Any]) -> list[str]:
     """One row per counted trial (index, state, objective, the searched parameters); ``*`` marks the best."""
     history = report["summary"]["best_value_history"]
     names = sorted({name for h in history for name in h.get("params", {})})
-    header = ["", "trial", "state", report["optimization_metric"], *names]
+    staged = any(h.get("stage", "search") != "search" for h in history)  # a stage column only when it says something
+    header = ["", "trial", *(["stage"] if staged else []), "state", report["optimization_metric"], *names]
     rows = [
         [
             "*" if h.get("trial_id") == report["best_trial_id"] else "",
             str(h["trial"]),
+            *([h.get("stage", "search")] if staged else []),
             STATE_NAMES.get(h["state"], h["state"]),
             "-" if h["value"] is None else short(h["value"]),
             *(short(h.get("params", {}).get(name, "-")) for name in names),
         ]
         for h in history
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
+    return aligned([header, *rows])
+
+
+def aligned(rows: list[list[str]]) -> list[str]:
+    """The rows as text columns, each as wide as its widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def trial_index(report: dict[str, Any], trial_id: str | None) -> str:
+    """The 1-based index (``trial k/N``) of the trial with this id, ``?`` when the report has none."""
+    found = (h["trial"] for h in report["summary"]["best_value_history"] if h.get("trial_id") == trial_id)
+    return str(next(found, "?"))
+
+
+HEADLINE = (
+    ("macro-F1", "test_criteria_macro_f1"),
+    ("micro-F1", "test_criteria_micro_f1"),
+    ("evidence F1", "test_evidence_f1"),
+)
+
+
+def spread_text(spread: dict[str, Any], digits: int = 4) -> str:
+    """``0.8349 ± 0.0120 [0.805, 0.865]``: mean ± std over seeds and the interval of the mean."""
+    low, high = spread["interval"]
+    return f"{spread['mean']:.{digits}f} ± {spread['std']:.{digits}f} [{low:.3f}, {high:.3f}]"
+
+
+def confirmation_lines(report: dict[str, Any]) -> list[str]:
+    """Each confirmed configuration: its search-time objective beside its mean over the seeds (the
+    winner's curse, visible), then the winner's test metrics over its seeds."""
+    confirmation = report.get("confirmation")
+    if not confirmation:
+        return []
+    metric = report["optimization_metric"]
+    lines = [f"confirmation over seeds {confirmation['seeds']} ({confirmation['interval_method']}):"]
+    header = ["", "rank", "search trial", f"{metric} in the search", "over the seeds: mean ± std [interval]"]
+    rows = [
+        [
+            "*" if c["rank"] == confirmation["winner"] else "",
+            str(c["rank"]),
+            trial_index(report, c.get("search_trial_id")),
+            "-" if c["search_value"] is None else f"{c['search_value']:.4f}",
+            "-" if c["validation"] is None else spread_text(c["validation"]),
+        ]
+        for c in confirmation["configurations"]
     ]
+    lines += [f"  {line}" for line in aligned([header, *rows])]
+    test = confirmation["winner_test"]
+    shown = [f"{label} {spread_text(test['summary'][key])}" for label, key in HEADLINE if key in test["summary"]]
+    lines.append(f"the winner on test over its {len(test['per_seed'])} seed(s): {', '.join(shown)}")
+    return lines
+
+
+def baseline_lines(report: dict[str, Any]) -> list[str]:
+    """The answer's gain over the baseline trial (the configuration's own values)."""
+    baseline = report.get("baseline")
+    if not baseline:
+        return []
+    metric, index = report["optimization_metric"], trial_index(report, baseline["trial_id"])
+    if baseline["trial_id"] == report["best_trial_id"] and "search_gain" in baseline:
+        search = trial_index(report, baseline.get("best_search_trial_id"))
+        return [
+            f"the baseline trial {index} (the configuration's own values) is the answer: the best search trial "
+            f"({search}) scores {metric} {baseline['search_gain']:+.4f} against it"
+        ]
+    line = f"gain over the baseline trial {index} (the configuration's own values): {metric} "
+    line += f"{baseline['validation_gain']:+.4f} on validation"
+    gains = baseline.get("test_gain") or {}
+    shown = [
+        f"{label} {gains[key]['gain']:+.4f} [{gains[key]['interval'][0]:+.3f}, {gains[key]['interval'][1]:+.3f}]"
+        for label, key in HEADLINE
+        if key in gains
+    ]
+    if shown:
+        line += f"; on test (the winner's mean over seeds minus the baseline): {', '.join(shown)}"
+    return [line]
 
 
 def counts_line(report: dict[str, Any]) -> str:
@@ -127,6 +201,8 @@ def answer_lines(report: dict[str, Any], study_dir: Path, plots: list[Path] | No
         *trials_table(report),
         *best_lines(report),
         *test_lines(report),
+        *confirmation_lines(report),
+        *baseline_lines(report),
         *(f"warning: {w}" for w in report.get("warnings", [])),
         *(f"plot: {p}" for p in plots or []),
         f"study report: {StudyDir(study_dir).report_path}",

@@ -14,15 +14,28 @@ import optuna
 from redsm5_hpo import __version__
 from redsm5_hpo.checkpoints.loading import best_first, load_first_valid
 from redsm5_hpo.checkpoints.store import CheckpointStore, StoredCheckpoint, TrialStores
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.schema import Config, HpoConfig, training_seed
 from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.evaluation.metrics import constant_baselines, paper_metrics
 from redsm5_hpo.evaluation.predict import bootstrap_intervals, predict, score, score_calibrated
+from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.evaluation.verdicts import result_warnings
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import best_trial, counted_trials, study_direction, study_history
+from redsm5_hpo.hpo.study import (
+    LIVE,
+    best_trial,
+    counted_trials,
+    expected_trials,
+    stage_of,
+    stopped_resumable,
+    study_direction,
+    study_history,
+    trial_params,
+)
+from redsm5_hpo.layout import TrialDir
+from redsm5_hpo.pipeline.confirmation import confirmation_report
 from redsm5_hpo.pipeline.parts import build_model, split_datasets
 
 
@@ -61,7 +74,7 @@ def evaluate_best_trial(
         "best_trial_id": best.user_attrs[attrs.TRIAL_ID],
         "optimization_metric": config.train.optimization_metric,
         "best_validation_value": float(best.value or 0.0),
-        "best_params": dict(best.params),
+        "best_params": trial_params(best),
         "test_metrics": evaluations[0]["test_metrics"],
         **interval_fields(evaluations[0], trial_config),
         "paper_metrics": {
@@ -72,7 +85,7 @@ def evaluate_best_trial(
         "baselines": baselines,
         "warnings": study_warnings(study, config, evaluations[0]["test_metrics"], baselines),
         "config": dataclasses.asdict(trial_config),
-        "seeds": {"seed": trial_config.seed, "sampler_seed": config.seed},
+        "seeds": {"seed": trial_config.seed, "training_seed": training_seed(trial_config), "sampler_seed": config.seed},
         "dataset": {
             "source": corpus.source,
             "revision": corpus.revision,
@@ -82,7 +95,8 @@ def evaluate_best_trial(
         "checkpoint_references": [e["checkpoint"] for e in evaluations],
         "runtime": {"training": trial_report.get("runtime"), "evaluation": runtime.describe()},
         "thresholds": thresholds,
-        "trials": trial_counts(summary, config.hpo.n_trials),
+        "trials": trial_counts(summary, expected_trials(study, config.hpo)),
+        **confirmation_report(study, config, stores),
         "summary": summary,
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "code_version": __version__,
@@ -143,14 +157,14 @@ def trial_counts(summary: dict[str, Any], requested: int) -> dict[str, int]:
     }
 
 
-def report_is_current(report: dict[str, Any], study: optuna.Study, n_trials: int) -> bool:
-    """True when ``study`` has nothing left to run (``n_trials`` trials finished, none waiting, running or
-    stopped by a full disk) and ``report`` describes it as it is now: the same best trial, the same counts."""
-    live = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
-    counted = counted_trials(study)
-    if study.get_trials(deepcopy=False, states=live) or len(counted) < n_trials:
+def report_is_current(report: dict[str, Any], study: optuna.Study, hpo: HpoConfig) -> bool:
+    """True when ``study`` has nothing left to run (its trials finished, baseline and confirmation included;
+    none waiting, running or stopped by a full disk) and ``report`` describes it as it is now: the same
+    best trial, the same counts."""
+    n_trials = expected_trials(study, hpo)
+    if study.get_trials(deepcopy=False, states=LIVE) or len(counted_trials(study)) < n_trials:
         return False
-    if any(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(attrs.RESUMABLE) for _, t in counted):
+    if stopped_resumable(study):
         return False
     best = best_trial(study)
     if best is None or report.get("best_trial_id") != best.user_attrs.get(attrs.TRIAL_ID):
@@ -171,7 +185,8 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
                 "value": p.value,
                 "best_so_far": p.best_so_far,
                 "trial_id": t.user_attrs.get(attrs.TRIAL_ID),
-                "params": dict(t.params),
+                "params": trial_params(t),
+                "stage": stage_of(t),
             }
             for p, (_, t) in zip(study_history(study), counted, strict=True)
         ],
@@ -245,6 +260,22 @@ def evaluate_checkpoints(
     if not evaluations:
         raise StudyError(f"no checkpoint left in {store.directory} to evaluate")
     return evaluations
+
+
+def score_trial_on_test(files: TrialDir, stores: TrialStores, corpus: Corpus, device: str | None) -> dict[str, Any]:
+    """The trial's best checkpoint on test at its calibrated thresholds, written to ``test_evaluation.json``
+    in its directory (no interval: the spread over seeds is the one reported)."""
+    config = files.read_config()
+    config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, bootstrap_samples=0))
+    report = files.read_report()
+    runtime = resolve_runtime(config.train, device)
+    store = stores.store(files)
+    (evaluation,) = evaluate_checkpoints(
+        config, store, report["checkpoint_references"][:1], corpus, "test", report.get("thresholds"), runtime
+    )
+    scores = {"checkpoint": evaluation["checkpoint"], "test_metrics": evaluation["test_metrics"]}
+    write_report(files.test_path, scores, "trial_test_evaluation")
+    return scores
 
 
 def evaluate_checkpoint(

@@ -13,7 +13,7 @@ from redsm5_hpo.checkpoints.disk import (
 )
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.store import TrialStores
-from redsm5_hpo.config.schema import Config, TrainConfig
+from redsm5_hpo.config.schema import Config, TrainConfig, training_seed
 from redsm5_hpo.data.augment import augment_posts
 from redsm5_hpo.data.formats import MultiLabelDataset, Windowing, make_dataset
 from redsm5_hpo.data.loading import Corpus
@@ -99,10 +99,10 @@ def build_model(
     config: Config, corpus: Corpus | None = None, runtime: Runtime | None = None
 ) -> tuple[CriteriaEvidenceModel, Any]:
     """A fresh model (encoder + heads + criteria loss) on ``runtime``'s device (the CPU without one) and its
-    tokenizer, seeded from ``config.seed``. The class weights of weighted BCE come from ``corpus``'s train
-    split (all 1 without a corpus)."""
-    seed_everything(config.seed)
-    encoder = load_encoder(config.model.encoder, config.model.cache_dir, seed=config.seed)
+    tokenizer, seeded from the training seed (``config.schema.training_seed``). The class weights of
+    weighted BCE come from ``corpus``'s train split (all 1 without a corpus)."""
+    seed_everything(training_seed(config))
+    encoder = load_encoder(config.model.encoder, config.model.cache_dir, seed=training_seed(config))
     if config.model.gradient_checkpointing:
         enable_activation_checkpointing(encoder.model, config.model.encoder)
     loss = criteria_loss(config.train, corpus)
@@ -115,11 +115,11 @@ def split_datasets(config: Config, corpus: Corpus, tokenizer: Any, *splits: str)
     """The model inputs of ``splits`` in ``config.data.input_format``; the train split gets its
     configured augmentation, no other split ever does. Long posts are read as ``config.data.long_posts``
     says."""
-    d = config.data
+    d, seed = config.data, training_seed(config)
     windows = Windowing(d.stride, d.max_windows) if d.long_posts == "windows" else None
     return [
         make_dataset(
-            augment_posts(corpus.splits[s], config.augment, config.seed) if s == "train" else corpus.splits[s],
+            augment_posts(corpus.splits[s], config.augment, seed) if s == "train" else corpus.splits[s],
             tokenizer,
             d.max_length,
             d.input_format,

@@ -46,6 +46,11 @@ class StudyRecord:
         return write_json_atomic(StudyDir(Path(study_dir)).record_path, dataclasses.asdict(self), PRIVATE)
 
     def resolved_config(self) -> Config:
+        """The saved configuration. A study saved before ``hpo.baseline_trial`` existed ran no baseline
+        trial: the key's absence means false for it, whatever today's default."""
+        hpo = self.config.get("hpo", {})
+        if "baseline_trial" not in hpo:
+            return config_from_dict({**self.config, "hpo": {**hpo, "baseline_trial": False}})
         return config_from_dict(self.config)
 
     def with_config(self, config: Config) -> StudyRecord:

@@ -142,5 +142,6 @@ def rollback_trial(study_dir: Path, trial_id: str, epoch: int, overrides: dict[s
 
 
 def _slot(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
-    """The queue slot an interrupted trial held: its continuation takes it over."""
-    return {attrs.SLOT: trial.user_attrs[attrs.SLOT]} if attrs.SLOT in trial.user_attrs else {}
+    """The queue slot an interrupted trial held (which slot, its stage, its set parameters and seed): its
+    continuation takes it over."""
+    return {key: trial.user_attrs[key] for key in attrs.SLOT_ATTRS if key in trial.user_attrs}

@@ -12,7 +12,7 @@ import jsonschema
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
-from redsm5_hpo.hpo.study import record_answer
+from redsm5_hpo.hpo.study import expected_trials, record_answer
 from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, study_warnings, trial_counts
 from redsm5_hpo.pipeline.mirroring import publish
@@ -50,7 +50,7 @@ def refresh_report(study_dir: Path) -> tuple[dict[str, Any], list[Path]]:
             f"with `{StudyDir(study_dir).command('evaluate')}`"
         ) from None
     report["summary"] = study_summary(study)
-    report["trials"] = trial_counts(report["summary"], config.hpo.n_trials)
+    report["trials"] = trial_counts(report["summary"], expected_trials(study, config.hpo))
     report["best_params"] = next(
         (h["params"] for h in report["summary"]["best_value_history"] if h["trial_id"] == report["best_trial_id"]),
         report.get("best_params", {}),

@@ -86,11 +86,11 @@ def read_status(study_dir: Path) -> StudyStatus:
     else:
         state = "stopped"
     workers = max(1, config.hpo.n_workers)
-    progress = study_progress_of(study, config.hpo.n_trials, starting=False, workers=workers)
+    progress = study_progress_of(study, config.hpo.planned_trials, starting=False, workers=workers)
     eta = progress.eta_s
     started = [(t.datetime_start, r.epoch) for t, r in zip(live, running, strict=True) if r.epoch and t.datetime_start]
     if eta is None and started:  # no trial has ended yet: the running trial's epochs set the pace
-        (since, epochs_done), left = started[0], config.hpo.n_trials - progress.finished
+        (since, epochs_done), left = started[0], config.hpo.planned_trials - progress.finished
         elapsed = (dt.datetime.now() - since).total_seconds()
         eta = early_eta(elapsed, epochs_done, config.train.epochs, left, workers)
     root = experiments_root(config)
@@ -101,7 +101,7 @@ def read_status(study_dir: Path) -> StudyStatus:
     return StudyStatus(
         record.study_id,
         state,
-        config.hpo.n_trials,
+        config.hpo.planned_trials,
         config.train.epochs,
         counts,
         progress.best_so_far,

@@ -207,7 +207,7 @@ def finished_report(plan: StudyPlan) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     study = create_study(plan.config, plan.study_name, plan.storage_url)
-    return report if report_is_current(report, study, plan.config.hpo.n_trials) else None
+    return report if report_is_current(report, study, plan.config.hpo) else None
 
 
 class StudySession:
@@ -263,7 +263,7 @@ class StudySession:
     def _setup_optuna(self) -> None:
         self.storage = open_study_storage(self.plan.storage_url, self.config, self.tracker)
         self.study = create_study(self.config, self.plan.study_name, self.storage)
-        enqueue_slots(self.study, self.config.hpo.n_trials)
+        enqueue_slots(self.study, self.config)
         if self.plan.saved:  # with the study lock held, every RUNNING trial's process is dead
             fail_stale_trials(self.study)  # a database server: Optuna's heartbeats tell which ones are
             stores = trial_stores(self.config)

@@ -26,7 +26,7 @@ from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
 from redsm5_hpo.checkpoints.store import StoredCheckpoint, load_training_state
-from redsm5_hpo.config.schema import Config
+from redsm5_hpo.config.schema import Config, HpoConfig, training_seed
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.device_errors import DeviceFailed, is_sticky_cuda_error
 from redsm5_hpo.devices import Runtime, configure_determinism, reported_nondeterminism, resolve_runtime
@@ -152,7 +152,7 @@ def trial_report(
             for c in best
         ],
         "params": spec.params if spec else {},
-        "seed": config.seed,
+        "seed": training_seed(config),
         "dataset": dataset,
         "runtime": runtime,
         "mlflow_run_id": run_id,
@@ -222,7 +222,7 @@ class TrialRunner:
         if not self.start.from_checkpoint:
             self.files.write_config(config)
             publish(self.stores.bucket, self.stores.root, self.files.path)
-        tags = {"trial_id": self.trial_id, "seed": str(config.seed), "code_version": __version__}
+        tags = {"trial_id": self.trial_id, "seed": str(training_seed(config)), "code_version": __version__}
         tags |= dataset_tags(self.corpus)
         if context.study_id:
             tags["study_id"] = context.study_id
@@ -304,7 +304,7 @@ class TrialRunner:
         before_save = (lambda epoch: gate.wait_until_valid(f"the epoch {epoch} checkpoint")) if gate else None
         final_weights_only = config.retention_policy.release_finished_trials
         self.hooks.append(
-            CheckpointHook(self.manager, config.train, meta, config.seed, before_save, final_weights_only)
+            CheckpointHook(self.manager, config.train, meta, training_seed(config), before_save, final_weights_only)
         )
         if self.start.from_checkpoint:
             stored = newest_resumable_first(self.manager.store.list())
@@ -325,7 +325,7 @@ class TrialRunner:
                     self.train_set,
                     self.val_set,
                     config.train,
-                    config.seed,
+                    training_seed(config),
                     self.hooks,
                     self.context.progress,
                     self.resume_from,
@@ -445,7 +445,7 @@ def dry_run(config: Config) -> str:
         f"data: {corpus.source}@{corpus.revision}, splits { {k: len(v) for k, v in corpus.splits.items()} }",
         f"encoder: {config.model.encoder} ({sum(p.numel() for p in model.parameters()):,} parameters)",
         f"device: {runtime.device} ({runtime.name}), precision {runtime.precision}",
-        f"study: {config.hpo.n_trials} trial(s) x {config.train.epochs} epoch(s), "
+        f"study: {study_plan(config.hpo)} x {config.train.epochs} epoch(s), "
         f"optimizing {config.train.optimization_metric}",
         f"search space: {json.dumps(config.hpo.search_space)}",
         f"checkpoints: ~{human_bytes(full)} each ({human_bytes(weights)} as weights only), every "
@@ -461,18 +461,28 @@ def dry_run(config: Config) -> str:
     return "\n".join([*lines, "dry run: everything checked, nothing trained"])
 
 
+def study_plan(hpo: HpoConfig) -> str:
+    """``5 trial(s) (1 baseline + 4 search)``, with the confirmation trials when ``hpo.confirm`` is on."""
+    parts = ["1 baseline"] * hpo.baseline_trial + [f"{hpo.n_trials} search"]
+    if hpo.confirm.top_k:
+        parts.append(f"{hpo.confirm.top_k} x {hpo.confirm.seeds} confirmation")
+    return f"{hpo.planned_trials} trial(s) ({' + '.join(parts)})"
+
+
 def time_estimate(
     config: Config, corpus: Corpus, model: CriteriaEvidenceModel, tokenizer: Any, runtime: Runtime
 ) -> str:
     """One line: the study's training time from a measured step of this configuration, or why there is none."""
     train_set, validation_set = split_datasets(config, corpus, tokenizer, "train", "validation")
     try:
-        step_s, batches = time_training_step(model, train_set, config.train, runtime, config.seed)
+        step_s, batches = time_training_step(model, train_set, config.train, runtime, training_seed(config))
     except (RuntimeError, ValueError) as e:  # out of memory on the device, an input the model refuses
         return f"time: cannot estimate it (one training step failed: {first_line(e)})"
     validation_batches = math.ceil(len(validation_set) / config.train.batch_size)
     hpo = config.hpo
-    total = study_time_estimate(step_s, batches, validation_batches, config.train.epochs, hpo.n_trials, hpo.n_workers)
+    total = study_time_estimate(
+        step_s, batches, validation_batches, config.train.epochs, hpo.planned_trials, hpo.n_workers
+    )
     searched = "; the searched parameters change it" if hpo.search_space else ""
     return (
         f"time: about {format_duration(total)} of training at {step_s * 1000:.0f} ms per step (measured here) and "

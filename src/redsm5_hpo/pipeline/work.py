@@ -27,6 +27,7 @@ from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.hpo import attrs
+from redsm5_hpo.hpo.confirm import BASELINE, CONFIRM, SEARCH
 from redsm5_hpo.hpo.lock import claim_lock
 from redsm5_hpo.hpo.progress import Progress, early_eta, format_duration, study_progress
 from redsm5_hpo.hpo.retention import StudyCheckpoints
@@ -43,6 +44,8 @@ from redsm5_hpo.hpo.study import (
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root
+from redsm5_hpo.pipeline.confirmation import scores_test_itself
+from redsm5_hpo.pipeline.evaluate import score_trial_on_test
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
 from redsm5_hpo.pipeline.mirroring import publish, pull_trial
 from redsm5_hpo.pipeline.parts import open_monitor, open_tracker, trial_stores
@@ -79,10 +82,10 @@ class Worker:
         self.stores = trial_stores(self.config)
         self.study_checkpoints = StudyCheckpoints(study, self.config.retention_policy, self.stores)
         self.token_gate = TokenGate(check_from_config(self.config), self.config.hub.recheck_interval_s)
-        done = study_progress_of(study, self.config.hpo.n_trials, starting=False).finished
+        done = study_progress_of(study, self.config.hpo.planned_trials, starting=False).finished
         # trials > epochs > batches, nested; on a terminal only (disable=None), so logs stay readable
         self.bar = tqdm(
-            total=self.config.hpo.n_trials,
+            total=self.config.hpo.planned_trials,
             initial=done,
             desc="trials",
             unit="trial",
@@ -112,9 +115,10 @@ class Worker:
         lifecycle = Lifecycle(trial)
         lifecycle.enter(Stage.QUEUED)
         trial_id, trial_config, start, run_id, extra_tags = self._continuation(spec, trial)
-        progress_now = study_progress_of(self.study, self.config.hpo.n_trials, starting=True)
+        progress_now = study_progress_of(self.study, self.config.hpo.planned_trials, starting=True)
         report_progress(self.tracker, self.study_run, progress_now)
         self.token_gate.wait_until_valid(f"trial {progress_now.trial}")
+        epochs = trial_config.train.epochs
         context = TrialContext(
             self.tracker,
             self.monitor,
@@ -125,13 +129,18 @@ class Worker:
             self.progress,
             on_run_started=lambda run_id: trial.set_user_attr(attrs.RUN_ID, run_id),
             token_gate=self.token_gate,
-            should_prune=lambda epoch, value: self._on_epoch(trial, epoch, value, trial_config.train.epochs),
+            should_prune=lambda epoch, value: self._on_epoch(trial, spec.stage, epoch, value, epochs),
             lifecycle=lifecycle,
             device_override=self.device,
         )
-        tags = extra_tags | progress_now.as_tags()
+        tags = extra_tags | progress_now.as_tags() | {"stage": spec.stage}
         try:
-            return run_trial(trial_config, self.corpus, context, trial_id, start, run_id, tags).best_value
+            value = run_trial(trial_config, self.corpus, context, trial_id, start, run_id, tags).best_value
+            if scores_test_itself(spec.stage, self.config):  # before retention may release its checkpoints
+                score_trial_on_test(
+                    TrialDir.of(experiments_root(self.config), trial_id), self.stores, self.corpus, self.device
+                )
+            return value
         except (StopRequested, DeviceFailed) as e:
             trial.set_user_attr(attrs.FAIL_REASON, f"interrupted: {e}; resumable")
             trial.set_user_attr(attrs.RESUMABLE, True)  # `resume` continues it from its newest checkpoint
@@ -148,19 +157,22 @@ class Worker:
                 self.disk_errors.append(e)  # the worker stops after this trial (run_trials' stop)
             raise
 
-    def _on_epoch(self, trial: optuna.Trial, epoch: int, value: float, epochs: int) -> bool:
+    def _on_epoch(self, trial: optuna.Trial, stage: str, epoch: int, value: float, epochs: int) -> bool:
         """Feed the pruner; before any trial has finished, the first epoch gives the study its first ETA
-        (the trials' own ETA takes over when one ends)."""
+        (the trials' own ETA takes over when one ends). A confirmation trial tells the pruner nothing and
+        neither it nor the baseline is ever pruned."""
         if epoch == 1 and trial.datetime_start is not None and not counted_trials(self.study):
             elapsed = (dt.datetime.now() - trial.datetime_start).total_seconds()
             hpo = self.config.hpo
-            eta = early_eta(elapsed, 1, epochs, hpo.n_trials, max(1, hpo.n_workers))
+            eta = early_eta(elapsed, 1, epochs, hpo.planned_trials, max(1, hpo.n_workers))
             log.info(
                 "progress: the first epoch took %s (set-up included); ETA %s from it, refined as trials end",
                 format_duration(elapsed),
                 format_duration(eta),
             )
-        return _report_epoch(trial, epoch, value)
+        if stage == CONFIRM:
+            return False
+        return _report_epoch(trial, epoch, value) and stage == SEARCH
 
     def _continuation(
         self, spec: TrialSpec, trial: optuna.Trial
@@ -174,7 +186,7 @@ class Worker:
         trial.set_user_attr(attrs.TRIAL_ID, trial_id)
         trial.set_user_attr(attrs.TRIAL_DIR, str(files.path))
         if origin is None:
-            log.info("trial %d/%d: %s", spec.number + 1, spec.total, spec.params)  # its slot in the study
+            log.info("trial %d/%d%s: %s", spec.number + 1, spec.total, stage_note(spec), spec.params)  # its slot
             return trial_id, spec.config, TrialStart.FRESH, None, {}
         log.info("resuming interrupted trial %d (re-queued as trial %d): %s", origin, spec.number, spec.params)
         # the trial's own config: a rollback may have changed it (another machine may have started it)
@@ -198,11 +210,18 @@ class Worker:
             publish(self.stores.bucket, self.stores.root, self.study_dir)
         if not trial.user_attrs.get(attrs.RESUMABLE):  # a disk-full trial continues later: its point then
             log_study_series(self.tracker, self.study_run, study, trial.number)
-        progress = study_progress_of(study, self.config.hpo.n_trials, False)
+        progress = study_progress_of(study, self.config.hpo.planned_trials, False)
         report_progress(self.tracker, self.study_run, progress)
         self.bar.update(progress.finished - self.bar.n)
         if progress.best_so_far is not None:
             self.bar.set_postfix(best=f"{progress.best_so_far:.4f}")
+
+
+def stage_note(spec: TrialSpec) -> str:
+    """`` (baseline)``, `` (confirmation, seed 123)`` or nothing for a search trial."""
+    if spec.stage == CONFIRM:
+        return f" (confirmation, seed {spec.config.train.seed})"
+    return " (baseline: the configuration's own values)" if spec.stage == BASELINE else ""
 
 
 def log_study_series(tracker: TrackerWriter, study_run: str, study: optuna.Study, number: int) -> None:

@@ -116,7 +116,7 @@ def run_workers(
     forwarded: int | None = None
     failures: list[tuple[WorkerProcess, int]] = []
     pids = {w.process.pid for w in running.values()}
-    line = ProgressLine(study, hpo.n_trials, n_workers, tracker, study_run)
+    line = ProgressLine(study, hpo.planned_trials, n_workers, tracker, study_run)
     while running:
         time.sleep(POLL_S)
         signum = requested()

@@ -31,10 +31,10 @@ def test_one_worker_gets_sqlite_several_get_a_journal_file(tmp_path) -> None:
 
 
 def test_two_studies_on_one_journal_file_share_the_queue(tmp_path) -> None:
-    config = load_config(["model=tiny", "hpo.n_trials=3"], CONFIG_DIR)
+    config = load_config(["model=tiny", "hpo.n_trials=3", "hpo.baseline_trial=false"], CONFIG_DIR)
     url = default_storage(tmp_path, 2)
     first = create_study(config, "shared", url)
-    enqueue_slots(first, 3)
+    enqueue_slots(first, config)
     second = create_study(config, "shared", url)  # another process's view of the same file
     claimed = [claim_slot(first), claim_slot(second), claim_slot(first), claim_slot(second)]
     assert [t.user_attrs["slot"] for t in claimed[:3] if t] == [0, 1, 2] and claimed[3] is None

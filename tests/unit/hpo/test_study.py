@@ -99,7 +99,7 @@ def _done(study) -> int:
 def test_a_continuation_runs_before_the_slots_that_were_still_waiting(tiny_config, tmp_path) -> None:
     config = apply_overrides(tiny_config, {"hpo.n_trials": 4})
     study = create_study(config, "s", f"sqlite:///{tmp_path / 'optuna.db'}")
-    enqueue_slots(study, 4)
+    enqueue_slots(study, config)
     first = claim_slot(study)  # slot 0 starts, then its process dies
     study.tell(first.number, state=optuna.trial.TrialState.FAIL)
     study.set_user_attr(attrs.REQUEUED_TRIALS, [first.number])

@@ -73,3 +73,61 @@ def test_the_answer_names_the_best_parameters_warnings_and_next_commands(tmp_pat
     for command in commands:  # each parses as the CLI reads it, with the study and where it lives
         args, extra = build_parser().parse_known_args(shlex.split(command)[1:])
         assert args.study == "study_s1" and f"experiments_dir={tmp_path}" in [*args.overrides, *extra]
+
+
+def confirmed_report():
+    base = report()
+    for stage, entry in zip(("baseline", "search", "confirm"), base["summary"]["best_value_history"], strict=True):
+        entry["stage"] = stage
+    spread = {"mean": 0.71, "std": 0.02, "interval": [0.66, 0.76]}
+    base["confirmation"] = {
+        "seeds": [11, 12],
+        "winner": 2,
+        "interval_method": "Student-t interval of the mean over seeds, 95%",
+        "configurations": [
+            {"rank": 1, "search_trial_id": "a", "search_value": 0.8, "validation": {**spread, "mean": 0.65}},
+            {"rank": 2, "search_trial_id": "b", "search_value": 0.75, "validation": spread},
+        ],
+        "winner_test": {"per_seed": [{}, {}], "summary": {"test_criteria_macro_f1": spread}},
+    }
+    base["baseline"] = {
+        "trial_id": "a",
+        "validation_value": 0.61,
+        "validation_gain": 0.1245678,
+        "test_gain": {"test_criteria_macro_f1": {"gain": 0.05, "interval": [-0.01, 0.11]}},
+    }
+    return base
+
+
+def test_confirmation_shows_the_search_score_beside_the_mean_over_seeds_and_the_gain_over_the_baseline(
+    tmp_path,
+) -> None:
+    header, *rows = trials_table(confirmed_report())
+    assert header.split()[:3] == ["trial", "stage", "state"]
+    assert [row.lstrip("* ").split()[1] for row in rows] == ["baseline", "search", "confirm"]
+    lines = answer_lines(confirmed_report(), tmp_path / "study_s1")
+    start = lines.index("confirmation over seeds [11, 12] (Student-t interval of the mean over seeds, 95%):")
+    table = lines[start + 1 : start + 4]
+    assert table[1].split() == ["1", "1", "0.8000", "0.6500", "±", "0.0200", "[0.660,", "0.760]"]
+    assert table[2].split() == ["*", "2", "2", "0.7500", "0.7100", "±", "0.0200", "[0.660,", "0.760]"]
+    assert "the winner on test over its 2 seed(s): macro-F1 0.7100 ± 0.0200 [0.660, 0.760]" in lines
+    gain = next(line for line in lines if line.startswith("gain over the baseline trial 1"))
+    assert "val_criteria_macro_f1 +0.1246 on validation" in gain
+    assert "macro-F1 +0.0500 [-0.010, +0.110]" in gain
+    assert not any(line.startswith("confirmation") for line in answer_lines(report(), tmp_path / "study_s1"))
+
+
+def test_a_baseline_that_beats_the_search_is_said_to_be_the_answer(tmp_path) -> None:
+    beaten = {**report(), "best_trial_id": "a"}
+    beaten["baseline"] = {
+        "trial_id": "a",
+        "validation_value": 0.61,
+        "validation_gain": 0.0,
+        "best_search_trial_id": "c",
+        "search_gain": -0.0101,
+    }
+    lines = answer_lines(beaten, tmp_path / "study_s1")
+    assert (
+        "the baseline trial 1 (the configuration's own values) is the answer: the best search trial (3) scores "
+        "val_criteria_macro_f1 -0.0101 against it"
+    ) in lines
