@@ -347,9 +347,10 @@ def markdown(results: dict) -> str:
         low, high = b12["test_macro_f1_interval"]
         seeds = b12["test_macro_f1_over_seeds"]
         rows += [
-            f"| B12 | the winner's curse: the best of {b12['search_trials']} search trials' {b12['metric']} at search "
-            f"time vs its configuration's mean over {b12['seeds']} seeds | | | {b12['search_value']:.4f} vs "
-            f"{b12['confirmed_mean']:.4f} ± {b12['confirmed_std']:.4f} (overstated by {b12['winners_curse']:+.4f}) |",
+            f"| B12 | the winner's curse: the best trial's {b12['metric']} (of the baseline and {b12['search_trials']} "
+            f"search trials) vs its configuration's mean over {b12['seeds']} new seeds | | | "
+            f"{b12['search_value']:.4f} vs {b12['confirmed_mean']:.4f} ± {b12['confirmed_std']:.4f} "
+            f"(overstated by {b12['winners_curse']:+.4f}) |",
             f"| B12 | test macro-F1 of the answer and its 95% bootstrap interval over {b12['test_posts']} test posts; "
             f"over the {b12['seeds']} seeds | | | {b12['test_macro_f1']:.4f} [{low:.3f}, {high:.3f}] (width "
             f"{b12['test_macro_f1_interval_width']:.3f}); {seeds['mean']:.4f} ± {seeds['std']:.4f} over seeds |",
