@@ -92,6 +92,9 @@ def test_the_report_gives_each_seed_the_mean_the_spread_and_the_gain_over_the_ba
     assert gain["gain"] == pytest.approx(summary["mean"] - baseline["test_metrics"]["test_criteria_macro_f1"])
     assert "confirmation over seeds" in output
     assert "gain over the baseline trial 1" in output
+    extended = cli(root, "resume", "hpo.n_trials=3")  # search after a confirmation: a new study instead
+    assert extended.returncode != 0
+    assert f"redsm5-hpo tune hpo.warm_start={report['study_id']} experiments_dir={root}" in extended.stderr
 
 
 def test_a_kill_during_the_confirmation_resumes_to_the_same_report(confirmed_root, tmp_path) -> None:

@@ -1,10 +1,12 @@
 """Which overrides a resumed study accepts: those that change how it runs, never what a trial computes.
 
-A study resumes with its saved configuration. Settings of the machine and of the bookkeeping (workers, devices,
-retention, the disk guard, tracking, logs, the token check, how often checkpoints are saved, worker
-heartbeats) may change, so the advice of a disk-full report (relax retention, save less often) can be
-applied to the stopped study. Anything else (model, data, learning rates, the search space, the seed)
-would make the resumed trials differ from the uninterrupted ones, and is refused with the list.
+A study resumes with its saved configuration. Settings of the machine and of the bookkeeping (workers,
+devices, retention, the disk guard, tracking, logs, the token check, how often checkpoints are saved,
+worker heartbeats) may change, so the advice of a disk-full report (relax retention, save less often) can
+be applied to the stopped study; so may when the study stops (its time budget, its patience) and how many
+trials it runs (more, never fewer: the study plan checks that). Anything else (model, data, learning
+rates, the search space, the seed, the sampler) would make the resumed trials differ from the
+uninterrupted ones, and is refused with the list.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ RESUME_SAFE = (
     "hpo.devices",
     "hpo.heartbeat_interval_s",
     "hpo.stale_after_s",
+    "hpo.timeout_s",
+    "hpo.patience_trials",
+    "hpo.min_improvement",
+    "hpo.n_trials",
 )
 """Config sections and keys a resume may change (a section covers every key in it)."""
 LOCATORS = ("experiments_dir",)

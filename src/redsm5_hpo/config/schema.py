@@ -35,6 +35,7 @@ HybridBce = Literal["bce", "weighted_bce"]
 HybridFocal = Literal["focal", "adaptive_focal"]
 Optimizer = Literal["adamw", "sgd"]
 Pruner = Literal["none", "median", "hyperband"]
+Sampler = Literal["tpe", "random", "gp", "cmaes", "qmc"]
 EvidenceLevel = Literal["char", "sentence", "span"]
 SplitProtocol = Literal["stratified", "paper"]
 
@@ -382,6 +383,26 @@ class HpoConfig:
     best trial's gain over it."""
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
     """Confirmation of the search's best configurations over several seeds (``hpo=publish`` turns it on)."""
+    sampler: Sampler = "tpe"
+    """Optuna's sampler, seeded per trial so a resumed study suggests what an uninterrupted one would:
+    ``tpe`` (default), ``random``, ``gp`` (Gaussian process), ``cmaes`` (CMA-ES: numeric parameters;
+    others drawn independently), ``qmc`` (a scrambled Sobol sequence)."""
+    warm_start: str | None = None
+    """Start from an earlier study: its id (``study_<id>`` under ``experiments_dir``) or the path of its
+    ``study_report.json``. Its best ``warm_start_top_k`` parameter sets, restricted to this search space's
+    parameters and values, are the first search trials (Optuna's ``enqueue_trial``); the rest are sampled."""
+    warm_start_top_k: int = 5
+    """How many of the earlier study's best distinct parameter sets ``warm_start`` queues."""
+    timeout_s: float | None = None
+    """Time budget: no trial is claimed once the study has run this long (seconds from the budget's start,
+    kept in the study's storage so every worker and machine reads it: the study's creation, or the
+    ``resume`` that passes ``hpo.timeout_s`` again); running trials finish and the report is written.
+    None: no budget."""
+    patience_trials: int | None = None
+    """Plateau stop: the search claims no more trials once this many counted trials in a row did not
+    improve the best value by more than ``min_improvement`` (confirmation, if on, still runs). None: off."""
+    min_improvement: float = 0.0
+    """The margin ``patience_trials`` counts an improvement by (in the objective's units)."""
     n_workers: int = 1
     """Worker processes on this machine running the study's trials at once (each one trial at a time)."""
     devices: list[str] = field(default_factory=list)

@@ -44,3 +44,29 @@ def suggestion_order(flat: dict[str, dict[str, Any]]) -> list[str]:
 def is_active(spec: dict[str, Any], values: dict[str, Any]) -> bool:
     """True when every parent was drawn with one of the values the condition allows."""
     return all(name in values and values[name] in allowed for name, allowed in parents(spec).items())
+
+
+def contains(spec: dict[str, Any], value: Any) -> bool:
+    """``value`` is one this parameter can take (inside its range, or among its choices)."""
+    if spec["type"] == "categorical":
+        return value in list(spec["choices"])
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if spec["type"] == "int" and int(value) != value:
+        return False
+    return float(spec["low"]) <= float(value) <= float(spec["high"])
+
+
+def warm_start_params(
+    candidates: list[tuple[float, dict[str, Any]]], space: dict[str, Any], top_k: int
+) -> list[dict[str, Any]]:
+    """The ``top_k`` best distinct parameter sets of ``candidates`` (``(oriented value, params)``, higher is
+    better, in the earlier study's order so ties keep it), each restricted to the parameters of ``space``
+    with a value this space can take (the others are drawn as usual)."""
+    flat = flatten_space(space)
+    chosen: list[dict[str, Any]] = []
+    for _, params in sorted(candidates, key=lambda c: -c[0]):
+        kept = {name: value for name, value in params.items() if name in flat and contains(flat[name], value)}
+        if kept and kept not in chosen:
+            chosen.append(kept)
+    return chosen[:top_k]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from redsm5_hpo.config.schema import AUGMENT_METHODS, DEVICE_PATTERN, Config
 from redsm5_hpo.config.search_space import flatten_space, parents, suggestion_order
@@ -122,6 +123,20 @@ def _hpo_problems(config: Config) -> list[str]:
         )
     if h.n_workers < 1:
         problems.append(f"hpo.n_workers: must be >= 1, got {h.n_workers}")
+    numeric = [n for n, spec in _flat_space(h.search_space).items() if spec.get("type") in ("float", "int")]
+    if h.sampler == "cmaes" and h.search_space and not numeric:
+        problems.append(
+            "hpo.sampler=cmaes: CMA-ES models float and int parameters and this search space has none; use "
+            "hpo.sampler=tpe (or gp) for a categorical space"
+        )
+    if h.warm_start_top_k < 1:
+        problems.append(f"hpo.warm_start_top_k: parameter sets to queue, >= 1, got {h.warm_start_top_k}")
+    if h.timeout_s is not None and h.timeout_s <= 0:
+        problems.append(f"hpo.timeout_s: seconds > 0, or null for no budget, got {h.timeout_s}")
+    if h.patience_trials is not None and h.patience_trials < 1:
+        problems.append(f"hpo.patience_trials: trials >= 1, or null for no plateau stop, got {h.patience_trials}")
+    if h.min_improvement < 0:
+        problems.append(f"hpo.min_improvement: a margin >= 0, got {h.min_improvement}")
     if h.confirm.top_k < 0:
         problems.append(f"hpo.confirm.top_k: configurations to confirm, >= 0 (0 = off), got {h.confirm.top_k}")
     if h.confirm.top_k and h.confirm.seeds < 2:
@@ -138,6 +153,14 @@ def _hpo_problems(config: Config) -> list[str]:
             f"got {h.heartbeat_interval_s} and {h.stale_after_s}"
         )
     return problems
+
+
+def _flat_space(space: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The search space's parameters by dotted name; empty when the space is malformed (its own check says why)."""
+    try:
+        return flatten_space(space)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return {}
 
 
 def _train_problems(config: Config) -> list[str]:

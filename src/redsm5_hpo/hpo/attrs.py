@@ -20,6 +20,8 @@ CONFIRM_OF = "confirm_of"
 """The number of the search (or baseline) trial whose configuration a confirmation trial trains again."""
 SEED = "seed"
 """A confirmation trial's training seed (``train.seed``)."""
+WARM_START = "warm_start"
+"""A search slot queued with an earlier study's parameters (``hpo.warm_start``): where they came from."""
 SLOT_ATTRS = (SLOT, STAGE, PARAMS, CONFIRM_GROUP, CONFIRM_OF, SEED)
 """What a slot is: its continuations carry these over."""
 RESUME_OF = "resume_of"
@@ -42,12 +44,23 @@ RESUMABLE = "resumable"
 """Stopped with its checkpoints kept (a signal, a full disk, a failed GPU): ``resume`` continues it."""
 DIVERGED = "diverged"
 """Its loss became non-finite: its last resume point stays for a rollback."""
+SKIPPED = "skipped"
+"""A waiting slot closed unrun because a stopping rule held (``hpo.stopping``); ``resume`` with a larger
+budget or patience queues its slot again."""
 FAIL_REASON = "fail_reason"
 PRUNE_REASON = "prune_reason"
 
 # -- on the study -----------------------------------------------------------------------------------------
 REQUEUED_TRIALS = "requeued_trials"
 """Numbers of interrupted trials that were re-queued (their continuations count instead)."""
+BUDGET_START = "budget_start"
+"""When ``hpo.timeout_s`` started counting (seconds since the epoch): the study's creation, or the resume
+that passed ``hpo.timeout_s`` again."""
+PATIENCE_FROM = "patience_from"
+"""How many counted trials the study had when a resume gave it more (``hpo.patience_trials`` counts anew)."""
+STOPPED = "stopped"
+"""Why the study stopped claiming trials (``hpo.stopping``: ``timeout`` or ``plateau``); None once a
+resume lifted it."""
 CONFIRM_QUEUED = "confirm_queued"
 """How many confirmation trials were queued (all of them, once the search ended)."""
 REPORT_PATH = "report_path"

@@ -1,5 +1,5 @@
-"""The Optuna study: seeded TPE, queued trial slots taken one at a time by one or more workers, failures
-recorded and skipped.
+"""The Optuna study: a seeded sampler (TPE by default), queued trial slots taken one at a time by one or more
+workers, failures recorded and skipped.
 
 The study knows nothing about models: it asks ``train_trial`` (given by the caller) to train
 one configuration and return the value of the optimization metric.
@@ -31,6 +31,7 @@ from redsm5_hpo.hpo.confirm import BASELINE, CONFIRM, SEARCH, Run, answer, confi
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import HistoryPoint, best_value_history
 from redsm5_hpo.hpo.space import suggest
+from redsm5_hpo.hpo.stopping import PLATEAU, TIMEOUT, budget_spent, describe, plateaued
 from redsm5_hpo.hpo.storage import ask, fail_stale_trials, heartbeat, open_storage
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 
@@ -68,18 +69,37 @@ def failure_reason(error: BaseException) -> str:
 """User attr of a claimed trial: ``{"index": i, "pid": pid, "host": name}`` of the worker running it."""
 
 
-class ResumableTPESampler(optuna.samplers.BaseSampler):
-    """TPE whose random state for each trial is a function of (seed, the trial's position among the trials
-    that count), so a study resumed in a fresh process suggests what the uninterrupted study would have
-    suggested, whichever worker runs the trial.
+def per_trial_sampler(kind: str, seed: int, study_seed: int) -> optuna.samplers.BaseSampler:
+    """One trial's sampler of ``hpo.sampler``, seeded with ``seed``. QMC walks one scrambled sequence
+    indexed by the trial (kept in the storage), so it keeps the study's own seed; the others are reseeded
+    per trial. Parameters a sampler cannot model jointly are drawn independently, as Optuna documents;
+    ``sampler_warning`` says so once instead of Optuna's warning on every trial."""
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if kind == "qmc":
+        with warnings.catch_warnings():  # Optuna marks QMC experimental: expected, not the user's concern
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=study_seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed)
 
-    Public API only: each trial is sampled by its own ``TPESampler`` seeded for it. TPE keeps nothing
-    between trials but its random state (what it learns, it reads from the study's trials each time), so
-    this is TPE with a reseed before every trial."""
 
-    def __init__(self, seed: int):
+class ResumableSampler(optuna.samplers.BaseSampler):
+    """``hpo.sampler`` (TPE by default) whose random state for each trial is a function of (seed, the trial's
+    position among the trials that count), so a study resumed in a fresh process suggests what the
+    uninterrupted study would have suggested, whichever worker runs the trial.
+
+    Public API only: each trial is sampled by its own Optuna sampler seeded for it. Optuna's samplers keep
+    nothing between trials but their random state (what they learn, they read from the study's trials and
+    their attributes in the storage each time), so this is the sampler with a reseed before every trial."""
+
+    def __init__(self, seed: int, kind: str = "tpe"):
         self.seed = seed
-        self._per_trial: dict[int, optuna.samplers.TPESampler] = {}
+        self.kind = kind
+        self._per_trial: dict[int, optuna.samplers.BaseSampler] = {}
 
     def trial_seed(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
         position = trial.user_attrs.get(attrs.SLOT)
@@ -87,19 +107,19 @@ class ResumableTPESampler(optuna.samplers.BaseSampler):
             position = trial.number - sum(1 for n in uncounted(study) if n < trial.number)
         return (self.seed * 1_000_003 + int(position)) % 2**32
 
-    def _tpe(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
+    def _sampler(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.samplers.BaseSampler:
         if trial.number not in self._per_trial:
-            self._per_trial[trial.number] = optuna.samplers.TPESampler(seed=self.trial_seed(study, trial))
+            self._per_trial[trial.number] = per_trial_sampler(self.kind, self.trial_seed(study, trial), self.seed)
         return self._per_trial[trial.number]
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self._per_trial.pop(trial.number, None)  # the trial's draws start from its own seed
-        self._tpe(study, trial).before_trial(study, trial)
+        self._sampler(study, trial).before_trial(study, trial)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: optuna.trial.FrozenTrial
     ) -> dict[str, optuna.distributions.BaseDistribution]:
-        return self._tpe(study, trial).infer_relative_search_space(study, trial)
+        return self._sampler(study, trial).infer_relative_search_space(study, trial)
 
     def sample_relative(
         self,
@@ -107,7 +127,7 @@ class ResumableTPESampler(optuna.samplers.BaseSampler):
         trial: optuna.trial.FrozenTrial,
         search_space: dict[str, optuna.distributions.BaseDistribution],
     ) -> dict[str, Any]:
-        return self._tpe(study, trial).sample_relative(study, trial, search_space)
+        return self._sampler(study, trial).sample_relative(study, trial, search_space)
 
     def sample_independent(
         self,
@@ -116,7 +136,7 @@ class ResumableTPESampler(optuna.samplers.BaseSampler):
         param_name: str,
         param_distribution: optuna.distributions.BaseDistribution,
     ) -> Any:
-        return self._tpe(study, trial).sample_independent(study, trial, param_name, param_distribution)
+        return self._sampler(study, trial).sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(
         self,
@@ -128,6 +148,24 @@ class ResumableTPESampler(optuna.samplers.BaseSampler):
         sampler = self._per_trial.pop(trial.number, None)
         if sampler is not None:
             sampler.after_trial(study, trial, state, values)
+
+
+JOINT_KINDS = {"cmaes": ("float", "int"), "qmc": ("float", "int")}
+"""The parameter types a sampler models jointly; any other is drawn independently (Optuna's fallback)."""
+
+
+def sampler_warning(kind: str, search_space: dict[str, Any]) -> str | None:
+    """One line for the parameters ``hpo.sampler`` draws independently (CMA-ES and QMC model numbers only,
+    and every sampler draws a conditional parameter on its own), None when there are none."""
+    flat = flatten_space(search_space)
+    joint = JOINT_KINDS.get(kind)
+    apart = sorted(n for n, spec in flat.items() if spec.get("when") or (joint and spec["type"] not in joint))
+    if kind in ("tpe", "random") or not apart:
+        return None
+    return (
+        f"hpo.sampler={kind} draws {', '.join(apart)} independently (random), as Optuna does for parameters it "
+        "cannot model jointly (categorical or conditional ones)"
+    )
 
 
 def make_pruner(config: Config) -> optuna.pruners.BasePruner:
@@ -147,8 +185,9 @@ def make_pruner(config: Config) -> optuna.pruners.BasePruner:
 
 def create_study(config: Config, study_name: str, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
     """A study in the optimization metric's direction (a loss is minimized, any other metric maximized)
-    with a TPE sampler seeded from ``config.seed`` and the configured pruner. An existing study of the same
-    name must go the same way. ``storage`` is a URL (``hpo.storage``) or a storage ``open_storage`` made."""
+    with the ``hpo.sampler`` seeded from ``config.seed`` (``ResumableSampler``) and the configured pruner. An
+    existing study of the same name must go the same way. ``storage`` is a URL (``hpo.storage``) or a storage
+    ``open_storage`` made."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if isinstance(storage, str):
         storage = open_storage(storage, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s)
@@ -157,7 +196,7 @@ def create_study(config: Config, study_name: str, storage: str | optuna.storages
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
-        sampler=ResumableTPESampler(seed=config.seed),
+        sampler=ResumableSampler(config.seed, config.hpo.sampler),
         pruner=make_pruner(config),
         direction=direction,
         load_if_exists=True,
@@ -283,6 +322,7 @@ def run_trials(
         raise_if_requested()  # before a slot is claimed: no trial is left RUNNING for nothing
         fail_stale_trials(study)
         with claim_guard():
+            apply_stopping(study, config)
             trial = claim_slot(study) or (claim_slot(study) if queue_confirmation(study, config) else None)
         if trial is None:
             if not confirmation_may_follow(study, config):
@@ -346,17 +386,91 @@ def baseline_params(config: Config) -> dict[str, Any]:
     return values
 
 
-def enqueue_slots(study: optuna.Study, config: Config) -> None:
-    """A new study gets its waiting slots: the baseline trial first (``hpo.baseline_trial``), then
-    ``hpo.n_trials`` search slots. Workers pop them one by one, so however many workers run, exactly
-    these trials run (plus re-queued continuations of interrupted ones)."""
+def enqueue_slots(study: optuna.Study, config: Config, warm: Sequence[dict[str, Any]] = (), source: str = "") -> None:
+    """The study's baseline and search slots that no trial holds yet: all of them for a new study (the
+    baseline trial first, with ``hpo.baseline_trial``, then ``hpo.n_trials`` search slots), the extra
+    ones when a resume raised ``hpo.n_trials``. Workers pop them one by one, so however many workers
+    run, exactly these trials run (plus re-queued continuations of interrupted ones). A new study's time
+    budget starts here, and its first search slots take the ``warm`` parameter sets (``hpo.warm_start``,
+    from ``source``): Optuna's ``enqueue_trial`` fixes them, the sampler draws the rest."""
     hpo = config.hpo
-    if not study.get_trials(deepcopy=False):
-        if hpo.baseline_trial:
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        study.set_user_attr(attrs.BUDGET_START, time.time())
+    held = {t.user_attrs.get(attrs.SLOT) for t in trials}
+    first = int(hpo.baseline_trial)
+    warm = list(warm) if not trials else []
+    for slot in range(hpo.search_slots):
+        if slot in held:
+            continue
+        if slot == 0 and hpo.baseline_trial:
             own = {attrs.STAGE: BASELINE, attrs.PARAMS: baseline_params(config)}
             study.enqueue_trial({}, user_attrs={attrs.SLOT: 0} | own)
-        for slot in range(int(hpo.baseline_trial), hpo.search_slots):
+        elif 0 <= slot - first < len(warm):
+            study.enqueue_trial(warm[slot - first], user_attrs={attrs.SLOT: slot, attrs.WARM_START: source})
+        else:
             study.enqueue_trial({}, user_attrs={attrs.SLOT: slot})
+
+
+def stop_reason(study: optuna.Study, config: Config, searching: bool = True) -> str | None:
+    """Why the study claims no more trials (``hpo.stopping``): its time budget is spent, or the search has
+    plateaued (only while search slots wait, with ``searching``); None when it goes on."""
+    hpo = config.hpo
+    started = float(study.user_attrs.get(attrs.BUDGET_START) or time.time())
+    if budget_spent(started, time.time(), hpo.timeout_s):
+        return TIMEOUT
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if hpo.patience_trials is None or (searching and not any(stage_of(t) != CONFIRM for t in waiting)):
+        return None
+    values = [r.value for r in study_runs(study) if r.stage != CONFIRM]
+    start = int(study.user_attrs.get(attrs.PATIENCE_FROM) or 0)
+    return PLATEAU if plateaued(values, hpo.patience_trials, hpo.min_improvement, start) else None
+
+
+def apply_stopping(study: optuna.Study, config: Config) -> None:
+    """Close the waiting slots a stopping rule holds back (all of them for a spent budget, the search's for
+    a plateau), each as skipped with the reason, and record why the study stopped. Runs under the claim
+    guard."""
+    reason = stop_reason(study, config)
+    if reason is None:
+        return
+    if study.user_attrs.get(attrs.STOPPED) != reason:
+        study.set_user_attr(attrs.STOPPED, reason)
+        hpo = config.hpo
+        why = describe(reason, hpo.timeout_s, hpo.patience_trials, hpo.min_improvement)
+        log.warning("the study claims no more %strials: %s", "search " if reason == PLATEAU else "", why)
+    while True:
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if not waiting or (reason == PLATEAU and stage_of(min(waiting, key=lambda t: t.number)) == CONFIRM):
+            return
+        trial = ask(study)  # the lowest waiting number: closed unrun
+        trial.set_user_attr(attrs.SKIPPED, reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def reopen_skipped(study: optuna.Study, config: Config, new_budget: bool, more_trials: bool = False) -> int:
+    """On a resume: a new time budget starts now when ``new_budget``, and the patience counts anew from here
+    when the study is given ``more_trials``; if no stopping rule holds any more (a larger budget or
+    patience), the slots closed as skipped are queued again with their slot. Returns how many."""
+    if new_budget:
+        study.set_user_attr(attrs.BUDGET_START, time.time())
+    if more_trials:
+        study.set_user_attr(attrs.PATIENCE_FROM, sum(1 for r in study_runs(study) if r.stage != CONFIRM))
+    if study.user_attrs.get(attrs.STOPPED) is None:
+        return 0
+    skipped = [t for t in study.get_trials(deepcopy=False) if attrs.SKIPPED in t.user_attrs]
+    held = {t.user_attrs.get(attrs.SLOT) for t in study.get_trials(deepcopy=False) if t.number not in uncounted(study)}
+    if stop_reason(study, config, searching=False) is not None:
+        return 0
+    reopened = 0
+    for trial in skipped:
+        if trial.user_attrs.get(attrs.SLOT) not in held:
+            keep = {k: v for k, v in trial.user_attrs.items() if k != attrs.SKIPPED}
+            study.enqueue_trial(trial.params, user_attrs=keep)
+            held.add(trial.user_attrs.get(attrs.SLOT))
+            reopened += 1
+    study.set_user_attr(attrs.STOPPED, None)
+    return reopened
 
 
 def queue_confirmation(study: optuna.Study, config: Config) -> bool:
@@ -368,6 +482,8 @@ def queue_confirmation(study: optuna.Study, config: Config) -> bool:
     if not hpo.confirm.top_k or study.user_attrs.get(attrs.CONFIRM_QUEUED) is not None:
         return False
     if study.get_trials(deepcopy=False, states=LIVE) or stopped_resumable(study):
+        return False
+    if study.user_attrs.get(attrs.STOPPED) == TIMEOUT:  # no trial is claimed once the budget is spent
         return False
     chosen = top_configurations(study_runs(study), hpo.confirm.top_k)
     seeds = confirm_seeds(config.seed, hpo.confirm.seeds)
@@ -395,6 +511,8 @@ def confirmation_may_follow(study: optuna.Study, config: Config) -> bool:
     """Confirmation is on and not queued yet while other workers still run search trials."""
     if not config.hpo.confirm.top_k or study.user_attrs.get(attrs.CONFIRM_QUEUED) is not None:
         return False
+    if study.user_attrs.get(attrs.STOPPED) == TIMEOUT:
+        return False
     return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
 
@@ -411,9 +529,18 @@ def stage_of(trial: optuna.trial.FrozenTrial) -> str:
 
 def expected_trials(study: optuna.Study, hpo: HpoConfig) -> int:
     """The counted trials the study runs in all: its baseline and search slots, and the confirmation trials
-    it queued (``hpo.confirm``'s plan until the search is over)."""
+    it queued (``hpo.confirm``'s plan until the search is over, none once the time budget stopped it),
+    less the slots a stopping rule closed."""
     queued = study.user_attrs.get(attrs.CONFIRM_QUEUED)
-    return hpo.planned_trials if queued is None else hpo.search_slots + int(queued)
+    stopped = study.user_attrs.get(attrs.STOPPED)
+    confirm = hpo.planned_trials - hpo.search_slots if queued is None else int(queued)
+    if queued is None and stopped == TIMEOUT:
+        confirm = 0
+    trials = study.get_trials(deepcopy=False)
+    skip = uncounted(study)
+    held = {t.user_attrs.get(attrs.SLOT) for t in trials if t.number not in skip}
+    closed = {t.user_attrs.get(attrs.SLOT) for t in trials if attrs.SKIPPED in t.user_attrs} - held
+    return hpo.search_slots + confirm - len(closed)
 
 
 def claim_slot(study: optuna.Study) -> optuna.Trial | None:
@@ -443,9 +570,10 @@ def _slot_taken(study: optuna.Study, trial: optuna.Trial) -> bool:
 
 def uncounted(study: optuna.Study) -> set[int]:
     """Trials that do not count towards ``hpo.n_trials``: interrupted ones that were re-queued (their
-    continuation counts) and surplus ones (see ``claim_slot``)."""
+    continuation counts), surplus ones (see ``claim_slot``) and slots a stopping rule closed unrun."""
     requeued = set(study.user_attrs.get(attrs.REQUEUED_TRIALS, []))
-    return requeued | {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(attrs.SURPLUS)}
+    closed = (attrs.SURPLUS, attrs.SKIPPED)
+    return requeued | {t.number for t in study.get_trials(deepcopy=False) if any(t.user_attrs.get(k) for k in closed)}
 
 
 def queue_behind_continuations(study: optuna.Study) -> None:

@@ -115,6 +115,20 @@ def baseline_lines(report: dict[str, Any]) -> list[str]:
     return [line]
 
 
+def stopped_lines(report: dict[str, Any], study_dir: Path) -> list[str]:
+    """Why the study claimed no more trials, and the command that lets it go on."""
+    stopped = report.get("stopped")
+    if not stopped:
+        return []
+    hpo = (report.get("config") or {}).get("hpo", {})
+    if stopped["reason"] == "timeout":
+        more = f"hpo.timeout_s={short(float(hpo.get('timeout_s') or 3600))}"
+    else:
+        more = f"hpo.patience_trials={2 * int(hpo.get('patience_trials') or 1)}"
+    resume = StudyDir(study_dir).command("resume", more)
+    return [f"the study stopped early: {stopped['why']}; `{resume}` lets it go on"]
+
+
 def counts_line(report: dict[str, Any]) -> str:
     trials = report["trials"]
     return (
@@ -198,6 +212,7 @@ def answer_lines(report: dict[str, Any], study_dir: Path, plots: list[Path] | No
     """Everything the end of a study prints, in reading order."""
     return [
         counts_line(report),
+        *stopped_lines(report, study_dir),
         *trials_table(report),
         *best_lines(report),
         *test_lines(report),

@@ -23,6 +23,7 @@ from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.evaluation.verdicts import result_warnings
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.stopping import describe
 from redsm5_hpo.hpo.study import (
     LIVE,
     best_trial,
@@ -96,6 +97,7 @@ def evaluate_best_trial(
         "runtime": {"training": trial_report.get("runtime"), "evaluation": runtime.describe()},
         "thresholds": thresholds,
         "trials": trial_counts(summary, expected_trials(study, config.hpo)),
+        **stopped_field(study, config),
         **confirmation_report(study, config, stores),
         "summary": summary,
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -120,6 +122,29 @@ def interval_fields(evaluation: dict[str, Any], config: Config) -> dict[str, Any
             "seed": config.seed,
         },
     }
+
+
+def stopped_field(study: optuna.Study, config: Config) -> dict[str, Any]:
+    """The report's ``stopped`` (why the study claimed no more trials), when a stopping rule held."""
+    reason = study.user_attrs.get(attrs.STOPPED)
+    if not reason:
+        return {}
+    hpo = config.hpo
+    return {
+        "stopped": {"reason": reason, "why": describe(reason, hpo.timeout_s, hpo.patience_trials, hpo.min_improvement)}
+    }
+
+
+def with_test_history(report: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """``report`` with ``test_evaluations``: every test evaluation of the study (when, which best trial,
+    after how many completed trials), this one last, so a re-evaluated test split (a study given more
+    trials, ``evaluate``) is never mistaken for an untouched one. ``previous`` is the report it replaces."""
+    history = list((previous or {}).get("test_evaluations", []))
+    if previous and not history:  # a report written before the history was kept: its evaluation counts
+        history = [{"at": previous.get("created_at"), "best_trial_id": previous.get("best_trial_id")}]
+    entry = {"at": report["created_at"], "best_trial_id": report["best_trial_id"]}
+    history.append(entry | {"completed_trials": report["trials"]["completed"]})
+    return {**report, "test_evaluations": history}
 
 
 def study_run_metrics(report: dict[str, Any]) -> dict[str, float]:

@@ -14,11 +14,17 @@ from redsm5_hpo.evaluation.reports import validate_report, write_report
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.study import expected_trials, record_answer
 from redsm5_hpo.layout import StudyDir
-from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, study_summary, study_warnings, trial_counts
+from redsm5_hpo.pipeline.evaluate import (
+    evaluate_best_trial,
+    study_summary,
+    study_warnings,
+    trial_counts,
+    with_test_history,
+)
 from redsm5_hpo.pipeline.mirroring import publish
 from redsm5_hpo.pipeline.parts import trial_stores
 from redsm5_hpo.pipeline.record import open_saved_study
-from redsm5_hpo.pipeline.study import write_plots
+from redsm5_hpo.pipeline.study import previous_report, write_plots
 
 
 def reevaluate_study(study_dir: Path, device: str | None = None) -> tuple[dict[str, Any], list[Path]]:
@@ -28,6 +34,7 @@ def reevaluate_study(study_dir: Path, device: str | None = None) -> tuple[dict[s
     corpus = load_corpus(config.data, config.seed)
     stores = trial_stores(config, Path(study_dir).parent)
     report = evaluate_best_trial(study, record.study_id, config, corpus, stores, device)
+    report = with_test_history(report, previous_report(StudyDir(study_dir)))
     path = write_report(StudyDir(study_dir).report_path, report, "study_report")
     record_answer(study, str(path), report["best_trial_id"], f"{corpus.source}@{corpus.revision}")
     plots = write_plots(study, study_dir, config)

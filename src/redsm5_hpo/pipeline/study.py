@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import socket
@@ -25,11 +26,13 @@ from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.resume import override_keys, resume_config
 from redsm5_hpo.config.schema import MB, Config
+from redsm5_hpo.config.search_space import warm_start_params
 from redsm5_hpo.config.validation import tune_problems
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import Runtime, resolve_runtime
 from redsm5_hpo.errors import FILES_ONLY
+from redsm5_hpo.evaluation.metrics import metric_direction, oriented
 from redsm5_hpo.evaluation.plots import write_study_plots
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.faults import fault_point
@@ -38,10 +41,17 @@ from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.retention import StudyCheckpoints
 from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, unnamed_shared_study
-from redsm5_hpo.hpo.study import best_trial, create_study, enqueue_slots, record_answer
+from redsm5_hpo.hpo.study import (
+    best_trial,
+    create_study,
+    enqueue_slots,
+    record_answer,
+    reopen_skipped,
+    sampler_warning,
+)
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.layout import STUDY_PREFIX, StudyDir, TrialDir, experiments_root, study_dirs
-from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, report_is_current, study_run_metrics
+from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, report_is_current, study_run_metrics, with_test_history
 from redsm5_hpo.pipeline.mirroring import publish, pull
 from redsm5_hpo.pipeline.parts import dataset_input, dataset_tags, open_monitor, open_tracker, trial_stores
 from redsm5_hpo.pipeline.record import StudyRecord
@@ -119,6 +129,8 @@ class StudyPlan:
     storage_url: str
     runtime: Runtime
     device: str | None
+    keys: tuple[str, ...] = ()
+    """The keys the user set on the command line (a resume passing ``hpo.timeout_s`` starts a new budget)."""
 
     @property
     def study_id(self) -> str:
@@ -164,7 +176,15 @@ def plan_study(config: Config, resume_dir: Path | None, device: str | None, over
     study_name = saved.study_name if saved else config.hpo.study_name or f"{STUDY_PREFIX}{uuid.uuid4().hex}"
     study_dir = StudyDir.of(root, study_name).path
     storage_url = saved.storage if saved else config.hpo.storage or default_storage(study_dir, config.hpo.n_workers)
-    return StudyPlan(config, saved, changed, study_name, study_dir, storage_url, runtime, device)
+    if saved and config.hpo.n_trials < saved.resolved_config().hpo.n_trials:
+        raise ConfigError(
+            [
+                f"hpo.n_trials: a resumed study can run more trials, not fewer (it was started with "
+                f"{saved.resolved_config().hpo.n_trials})"
+            ]
+        )
+    keys = tuple(override_keys(overrides))
+    return StudyPlan(config, saved, changed, study_name, study_dir, storage_url, runtime, device, keys)
 
 
 def run_study(
@@ -198,6 +218,14 @@ def run_study(
             return session.finish(ran)
 
 
+def previous_report(files: StudyDir) -> dict[str, Any] | None:
+    """The study's report as it is on disk, if any (the one a new test evaluation replaces)."""
+    try:
+        return files.read_report()
+    except (OSError, ValueError):
+        return None
+
+
 def finished_report(plan: StudyPlan) -> dict[str, Any] | None:
     """The report of a study that has finished, when it is current (``report_is_current``); None when the
     study has work left or its report is missing, unreadable or out of date. Opens neither the tracker nor
@@ -207,6 +235,8 @@ def finished_report(plan: StudyPlan) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     study = create_study(plan.config, plan.study_name, plan.storage_url)
+    if study.user_attrs.get(attrs.STOPPED) and set(plan.keys) & {*STOPPING_KEYS, "hpo.n_trials"}:
+        return None  # a stopped study resumed with a new budget or patience may have trials to run
     return report if report_is_current(report, study, plan.config.hpo) else None
 
 
@@ -263,7 +293,16 @@ class StudySession:
     def _setup_optuna(self) -> None:
         self.storage = open_study_storage(self.plan.storage_url, self.config, self.tracker)
         self.study = create_study(self.config, self.plan.study_name, self.storage)
-        enqueue_slots(self.study, self.config)
+        if self.plan.saved:
+            more = require_extensible(self.study, self.plan)
+            reopened = reopen_skipped(self.study, self.config, "hpo.timeout_s" in self.plan.keys, more)
+            if reopened:
+                log.info("%d trial slot(s) the stopped study had closed are queued again", reopened)
+        else:
+            if warning := sampler_warning(self.config.hpo.sampler, self.config.hpo.search_space):
+                log.warning("%s", warning)
+        warm, source = warm_start_sets(self.config) if not self.plan.saved else ([], "")
+        enqueue_slots(self.study, self.config, warm, source)
         if self.plan.saved:  # with the study lock held, every RUNNING trial's process is dead
             fail_stale_trials(self.study)  # a database server: Optuna's heartbeats tell which ones are
             stores = trial_stores(self.config)
@@ -317,7 +356,9 @@ class StudySession:
             return StudyResult(plan.study_id, plan.study_dir, plan.files.report_path, None)
         stores = self.stores
         report = evaluate_best_trial(self.study, plan.study_id, self.config, self.corpus, stores, plan.device)
-        tracker.log_metrics(self.study_run, study_run_metrics(report), step=0)
+        report = with_test_history(report, previous_report(plan.files))
+        # one step per test evaluation: a study given more trials logs its new test metrics at the next step
+        tracker.log_metrics(self.study_run, study_run_metrics(report), step=len(report["test_evaluations"]) - 1)
         for plot in write_plots(self.study, plan.study_dir, self.config):
             tracker.log_artifact(self.study_run, plot)
         fault_point("test_metrics_logged")
@@ -354,6 +395,52 @@ class StudySession:
                 f"unreachable); they are safe on this disk. Run `{self.plan.files.command('resume')}` "
                 "once the bucket is back: it uploads them and writes the report"
             )
+
+
+def warm_start_sets(config: Config) -> tuple[list[dict[str, Any]], str]:
+    """``hpo.warm_start``: the earlier study's best distinct parameter sets for this search space (none
+    without it), and the report they came from. A study id is looked up under ``experiments_dir``."""
+    source = config.hpo.warm_start
+    if not source:
+        return [], ""
+    root = experiments_root(config)
+    found = [
+        p for p in (Path(source), *(StudyDir.of(root, n).report_path for n in (source, f"{STUDY_PREFIX}{source}")))
+    ]
+    path = next((p for p in found if p.is_file()), None)
+    if path is None:
+        raise StudyError(
+            f"hpo.warm_start={source}: no study report there or under {root} (looked for "
+            f"{StudyDir.of(root, f'{STUDY_PREFIX}{source}').report_path}); name a finished study's id or its "
+            "study_report.json"
+        )
+    report = json.loads(path.read_text(encoding="utf-8"))
+    direction = metric_direction(report["optimization_metric"])
+    candidates = [
+        (oriented(float(h["value"]), direction), dict(h.get("params") or {}))
+        for h in report["summary"]["best_value_history"]
+        if h["state"] == "complete" and h["value"] is not None
+    ]
+    sets = warm_start_params(candidates, config.hpo.search_space, config.hpo.warm_start_top_k)
+    log.info("warm start from %s: its %d best parameter set(s) run first: %s", path, len(sets), sets)
+    return sets, str(path)
+
+
+STOPPING_KEYS = ("hpo.timeout_s", "hpo.patience_trials", "hpo.min_improvement")
+
+
+def require_extensible(study: optuna.Study, plan: StudyPlan) -> bool:
+    """True when the resume gives the study more search trials (``resume hpo.n_trials=N``); allowed only
+    before the confirmation was queued: trials searched after it would not be among the configurations it
+    confirmed."""
+    saved = plan.saved.resolved_config().hpo.n_trials if plan.saved else plan.config.hpo.n_trials
+    if plan.config.hpo.n_trials > saved and study.user_attrs.get(attrs.CONFIRM_QUEUED) is not None:
+        raise StudyError(
+            f"study {plan.study_id} has confirmed its best configurations over seeds: more search trials would "
+            f"come after them. Start a new study from its best ones: "
+            f"`redsm5-hpo tune hpo.warm_start={plan.study_id} experiments_dir={plan.study_dir.parent}`"
+        )
+    return plan.config.hpo.n_trials > saved
 
 
 def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Path]:

@@ -272,3 +272,22 @@ def test_every_key_of_the_schema_is_in_the_shipped_config_yaml() -> None:
 
     missing = sorted(key for key in known_keys() if not present(key))
     assert not missing, f"keys of the schema missing from configs/config.yaml: {missing}"
+
+
+def test_study_control_keys_are_validated_up_front_with_the_fix() -> None:
+    bad = ["hpo.timeout_s=0", "hpo.patience_trials=0", "hpo.min_improvement=-1", "hpo.warm_start_top_k=0"]
+    with pytest.raises(ConfigError) as error:
+        load_config(bad, CONFIG_DIR)
+    assert [p.split(":")[0] for p in error.value.problems] == [
+        "hpo.warm_start_top_k",
+        "hpo.timeout_s",
+        "hpo.patience_trials",
+        "hpo.min_improvement",
+    ]
+    categorical = "+hpo.search_space={model: {head_hidden: {type: categorical, choices: [128, 256]}}}"
+    with pytest.raises(ConfigError) as error:
+        load_config(["hpo.sampler=cmaes", "~hpo.search_space", categorical], CONFIG_DIR)
+    assert any(p.startswith("hpo.sampler=cmaes:") and "hpo.sampler=tpe" in p for p in error.value.problems)
+    with pytest.raises(ConfigError):
+        load_config(["hpo.sampler=bayes"], CONFIG_DIR)
+    assert load_config(["hpo.sampler=cmaes"], CONFIG_DIR).hpo.sampler == "cmaes"  # the default space is numeric

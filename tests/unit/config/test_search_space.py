@@ -8,7 +8,7 @@ import pytest
 from redsm5_hpo.config import load_config
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.schema import with_values
-from redsm5_hpo.config.search_space import is_active, suggestion_order
+from redsm5_hpo.config.search_space import contains, is_active, suggestion_order, warm_start_params
 from redsm5_hpo.hpo.space import suggest
 from redsm5_hpo.hpo.study import make_pruner
 from tests.conftest import CONFIG_DIR
@@ -64,3 +64,25 @@ def test_pruners_from_config(tmp_path) -> None:
     assert isinstance(make_pruner(config), optuna.pruners.MedianPruner)
     config = with_values(config, {"hpo.pruner": "hyperband"})
     assert isinstance(make_pruner(config), optuna.pruners.HyperbandPruner)
+
+
+def test_a_warm_start_takes_the_best_distinct_sets_restricted_to_this_space() -> None:
+    space = {
+        "train": {"lr_head": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+        "model": {"head_hidden": {"type": "categorical", "choices": [128, 256]}},
+    }
+    earlier = [
+        (0.60, {"train.lr_head": 0.002, "model.head_hidden": 128, "model.dropout": 0.1}),
+        (0.80, {"train.lr_head": 0.004, "model.head_hidden": 256, "model.dropout": 0.2}),
+        (0.70, {"train.lr_head": 0.05, "model.head_hidden": 128}),  # lr_head outside this range: drawn anew
+        (0.80, {"train.lr_head": 0.004, "model.head_hidden": 256, "model.dropout": 0.3}),  # the same here
+    ]
+    sets = warm_start_params(earlier, space, 3)
+    assert sets == [
+        {"train.lr_head": 0.004, "model.head_hidden": 256},  # best first; model.dropout is not searched here
+        {"model.head_hidden": 128},
+        {"train.lr_head": 0.002, "model.head_hidden": 128},
+    ]
+    assert warm_start_params(earlier, space, 1) == sets[:1]
+    assert contains({"type": "int", "low": 1, "high": 3}, 2) and not contains({"type": "int", "low": 1, "high": 3}, 2.5)
+    assert not contains({"type": "float", "low": 0.0, "high": 1.0}, "0.5")

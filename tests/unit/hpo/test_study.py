@@ -1,3 +1,5 @@
+import time
+
 import optuna
 import pytest
 
@@ -10,7 +12,9 @@ from redsm5_hpo.hpo.study import (
     counted_trials,
     create_study,
     enqueue_slots,
+    expected_trials,
     queue_behind_continuations,
+    reopen_skipped,
     run_trials,
     study_history,
     uncounted,
@@ -73,10 +77,12 @@ def test_a_loss_objective_makes_a_minimizing_study_and_a_resume_must_agree(tiny_
         create_study(tiny_config, "s", storage)  # val_criteria_macro_f1 is maximized
 
 
-def test_the_sampler_suggests_the_same_after_a_restart_in_a_fresh_process(tiny_config, tmp_path) -> None:
+@pytest.mark.parametrize("sampler", ["tpe", "random", "gp", "cmaes", "qmc"])
+def test_the_sampler_suggests_the_same_after_a_restart_in_a_fresh_process(tiny_config, tmp_path, sampler) -> None:
     """Each trial's draws come from (seed, slot) alone: a sampler built anew half-way (a resumed study in a
-    fresh process) continues exactly as one that ran throughout, past TPE's 10 random startup trials."""
-    config = apply_overrides(tiny_config, {"hpo.n_trials": 14})
+    fresh process) continues exactly as one that ran throughout, past the 10 random startup trials of TPE,
+    GP and CMA-ES (QMC walks one sequence kept in the storage)."""
+    config = apply_overrides(tiny_config, {"hpo.n_trials": 14, "hpo.sampler": sampler})
 
     def objective(spec, trial):
         return -abs(float(spec.params["train.lr_head"]) - 3e-3)
@@ -130,3 +136,33 @@ def test_a_trial_that_is_no_slot_is_closed_as_surplus_and_never_counts(tiny_conf
     assert uncounted(study) == {surplus.number}
     study.tell(trial, 0.1)
     assert claim_slot(study) is None and len(study.trials) == 2  # nothing waiting: no trial is created
+
+
+def test_a_spent_budget_closes_the_waiting_slots_and_a_new_one_reopens_them(tiny_config, tmp_path) -> None:
+    config = apply_overrides(tiny_config, {"hpo.n_trials": 6, "hpo.timeout_s": 0.5})
+    study = create_study(config, "s", f"sqlite:///{tmp_path / 'optuna.db'}")
+
+    def slow(spec, trial):
+        time.sleep(0.3)
+        return 0.5
+
+    run_trials(study, config, slow)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    skipped = [t for t in study.trials if t.user_attrs.get(attrs.SKIPPED)]
+    assert 1 <= len(done) < 6 and len(done) + len(skipped) == 6
+    assert study.user_attrs[attrs.STOPPED] == "timeout"
+    assert expected_trials(study, config.hpo) == len(done) == len(counted_trials(study))
+    assert reopen_skipped(study, config, new_budget=False) == 0  # the old budget is still spent
+    assert reopen_skipped(study, apply_overrides(config, {"hpo.timeout_s": 60.0}), new_budget=True) == len(skipped)
+    run_trials(study, apply_overrides(config, {"hpo.timeout_s": 60.0}), lambda spec, trial: 0.5)
+    assert [index for index, _ in counted_trials(study)] == [1, 2, 3, 4, 5, 6]  # every slot ran, in order
+
+
+def test_a_plateau_stops_the_search_after_patience_trials_without_improvement(tiny_config, tmp_path) -> None:
+    config = apply_overrides(tiny_config, {"hpo.n_trials": 8, "hpo.patience_trials": 2, "hpo.min_improvement": 0.05})
+    study = create_study(config, "s", f"sqlite:///{tmp_path / 'optuna.db'}")
+    values = iter([0.5, 0.7, 0.72, 0.74, 0.9, 0.9, 0.9, 0.9])
+    run_trials(study, config, lambda spec, trial: next(values))
+    assert [t.value for _, t in counted_trials(study)] == [0.5, 0.7, 0.72, 0.74]  # 0.72, 0.74: within 0.05 of 0.7
+    assert study.user_attrs[attrs.STOPPED] == "plateau"
+    assert len([t for t in study.trials if t.user_attrs.get(attrs.SKIPPED)]) == 4

@@ -131,3 +131,16 @@ def test_a_baseline_that_beats_the_search_is_said_to_be_the_answer(tmp_path) -> 
         "the baseline trial 1 (the configuration's own values) is the answer: the best search trial (3) scores "
         "val_criteria_macro_f1 -0.0101 against it"
     ) in lines
+
+
+def test_a_stopped_study_says_why_and_how_to_go_on(tmp_path) -> None:
+    stopped = {**report(), "config": {"hpo": {"timeout_s": 600.0, "patience_trials": 3}}}
+    stopped["stopped"] = {"reason": "timeout", "why": "its time budget (hpo.timeout_s=600) was spent"}
+    (line,) = [line for line in answer_lines(stopped, tmp_path / "study_s1") if "stopped early" in line]
+    command = line.split("`")[1]
+    args, extra = build_parser().parse_known_args(shlex.split(command)[1:])
+    assert args.command == "resume" and args.study == "study_s1"
+    assert "hpo.timeout_s=600" in [*args.overrides, *extra]
+    stopped["stopped"] = {"reason": "plateau", "why": "..."}
+    (line,) = [line for line in answer_lines(stopped, tmp_path / "study_s1") if "stopped early" in line]
+    assert "hpo.patience_trials=6" in line
