@@ -95,6 +95,8 @@ def test_the_report_gives_each_seed_the_mean_the_spread_and_the_gain_over_the_ba
     extended = cli(root, "resume", "hpo.n_trials=3")  # search after a confirmation: a new study instead
     assert extended.returncode != 0
     assert f"redsm5-hpo tune hpo.warm_start={report['study_id']} experiments_dir={root}" in extended.stderr
+    unchanged = cli(root, "resume")  # the refused count was not saved: the study is as it was
+    assert unchanged.returncode == 0 and "nothing to do" in unchanged.stdout + unchanged.stderr
 
 
 def test_a_kill_during_the_confirmation_resumes_to_the_same_report(confirmed_root, tmp_path) -> None:

@@ -40,6 +40,7 @@ from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.hpo.retention import StudyCheckpoints
+from redsm5_hpo.hpo.samplers import sampler_warning
 from redsm5_hpo.hpo.storage import default_storage, fail_stale_trials, is_shared, unnamed_shared_study
 from redsm5_hpo.hpo.study import (
     best_trial,
@@ -47,7 +48,6 @@ from redsm5_hpo.hpo.study import (
     enqueue_slots,
     record_answer,
     reopen_skipped,
-    sampler_warning,
 )
 from redsm5_hpo.interrupts import StopRequested, raise_if_requested
 from redsm5_hpo.layout import STUDY_PREFIX, StudyDir, TrialDir, experiments_root, study_dirs
@@ -211,6 +211,8 @@ def run_study(
         if plan.saved and (report := finished_report(plan)) is not None:
             log.info("study %s had finished and its report is current: nothing to do", plan.study_id)
             return StudyResult(plan.study_id, plan.study_dir, plan.files.report_path, report, True)
+        if extends(plan):  # refused before the new count is written to study.json
+            require_extensible(create_study(plan.config, plan.study_name, plan.storage_url), plan)
         with open_monitor(plan.config) as monitor, open_tracker(plan.config) as tracker:
             session = StudySession(plan, tracker, monitor, progress)
             session.setup()
@@ -294,7 +296,7 @@ class StudySession:
         self.storage = open_study_storage(self.plan.storage_url, self.config, self.tracker)
         self.study = create_study(self.config, self.plan.study_name, self.storage)
         if self.plan.saved:
-            more = require_extensible(self.study, self.plan)
+            more = extends(self.plan)
             reopened = reopen_skipped(self.study, self.config, "hpo.timeout_s" in self.plan.keys, more)
             if reopened:
                 log.info("%d trial slot(s) the stopped study had closed are queued again", reopened)
@@ -429,18 +431,20 @@ def warm_start_sets(config: Config) -> tuple[list[dict[str, Any]], str]:
 STOPPING_KEYS = ("hpo.timeout_s", "hpo.patience_trials", "hpo.min_improvement")
 
 
-def require_extensible(study: optuna.Study, plan: StudyPlan) -> bool:
-    """True when the resume gives the study more search trials (``resume hpo.n_trials=N``); allowed only
-    before the confirmation was queued: trials searched after it would not be among the configurations it
-    confirmed."""
-    saved = plan.saved.resolved_config().hpo.n_trials if plan.saved else plan.config.hpo.n_trials
-    if plan.config.hpo.n_trials > saved and study.user_attrs.get(attrs.CONFIRM_QUEUED) is not None:
+def extends(plan: StudyPlan) -> bool:
+    """The resume gives the study more search trials (``resume hpo.n_trials=N``)."""
+    return plan.saved is not None and plan.config.hpo.n_trials > plan.saved.resolved_config().hpo.n_trials
+
+
+def require_extensible(study: optuna.Study, plan: StudyPlan) -> None:
+    """More search trials only before the confirmation was queued: trials searched after it would not be
+    among the configurations it confirmed."""
+    if study.user_attrs.get(attrs.CONFIRM_QUEUED) is not None:
         raise StudyError(
             f"study {plan.study_id} has confirmed its best configurations over seeds: more search trials would "
             f"come after them. Start a new study from its best ones: "
             f"`redsm5-hpo tune hpo.warm_start={plan.study_id} experiments_dir={plan.study_dir.parent}`"
         )
-    return plan.config.hpo.n_trials > saved
 
 
 def write_plots(study: optuna.Study, study_dir: Path, config: Config) -> list[Path]:
