@@ -38,6 +38,11 @@ def test_a_time_budget_stops_claiming_and_the_report_says_why(tmp_path, workers)
     assert sum(1 for t in trials if t.user_attrs.get("skipped") == "timeout") == 40 - report["trials"]["completed"]
     again = cli(root, "resume")
     assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
+    status = cli(root, "status")
+    done = report["trials"]["completed"]
+    assert (
+        "finished (stopped early: its time budget" in status.stdout and f"trials: {done}/{done} done" in status.stdout
+    )
 
 
 def test_a_plateau_stops_the_search_and_more_trials_resume_it_with_the_test_evaluations_recorded(tmp_path) -> None:

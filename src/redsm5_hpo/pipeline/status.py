@@ -20,8 +20,9 @@ from redsm5_hpo.errors import first_line
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.lock import is_locked
 from redsm5_hpo.hpo.progress import early_eta, format_duration
+from redsm5_hpo.hpo.stopping import describe as describe_stop
 from redsm5_hpo.hpo.storage import is_shared, open_storage
-from redsm5_hpo.hpo.study import uncounted
+from redsm5_hpo.hpo.study import expected_trials, uncounted
 from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root, study_dirs
 from redsm5_hpo.pipeline.parts import JOURNAL_DIR
 from redsm5_hpo.pipeline.record import StudyRecord
@@ -59,6 +60,8 @@ class StudyStatus:
     experiments: Path = Path(".")
     started: dt.datetime | None = None
     """When its first trial started (None before any)."""
+    stopped: str | None = None
+    """Why a stopping rule ended the study early (``hpo.timeout_s``, ``hpo.patience_trials``)."""
 
 
 def read_status(study_dir: Path) -> StudyStatus:
@@ -86,11 +89,12 @@ def read_status(study_dir: Path) -> StudyStatus:
     else:
         state = "stopped"
     workers = max(1, config.hpo.n_workers)
-    progress = study_progress_of(study, config.hpo.planned_trials, starting=False, workers=workers)
+    total = expected_trials(study, config.hpo)  # the plan, less what a stopping rule closed
+    progress = study_progress_of(study, total, starting=False, workers=workers)
     eta = progress.eta_s
     started = [(t.datetime_start, r.epoch) for t, r in zip(live, running, strict=True) if r.epoch and t.datetime_start]
     if eta is None and started:  # no trial has ended yet: the running trial's epochs set the pace
-        (since, epochs_done), left = started[0], config.hpo.planned_trials - progress.finished
+        (since, epochs_done), left = started[0], total - progress.finished
         elapsed = (dt.datetime.now() - since).total_seconds()
         eta = early_eta(elapsed, epochs_done, config.train.epochs, left, workers)
     root = experiments_root(config)
@@ -101,7 +105,7 @@ def read_status(study_dir: Path) -> StudyStatus:
     return StudyStatus(
         record.study_id,
         state,
-        config.hpo.planned_trials,
+        total,
         config.train.epochs,
         counts,
         progress.best_so_far,
@@ -112,7 +116,14 @@ def read_status(study_dir: Path) -> StudyStatus:
         pending_in(journal) if journal.is_dir() else 0,
         root,
         min(starts) if starts else None,
+        _stopped(study, config),
     )
+
+
+def _stopped(study: optuna.Study, config: Config) -> str | None:
+    reason = study.user_attrs.get(attrs.STOPPED)
+    hpo = config.hpo
+    return describe_stop(reason, hpo.timeout_s, hpo.patience_trials, hpo.min_improvement) if reason else None
 
 
 def read_all(root: Path) -> list[StudyStatus | tuple[str, str]]:
@@ -163,6 +174,8 @@ def describe(status: StudyStatus) -> str:
     if status.state == "stopped":
         hint = f"redsm5-hpo resume --study {status.study_id} experiments_dir={status.experiments}"
         lines[0] += f" (resumable: `{hint}`)"
+    if status.stopped:
+        lines[0] += f" (stopped early: {status.stopped})"
     interrupted = f"{c['interrupted']} interrupted (resumable), " if c.get("interrupted") else ""
     lines.append(
         f"trials: {done}/{status.total} done ({c['completed']} completed, {c['pruned']} pruned, {c['failed']} failed), "
