@@ -293,6 +293,10 @@ def _cpu_model() -> str:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.partition(":")[2].strip()
-    except OSError:
-        pass
+    except OSError as e:
+        log.warning(
+            "could not read /proc/cpuinfo (%s); the CPU is named as the platform reports it in the run's tags and "
+            "reports (nothing to do unless you compare timings across machines)",
+            e,
+        )
     return platform.processor() or platform.machine() or "unknown CPU"

@@ -44,19 +44,40 @@ def command_check(command: str) -> TokenCheck:
 
 
 def hub_whoami_check() -> TokenCheck:
-    """Ask the hub whose token this is: 401 means expired or revoked; no answer means unknown."""
+    """Ask the hub whose token this is: 401 means expired or revoked; no answer means unknown (said once per
+    cause, as a WARNING with what to do: the check runs before every trial and checkpoint)."""
+    said: set[str] = set()
+
+    def unknown(cause: str, message: str, *args: object) -> TokenStatus:
+        if cause not in said:
+            said.add(cause)
+            log.warning(message, *args)
+        return TokenStatus.UNKNOWN
 
     def check() -> TokenStatus:
         from huggingface_hub import get_token, whoami
 
         token = get_token()
         if not token:
-            return TokenStatus.UNKNOWN
+            return unknown(
+                "no token",
+                "no Hugging Face token is set, so it cannot expire mid-study; a gated or private model or "
+                "dataset needs one (`hf auth login`)",
+            )
         try:
             whoami(token=token)
         except Exception as e:
             status = getattr(getattr(e, "response", None), "status_code", None)
-            return TokenStatus.EXPIRED if status == 401 else TokenStatus.UNKNOWN
+            if status == 401:
+                return TokenStatus.EXPIRED
+            return unknown(
+                type(e).__name__,
+                "could not check the Hugging Face token (%s: %s); the study goes on with what is cached. If a "
+                "download then fails with 401, %s",
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "no message",
+                RELOGIN,
+            )
         return TokenStatus.VALID
 
     return check
@@ -90,6 +111,8 @@ class TokenGate:
         self.pauses = 0
 
     def wait_until_valid(self, before: str) -> None:
+        """Return while the token is valid; an ``unknown`` state goes on (the check said why, as a WARNING:
+        loading may still work from the cache), an expired one pauses here."""
         if self.check is None or self.check() is not TokenStatus.EXPIRED:
             return
         self.pauses += 1

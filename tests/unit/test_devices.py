@@ -1,7 +1,9 @@
 """Device and precision resolution (pure decisions on machine facts), the runtime's autocast and scaler, the
 determinism switches, a worker's GPU, and what a failing GPU looks like."""
 
+import logging
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -197,3 +199,25 @@ def test_a_lost_cuda_context_and_an_oom_are_device_errors_and_nothing_else_is() 
     assert is_device_error(oom) and not is_sticky_cuda_error(oom)  # an OOM fails its trial, not the process
     for other in (RuntimeError("Error(s) in loading state_dict"), ValueError("device-side assert triggered")):
         assert not is_device_error(other)
+
+
+def test_an_unreadable_cpuinfo_is_a_warning_and_the_cpu_is_named_anyway(monkeypatch, caplog) -> None:
+    from redsm5_hpo import devices
+
+    real_read = Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if str(self) == "/proc/cpuinfo":
+            raise PermissionError(13, "Permission denied", "/proc/cpuinfo")
+        return real_read(self, *args, **kwargs)
+
+    devices._cpu_model.cache_clear()
+    monkeypatch.setattr(Path, "read_text", refuse)
+    try:
+        with caplog.at_level(logging.WARNING, logger="redsm5_hpo.devices"):
+            name = devices._cpu_model()
+    finally:
+        devices._cpu_model.cache_clear()
+    assert name  # the platform's name for it
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("could not read /proc/cpuinfo ([Errno 13] Permission denied")

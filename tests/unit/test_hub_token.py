@@ -7,7 +7,7 @@ import threading
 import time
 
 from redsm5_hpo.config.schema import Config, with_values
-from redsm5_hpo.hub_token import TokenGate, TokenStatus, check_from_config, command_check, uses_hub
+from redsm5_hpo.hub_token import TokenGate, TokenStatus, check_from_config, command_check, hub_whoami_check, uses_hub
 
 
 def file_check(path):
@@ -45,3 +45,22 @@ def test_the_check_is_chosen_from_config() -> None:
     assert check is not None and check() is TokenStatus.VALID
     config = with_values(config, {"model.encoder": "some-org/some-model"})
     assert uses_hub(config)
+
+
+def test_a_check_that_cannot_reach_the_hub_says_so_once_and_the_study_goes_on(monkeypatch, caplog) -> None:
+    import huggingface_hub
+
+    def outage(token=None):
+        raise ConnectionError("hub.example: temporary failure in name resolution")
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_token")
+    monkeypatch.setattr(huggingface_hub, "whoami", outage)
+    check = hub_whoami_check()
+    gate = TokenGate(check, recheck_s=0.0, sleep=lambda s: None)
+    with caplog.at_level(logging.WARNING, logger="redsm5_hpo.hub_token"):
+        for before in ("trial 1", "trial 2", "trial 3"):
+            gate.wait_until_valid(before)  # unknown is not expired: no pause
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "could not check the Hugging Face token (ConnectionError" in warnings[0]
+    assert "hf auth login" in warnings[0] and gate.pauses == 0
+    assert check() is TokenStatus.UNKNOWN

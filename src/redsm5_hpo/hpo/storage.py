@@ -134,7 +134,14 @@ def heartbeat(
             try:
                 storage.record_heartbeat(trial_id)
             except Exception as e:  # the database blinked: the next beat tries again
-                log.debug("heartbeat of trial %d not recorded: %s", trial.number, e)
+                log.warning(
+                    "the database did not record trial %d's heartbeat (%s); the next beat tries again in %.0f s. "
+                    "If it stays silent for hpo.stale_after_s, another worker re-queues the trial: check the "
+                    "connection to the study's database",
+                    trial.number,
+                    e,
+                    interval_s,
+                )
 
     thread = threading.Thread(target=beat, name="trial-heartbeat", daemon=True)
     thread.start()

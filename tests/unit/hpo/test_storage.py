@@ -1,5 +1,6 @@
 """Optuna storages behind hpo.storage / hpo.n_workers, and Optuna's heartbeat through the public API."""
 
+import logging
 import time
 
 import optuna
@@ -87,3 +88,23 @@ def test_a_new_study_on_a_database_server_needs_a_name() -> None:
     assert unnamed_shared_study("sqlite:///x/optuna.db", None) is None  # one process's own storage
     assert unnamed_shared_study("journal:///x/optuna.journal", None) is None
     assert unnamed_shared_study(None, None) is None  # the default storage
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_heartbeat_the_database_did_not_record_is_a_warning_with_what_to_check(tmp_path, caplog) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=60)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    beats = []
+
+    def blinking(trial_id):
+        beats.append(trial_id)
+        if len(beats) > 1:  # the first beat is written; the database then goes away
+            raise ConnectionError("server closed the connection unexpectedly")
+
+    storage.record_heartbeat = blinking
+    with caplog.at_level(logging.WARNING, logger="redsm5_hpo.hpo.storage"), heartbeat(storage, study, trial, 0.05):
+        time.sleep(0.3)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings and "did not record trial 0's heartbeat (server closed the connection" in warnings[0]
+    assert "hpo.stale_after_s" in warnings[0] and "database" in warnings[0]
