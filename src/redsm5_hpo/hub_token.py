@@ -1,4 +1,4 @@
-"""Hugging Face token expiry mid-study (M-46): check before each trial and checkpoint, pause until valid.
+"""Hugging Face token expiry mid-study: check before each trial and checkpoint, pause until valid.
 
 A check returns ``valid``, ``expired`` or ``unknown`` (e.g. offline: loading works from the cache, so
 the study goes on). The check is pluggable: ``hub.token_check=command:<cmd>`` runs a command (exit 0 =

@@ -38,3 +38,14 @@ def test_the_front_page_stays_short_and_links_every_docs_page() -> None:
     assert len(readme.encode()) <= 10_500
     for page in (REPO / "docs").glob("*.md"):
         assert f"docs/{page.name}" in readme, page.name
+
+
+def test_code_configs_and_docs_refer_to_no_requirement_list_outside_the_repository() -> None:
+    """What the code guarantees is said in words or linked to a docs page, never as an id of an outside list."""
+    files = [*(REPO / "src").rglob("*.py"), *(REPO / "configs").rglob("*.yaml"), *PAGES]
+    cited = [
+        f"{path.relative_to(REPO)}: {match.group()}"
+        for path in files
+        for match in re.finditer(r"\bM-\d\d\b", path.read_text())
+    ]
+    assert files and cited == []

@@ -1,4 +1,4 @@
-"""Find and remove orphaned checkpoints and trial directories (M-31). Dry run unless asked.
+"""Find and remove orphaned checkpoints and trial directories. Dry run unless asked.
 
 Orphans:
 - temp directories of interrupted checkpoint writes and checkpoint directories without a valid manifest;

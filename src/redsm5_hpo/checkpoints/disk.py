@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the command line imports this module before it knows whethe
 
 GB = 1 << 30
 CHECKPOINT_OVERHEAD_BYTES = MB
-"""Manifest, file-system slack and serialization headers, per checkpoint (M-28)."""
+"""Manifest, file-system slack and serialization headers, per checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def assess(usage: DiskUsage, thresholds: Thresholds) -> DiskLevel:
 
 
 def estimate_checkpoint_bytes(model: torch.nn.Module, optimizer_states_per_param: int = 2) -> tuple[int, int]:
-    """(full checkpoint, weights only) in bytes: model + AdamW's two moments + 1 MB (M-28)."""
+    """(full checkpoint, weights only) in bytes: model + AdamW's two moments + 1 MB."""
     weights = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return (
@@ -107,7 +107,7 @@ def human_bytes(n: float) -> str:
 
 
 class DiskSpaceError(RuntimeError):
-    """Not enough space to keep a resumable checkpoint plus the best model (M-29)."""
+    """Not enough space to keep a resumable checkpoint plus the best model."""
 
 
 EXIT_DISK_FULL = 3
@@ -115,7 +115,7 @@ EXIT_DISK_FULL = 3
 
 
 def disk_full_message(root: Path, usage: DiskUsage, needed_bytes: int, reason: str) -> str:
-    """The M-29 report: usage, what is needed, the largest artifacts, and commands that fix it."""
+    """The disk-full report: usage, what is needed, the largest artifacts, and commands that fix it."""
     lines = [
         f"not enough disk space under {root}: {reason}",
         f"disk: {human_bytes(usage.used_bytes)} used of {human_bytes(usage.total_bytes)}, "

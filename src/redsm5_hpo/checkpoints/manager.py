@@ -8,9 +8,10 @@ that fails (a full disk) is raised in the training thread after its next optimiz
 or at ``finish``/``close``.
 
 Under disk pressure (free space below the critical share, or not enough for the next save) the
-manager escalates in three stages before saving (M-27): (1) prune every unprotected checkpoint of
+manager escalates in three stages before saving: (1) prune every unprotected checkpoint of
 this trial, (2) make later trials aggressive, (3) keep only the single best checkpoint of the whole
-study. If the save still cannot fit, it raises ``DiskSpaceError`` with the M-29 report.
+study. If the save still cannot fit, it raises ``DiskSpaceError`` with the disk-full report (what is
+used, what is needed, the largest artifacts, and commands that fix it).
 
 With a bucket (the store's ``mirror``) the writer also uploads every committed checkpoint after retention
 (objects, then the manifest) and evicts local copies that are in the bucket past the cache budget, keeping
@@ -105,7 +106,7 @@ class CheckpointManager:
         self.buffers = SnapshotBuffers()
 
     def start(self, model: torch.nn.Module) -> None:
-        """Clean up interrupted writes, then stop before training if no policy could make this run fit (M-28)."""
+        """Clean up interrupted writes, then stop before training if no policy could make this run fit."""
         self.store.remove_incomplete()
         full, weights = estimate_checkpoint_bytes(model)
         self.full_bytes = full

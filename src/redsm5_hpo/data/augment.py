@@ -1,4 +1,4 @@
-"""Evidence-only augmentation of the train split (M-07).
+"""Evidence-only augmentation of the train split.
 
 Only evidence sentences are rewritten; every other character of the post stays as it was, and the
 evidence spans are recomputed for the new text. Word swap, word deletion and keyboard character noise

@@ -169,7 +169,7 @@ class MultiLabelDataset(Dataset[Unit]):
 
 
 class PairDataset(MultiLabelDataset):
-    """Binary post-criterion pairs (M-06): nine units per post, each the criterion's short description
+    """Binary post-criterion pairs: nine units per post, each the criterion's short description
     then the post (repeated in each window of a long post), with one target and that criterion's evidence.
     ``to_posts`` maps the nine answers back to the post, so evaluation is the same as for multi-label."""
 

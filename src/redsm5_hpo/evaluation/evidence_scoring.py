@@ -1,4 +1,4 @@
-"""Evidence scored at three levels (M-53), from each post's text and its predicted and gold evidence
+"""Evidence scored at three levels, from each post's text and its predicted and gold evidence
 characters (the non-space characters the spans cover). Each level counts true positives, false positives
 and false negatives over every post, then gives micro precision, recall and F1.
 

@@ -1,4 +1,4 @@
-"""Study plots (M-54) as PNG: optimization history, parameter importances, intermediate values (the
+"""Study plots as PNG: optimization history, parameter importances, intermediate values (the
 per-epoch objective each trial reported to the pruner) and the best trial's learning curves."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Decision thresholds calibrated on the validation split (M-16): per criterion, and the minimum score of a
+"""Decision thresholds calibrated on the validation split: per criterion, and the minimum score of a
 decoded evidence span.
 
 Each threshold maximizes F1 on validation over a fixed grid; ties go to the threshold nearest 0.5, and a

@@ -1,4 +1,4 @@
-"""Study-level retention (M-26): when trials finish, release the checkpoints that can no longer matter.
+"""Study-level retention: when trials finish, release the checkpoints that can no longer matter.
 
 A finished trial that is not the study's best keeps nothing; the best trial keeps its best and
 co-best checkpoints. While a trial runs, its checkpoints that do not beat the study's best are kept

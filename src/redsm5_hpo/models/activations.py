@@ -1,4 +1,4 @@
-"""The activation functions a head may use (M-15)."""
+"""The activation functions a head may use."""
 
 from __future__ import annotations
 

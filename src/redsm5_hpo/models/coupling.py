@@ -1,4 +1,4 @@
-"""Evidence-informed criteria matching (M-13): an evidence vector, pooled from the token states under the
+"""Evidence-informed criteria matching: an evidence vector, pooled from the token states under the
 evidence head's soft token scores, combined with the post vector before the criteria head."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evidence-binding heads (M-12): which characters of a post are evidence for a symptom.
+"""Evidence-binding heads: which characters of a post are evidence for a symptom.
 
 Every head maps token states to its own output and provides, from that output:
 - ``loss``: the head's training loss against the batch's gold evidence;

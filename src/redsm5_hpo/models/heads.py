@@ -1,4 +1,4 @@
-"""Heads on the shared encoder: post pooling and criteria matching (M-11)."""
+"""Heads on the shared encoder: post pooling and criteria matching."""
 
 from __future__ import annotations
 

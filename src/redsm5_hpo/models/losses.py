@@ -1,4 +1,4 @@
-"""Training losses (M-14): the criteria loss family, and the weighted sum with the evidence head's loss.
+"""Training losses: the criteria loss family, and the weighted sum with the evidence head's loss.
 
 Everything works from logits through ``logsigmoid``, so no probability is ever 0 inside a log and
 extreme logits stay finite.

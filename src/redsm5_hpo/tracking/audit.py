@@ -1,4 +1,4 @@
-"""Compare the metric series a study should have in the tracker with what the tracker holds (M-42)."""
+"""Compare the metric series a study should have in the tracker with what the tracker holds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mask secrets before anything reaches a log line, an error message or a tracking tag/param (M-45).
+"""Mask secrets before anything reaches a log line, an error message or a tracking tag/param.
 
 Masked: Hugging Face tokens (``hf_...``), ``Bearer`` credentials, passwords in URLs
 (``scheme://user:password@host``), e-mail addresses, and long API keys (common prefixes such as

@@ -1,4 +1,4 @@
-"""FGM adversarial training (M-15): a second loss with the word embeddings pushed along their gradient."""
+"""FGM adversarial training: a second loss with the word embeddings pushed along their gradient."""
 
 from __future__ import annotations
 
