@@ -27,7 +27,6 @@ from redsm5_hpo.evaluation.intervals import Interval, percentile_intervals, resa
 from redsm5_hpo.evaluation.metrics import criteria_metrics
 from redsm5_hpo.evaluation.thresholds import as_vector, best_threshold, calibrate_criteria
 from redsm5_hpo.faults import fault_point
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 
 
@@ -70,7 +69,7 @@ def predict(
         batch = runtime.to_device(cpu_batch)
         with runtime.compute():
             output = model(batch)
-            loss = total_loss(model, output, batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
+            loss = model.loss(output, batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
         loss_sum += loss.float() * len(indices)
         batch_probs = torch.sigmoid(output.criteria_logits.float()).cpu().numpy()
         candidates = iter(model.evidence_head.candidates(output.evidence_logits.float(), batch))

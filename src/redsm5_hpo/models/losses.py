@@ -7,8 +7,7 @@ extreme logits stay finite.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -16,9 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from redsm5_hpo.config.schema import CRITERIA_LOSSES
-
-if TYPE_CHECKING:
-    from redsm5_hpo.models.model import CriteriaEvidenceModel, ModelOutput
 
 
 def positive_weights(labels: np.ndarray | Sequence[Sequence[int]]) -> torch.Tensor:
@@ -119,17 +115,3 @@ class CriteriaLoss(nn.Module):
         if kind == "focal":
             return focal(logits, targets, self.gamma)
         return focal(logits, targets, per_row(self.learned_gamma))
-
-
-def total_loss(
-    model: CriteriaEvidenceModel,
-    output: ModelOutput,
-    batch: Mapping[str, torch.Tensor],
-    evidence_weight: float,
-    criteria_weight: float = 1.0,
-) -> torch.Tensor:
-    """Task-weighted sum of the criteria loss and the evidence head's own loss, computed in fp32 whatever
-    precision the forward pass ran in."""
-    criteria = model.criteria_loss(output.criteria_logits.float(), batch["labels"], batch.get("criteria"))
-    evidence = model.evidence_head.loss(output.evidence_logits.float(), batch)
-    return criteria_weight * criteria + evidence_weight * evidence

@@ -86,6 +86,19 @@ class CriteriaEvidenceModel(nn.Module):
             return windows
         return self.window_pooling(windows, batch["window_unit"], batch["labels"].shape[0])
 
+    def loss(
+        self,
+        output: ModelOutput,
+        batch: Mapping[str, torch.Tensor],
+        evidence_weight: float,
+        criteria_weight: float = 1.0,
+    ) -> torch.Tensor:
+        """Task-weighted sum of the criteria loss and the evidence head's own loss, computed in fp32 whatever
+        precision the forward pass ran in."""
+        criteria = self.criteria_loss(output.criteria_logits.float(), batch["labels"], batch.get("criteria"))
+        evidence = self.evidence_head.loss(output.evidence_logits.float(), batch)
+        return criteria_weight * criteria + evidence_weight * evidence
+
     def head_parameters(self) -> list[nn.Parameter]:
         """Everything but the encoder: trained at the head learning rate."""
         encoder = {id(p) for p in self.encoder.parameters()}

@@ -9,7 +9,6 @@ import torch
 
 from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.devices import Runtime
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 
 
@@ -49,9 +48,7 @@ class FGM:
             self.weight[rows] += delta
         try:
             with runtime.compute():
-                loss = total_loss(
-                    model, model(batch), batch, self.cfg.evidence_loss_weight, self.cfg.criteria_loss_weight
-                )
+                loss = model.loss(model(batch), batch, self.cfg.evidence_loss_weight, self.cfg.criteria_loss_weight)
             scaler.scale(loss * usable.to(loss.dtype) / accumulation).backward()
         finally:
             with torch.no_grad():

@@ -29,7 +29,6 @@ from redsm5_hpo.evaluation.metrics import metric_direction, metric_keys, oriente
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.faults import fault_point
 from redsm5_hpo.interrupts import raise_if_requested
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.adversarial import FGM
 from redsm5_hpo.training.optim import apply_learning_rates, build_optimizer, linear_warmup_decay
@@ -260,7 +259,7 @@ def _train_epoch(
         slots += cpu_batch["attention_mask"].numel()
         batch = runtime.to_device(cpu_batch)
         with runtime.compute():
-            loss = total_loss(model, model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
+            loss = model.loss(model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
         share = loss / cfg.grad_accum_steps if cfg.grad_accum_steps > 1 else loss
         (scaler.scale(share) if scaling else share).backward()
         if fgm is not None:
@@ -348,7 +347,7 @@ def time_training_step(
     for _ in range(3):
         start = time.perf_counter()
         with runtime.compute():
-            loss = total_loss(model, model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
+            loss = model.loss(model(batch), batch, cfg.evidence_loss_weight, cfg.criteria_loss_weight)
         loss.backward()
         if runtime.device.type == "cuda":
             torch.cuda.synchronize(runtime.device)

@@ -22,7 +22,7 @@ from redsm5_hpo.config.schema import (
 from redsm5_hpo.data.formats import Windowing, make_dataset
 from redsm5_hpo.devices import Runtime
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.models.losses import CriteriaLoss, total_loss
+from redsm5_hpo.models.losses import CriteriaLoss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.adversarial import FGM
 from tests.helpers.batches import posts_with_first_sentence_as_evidence
@@ -75,7 +75,7 @@ def test_every_choice_trains_under_autocast(tiny, precision: str, choice: dict[s
     scaler = runtime.grad_scaler()
     with runtime.compute():
         output = model(batch)
-        loss = total_loss(model, output, batch, evidence_weight=1.0)
+        loss = model.loss(output, batch, evidence_weight=1.0)
     assert loss.dtype == torch.float32 and torch.isfinite(loss), f"{precision} loss {loss}"
     scaler.scale(loss).backward()
     if fgm:

@@ -16,7 +16,6 @@ from redsm5_hpo.models.coupling import EvidenceCoupling
 from redsm5_hpo.models.crf import CRF
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.evidence_heads import balanced_bce, bio_spans
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from tests.helpers.batches import tokenized
 
@@ -185,10 +184,10 @@ def test_coupling_ignores_tokens_outside_the_mask() -> None:
         torch.testing.assert_close(coupling(post, hidden, weights, mask), coupling(post, changed, weights, mask))
 
 
-def test_total_loss_weights_the_tasks(tiny) -> None:
+def test_the_models_loss_weights_the_tasks(tiny) -> None:
     model = model_with(tiny, evidence_head="biaffine")
     batch = tokenized(tiny, [SHORT, LONG])
     output = model(batch)
     criteria = model.criteria_loss(output.criteria_logits, batch["labels"])
     evidence = model.evidence_head.loss(output.evidence_logits, batch)
-    assert total_loss(model, output, batch, 0.3, 2.0).item() == pytest.approx((2 * criteria + 0.3 * evidence).item())
+    assert model.loss(output, batch, 0.3, 2.0).item() == pytest.approx((2 * criteria + 0.3 * evidence).item())

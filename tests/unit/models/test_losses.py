@@ -13,7 +13,7 @@ from redsm5_hpo.config.validation import validate
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.models.activations import ACTIVATIONS as ACTIVATION_CLASSES
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.models.losses import CriteriaLoss, bce, focal, positive_weights, smooth, total_loss
+from redsm5_hpo.models.losses import CriteriaLoss, bce, focal, positive_weights, smooth
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.adversarial import FGM
 from redsm5_hpo.training.optim import build_optimizer, layer_scale
@@ -113,7 +113,7 @@ def test_fgm_adds_the_adversarial_gradient_and_restores_the_embeddings() -> None
     model = CriteriaEvidenceModel(tiny.model, ModelConfig(encoder="tiny-random", head_hidden=8, dropout=0.0))
     batch = tokenized(tiny, ["I feel sad. It rains.", "I cannot sleep. The end."])
     cfg = TrainConfig(fgm_epsilon=1.0)
-    total_loss(model, model(batch), batch, 0.5).backward()
+    model.loss(model(batch), batch, 0.5).backward()
     clean = model.criteria_head.net[1].weight.grad.clone()
     embeddings = model.encoder.get_input_embeddings().weight.detach().clone()
     cpu = resolve_runtime(cfg)
@@ -131,25 +131,25 @@ def test_fgm_equals_the_loss_at_embeddings_pushed_along_their_gradient_and_skips
     cfg = TrainConfig(fgm_epsilon=0.5)
     cpu = resolve_runtime(cfg)
     embedding = model.encoder.get_input_embeddings().weight
-    total_loss(model, model(batch), batch, 0.5).backward()
+    model.loss(model(batch), batch, 0.5).backward()
     clean = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     with torch.no_grad():  # the reference: the whole matrix pushed by epsilon * g / ||g||, by hand
         original = embedding.detach().clone()
         embedding += 0.5 * embedding.grad / torch.linalg.vector_norm(embedding.grad)
     model.zero_grad()
-    total_loss(model, model(batch), batch, 0.5).backward()
+    model.loss(model(batch), batch, 0.5).backward()
     adversarial = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     with torch.no_grad():
         embedding.copy_(original)
     model.zero_grad()
-    total_loss(model, model(batch), batch, 0.5).backward()
+    model.loss(model(batch), batch, 0.5).backward()
     FGM(model, cfg).attack(model, batch, 1, cpu, cpu.grad_scaler())
     for name, grad in clean.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad + adversarial[name])
     assert torch.equal(embedding, original)
 
     model.zero_grad()
-    total_loss(model, model(batch), batch, 0.5).backward()
+    model.loss(model(batch), batch, 0.5).backward()
     embedding.grad.zero_()  # nothing to push along: the second loss adds nothing
     before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     FGM(model, cfg).attack(model, batch, 1, cpu, cpu.grad_scaler())

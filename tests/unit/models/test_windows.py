@@ -21,7 +21,6 @@ from redsm5_hpo.evaluation.decode import merge_windows, to_char_spans
 from redsm5_hpo.evaluation.predict import predict, predicted_evidence_chars
 from redsm5_hpo.labels import CRITERION_DESCRIPTIONS, SYMPTOMS
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.windows import WindowPooling
 from redsm5_hpo.pipeline.parts import build_model
 from redsm5_hpo.training.loop import LoopState, fit
@@ -204,7 +203,7 @@ def test_every_head_and_format_trains_and_decodes_on_windows(head: str, input_fo
     model.train()
     output = model(batch)
     assert output.criteria_logits.shape[0] == len(dataset)
-    loss = total_loss(model, output, batch, 0.5)
+    loss = model.loss(output, batch, 0.5)
     loss.backward()
     assert torch.isfinite(loss) and model.window_pooling.scorer is not None
     assert model.window_pooling.scorer.weight.grad is not None

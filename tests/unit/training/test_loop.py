@@ -13,7 +13,6 @@ from redsm5_hpo.data.formats import MultiLabelDataset, Windowing
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.hooks import CheckpointHook
 from redsm5_hpo.training.loop import EpochResult, LoopState, NonFiniteLossError, fit
@@ -308,7 +307,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients() -> None:
         model.train()
         batch = tokenized(encoder, ["I feel sad. It rains all day.", "I cannot sleep at night. The end."])
         torch.manual_seed(7)  # the same dropout masks; the recomputation replays them
-        loss = total_loss(model, model(batch), batch, 0.5)
+        loss = model.loss(model(batch), batch, 0.5)
         loss.backward()
         results.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
     assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
