@@ -41,7 +41,6 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import DeviceError, choose_precision, resolve_runtime, this_machine
 from redsm5_hpo.evaluation.predict import predict
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.pipeline import run_single, run_study
 from redsm5_hpo.pipeline.parts import build_model, split_datasets
 from redsm5_hpo.training.optim import build_optimizer
@@ -124,7 +123,7 @@ def snapshot_from_device(device: str, root: Path) -> dict[str, Any]:
     optimizer = build_optimizer(model, cfg.train)
     batch = runtime.to_device(train_set.collate([train_set[i] for i in range(8)]))
     with runtime.compute():
-        loss = total_loss(model, model(batch), batch, cfg.train.evidence_loss_weight)
+        loss = model.loss(model(batch), batch, cfg.train.evidence_loss_weight)
     loss.backward()
     optimizer.step()  # optimizer moments on the device too
     weights, state = model.state_dict(), {"optimizer": optimizer.state_dict()}

@@ -36,7 +36,6 @@ from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import configure_determinism, resolve_runtime
 from redsm5_hpo.evaluation.predict import predict, score
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.pipeline import run_single
 from redsm5_hpo.pipeline import trial as trial_module
 from redsm5_hpo.pipeline.parts import build_model, split_datasets
@@ -55,7 +54,7 @@ class _LossModule(torch.nn.Module):
         self.evidence_weight = evidence_weight
 
     def forward(self, **batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": total_loss(self.model, self.model(batch), batch, self.evidence_weight)}
+        return {"loss": self.model.loss(self.model(batch), batch, self.evidence_weight)}
 
 
 def _datasets(config: Config, tokenizer: Any) -> tuple[MultiLabelDataset, MultiLabelDataset]:
@@ -175,7 +174,7 @@ def _bare_steps(
     """The plainest training steps: forward, loss, backward, clipping, step. Returns how many ran."""
     steps = 0
     for batch in loader:
-        loss = total_loss(model, model(batch), batch, evidence_weight)
+        loss = model.loss(model(batch), batch, evidence_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -9,7 +9,6 @@ from redsm5_hpo.config import load_config
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.data.formats import make_dataset
 from redsm5_hpo.hpo.space import suggest
-from redsm5_hpo.models.losses import total_loss
 from redsm5_hpo.pipeline.parts import build_model
 from tests.conftest import CONFIG_DIR
 
@@ -33,7 +32,7 @@ def test_every_drawn_trial_validates_builds_and_takes_a_training_step(sample_cor
         dataset = make_dataset(posts, tokenizer, config.data.max_length, config.data.input_format)
         batch = dataset.collate([dataset[i] for i in range(4)])
         model.train()
-        loss = total_loss(model, model(batch), batch, config.train.evidence_loss_weight)
+        loss = model.loss(model(batch), batch, config.train.evidence_loss_weight)
         loss.backward()
         assert torch.isfinite(loss), values
         study.tell(trial, 0.0)
