@@ -136,7 +136,9 @@ def test_study_whose_trials_all_fail_records_reasons_and_exits_2(tmp_path, capsy
     out, err = capsys.readouterr()
     assert "no trial of study" in err and "Traceback" not in out + err  # one line each on the terminal
     assert "2 trial(s): EncoderLoadError" in err and err.count("EncoderLoadError") == 1  # the cause said once
-    for log_file in root.glob("trial_*/logs/events.jsonl"):  # the whole traceback in the trial's JSON log
+    log_files = sorted(root.glob("trial_*/logs/events.jsonl"))
+    assert len(log_files) == 2  # one per failed trial: the loop below cannot pass empty
+    for log_file in log_files:  # the whole traceback in the trial's JSON log
         (failure,) = [e for e in map(json.loads, log_file.read_text().splitlines()) if e["severity"] == "ERROR"]
         assert failure["traceback"].startswith("Traceback (most recent call last)")
         assert "EncoderLoadError" in failure["traceback"].splitlines()[-1]
@@ -152,7 +154,9 @@ def test_study_whose_trials_all_fail_records_reasons_and_exits_2(tmp_path, capsy
 def test_study_level_retention_leaves_only_the_best_model(study) -> None:
     root, report = study
     best_dir = root / f"trial_{report['best_trial_id']}"
-    for trial_dir in root.glob("trial_*"):
+    trial_dirs = sorted(root.glob("trial_*"))
+    assert best_dir in trial_dirs and len(trial_dirs) == report["trials"]["requested"]  # the loop cannot pass empty
+    for trial_dir in trial_dirs:
         checkpoints = CheckpointStore(trial_dir / "checkpoints").list() if (trial_dir / "checkpoints").is_dir() else []
         if trial_dir == best_dir:
             assert checkpoints and all(not c.resumable and c.manifest["flags"]["co_best"] for c in checkpoints)

@@ -52,11 +52,6 @@ CHOICES: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny-random", seed=0)
-
-
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("choice", [c for _, c in CHOICES], ids=[name for name, _ in CHOICES])
 def test_every_choice_trains_under_autocast(tiny, precision: str, choice: dict[str, object]) -> None:

@@ -14,18 +14,12 @@ from redsm5_hpo.config.schema import COUPLING_COMBINES, EVIDENCE_HEADS, EVIDENCE
 from redsm5_hpo.evaluation.decode import greedy_spans
 from redsm5_hpo.models.coupling import EvidenceCoupling
 from redsm5_hpo.models.crf import CRF
-from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.evidence_heads import balanced_bce, bio_spans
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from tests.helpers.batches import tokenized
 
 SHORT = "I feel so sad every day. The weather is fine."
 LONG = "I cannot sleep at night anymore. My dog likes long walks in the park. I ate pasta for dinner."
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny-random", seed=0)
 
 
 def model_with(tiny, **fields) -> CriteriaEvidenceModel:

@@ -10,18 +10,12 @@ import torch
 from redsm5_hpo.config import load_config
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.schema import CRITERIA_HEADS, POOLINGS, ModelConfig
-from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.heads import MultiSampleDropoutHead, Pooler
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from tests.conftest import CONFIG_DIR
 from tests.helpers.batches import tokenized
 
 TEXTS = ["I feel sad.", "I can't sleep at night at all and I am tired."]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny-random", seed=0)
 
 
 @pytest.mark.parametrize(("head", "pooling"), list(itertools.product(CRITERIA_HEADS, POOLINGS)))

@@ -10,11 +10,6 @@ from redsm5_hpo.models.model import CriteriaEvidenceModel, ModelOutput
 from tests.helpers.batches import tokenized
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_encoder("tiny-random", seed=0)
-
-
 def test_mean_pooling_ignores_padding() -> None:
     hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])  # (1, 3, 2)
     mask = torch.tensor([[1, 1, 0]])
