@@ -36,6 +36,16 @@ def cli(root: Path, *args: str, fault: str | None = None) -> subprocess.Complete
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+def kill_and_resume(root: Path, overrides: list[str], fault: str) -> subprocess.CompletedProcess:
+    """``tune`` SIGKILLed at ``fault`` (``REDSM5_FAULT``), then ``resume`` to the end; the resume's result,
+    after both were checked: the kill happened and the resume succeeded."""
+    killed = cli(root, "tune", *overrides, fault=fault)
+    assert killed.returncode == -9, f"not killed at {fault}: {killed.stderr[-2000:]}"
+    resumed = cli(root, "resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return resumed
+
+
 def outcome(root: Path) -> tuple[dict, str]:
     (report_path,) = root.glob("study_*/study_report.json")
     report = json.loads(report_path.read_text())

@@ -15,6 +15,7 @@ from redsm5_hpo.cli.main import main
 from redsm5_hpo.evaluation.reports import validate_report
 from redsm5_hpo.labels import SYMPTOMS
 from tests.conftest import CONFIG_DIR
+from tests.helpers.study_cli import study_trials
 
 OVERRIDES = [
     "model=tiny",
@@ -32,9 +33,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("hpo") / "experiments"
     assert main(["tune", *OVERRIDES, f"experiments_dir={root}", "--config-dir", str(CONFIG_DIR), "--no-progress"]) == 0
     (study_dir,) = root.glob("study_*")
-    saved = json.loads((study_dir / "study.json").read_text())
-    trials = optuna.load_study(study_name=saved["study_name"], storage=saved["storage"]).trials
-    return root, study_dir, trials, json.loads((study_dir / "study_report.json").read_text())
+    return root, study_dir, study_trials(root), json.loads((study_dir / "study_report.json").read_text())
 
 
 def run(root: Path, *args: str) -> int:

@@ -14,7 +14,7 @@ from redsm5_hpo.hpo.lock import study_lock
 from redsm5_hpo.pipeline.answer import short
 from redsm5_hpo.pipeline.evaluate import study_run_metrics
 from redsm5_hpo.pipeline.verify import STUDY_RUN_METRICS as STUDY_SERIES
-from tests.helpers.study_cli import STUDY_OVERRIDES, cli, metric_counts, outcome
+from tests.helpers.study_cli import STUDY_OVERRIDES, cli, kill_and_resume, metric_counts, outcome
 
 OVERRIDES = STUDY_OVERRIDES
 # 254 train posts in 300 windows, batches of 16 windows: 19, 20, 19, 20 batches in epochs 1-4 (every trial
@@ -35,10 +35,7 @@ KILL_POINTS = {
 @pytest.mark.parametrize("fault", list(KILL_POINTS), ids=list(KILL_POINTS.values()))
 def test_killed_and_resumed_study_matches_the_uninterrupted_one(uninterrupted, tmp_path, fault) -> None:
     root = tmp_path / "experiments"
-    killed = cli(root, "tune", *OVERRIDES, fault=fault)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = cli(root, "resume")
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    kill_and_resume(root, OVERRIDES, fault)
     report, weights_sha = outcome(root)
     expected_report, expected_sha = uninterrupted
     assert report["test_metrics"] == expected_report["test_metrics"]

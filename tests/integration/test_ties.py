@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.study_cli import cli
+from tests.helpers.study_cli import cli, kill_and_resume
 
 OVERRIDES = ["model=tiny", "train.epochs=2", "train.batch_size=16", "hpo.n_trials=3", "hpo.baseline_trial=false"]
 # 19 + 20 batches per trial (see test_resume), 4 validation batches per epoch
@@ -35,10 +35,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("fault", list(KILL_POINTS), ids=list(KILL_POINTS.values()))
 def test_tied_trials_killed_and_resumed_name_the_same_best_trial(uninterrupted, tmp_path, fault) -> None:
     root = tmp_path / "experiments"
-    killed = cli(root, "tune", *OVERRIDES, fault=fault)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    resumed = cli(root, "resume")
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    kill_and_resume(root, OVERRIDES, fault)
     report, weights = outcome(root)
     expected, expected_weights = uninterrupted
     assert _slot_of(root, report["best_trial_id"]) == 0 == _slot_of(root, expected["best_trial_id"], expected)

@@ -37,7 +37,14 @@ def postgres_url():
 def test_a_study_on_a_shared_database_without_a_name_is_refused_before_any_work(tmp_path, postgres_url) -> None:
     """Two machines running the same `tune` without hpo.study_name would each start a study of their own."""
     root = tmp_path / "experiments"
-    common = [*TINY, "train.epochs=1", "hpo.n_trials=2", f"hpo.storage={postgres_url}", "--no-progress"]
+    common = [
+        *TINY,
+        "train.epochs=1",
+        "hpo.n_trials=2",
+        "hpo.baseline_trial=false",
+        f"hpo.storage={postgres_url}",
+        "--no-progress",
+    ]
     workers = [Cli(root, "tune", *common), Cli(root, "tune", *common)]
     for worker in workers:
         assert worker.finish() == 2, worker.output[-3000:]
@@ -49,7 +56,14 @@ def test_a_study_on_a_shared_database_without_a_name_is_refused_before_any_work(
 def test_two_workers_share_one_study(tmp_path, postgres_url) -> None:
     root = tmp_path / "experiments"
     study_name = f"study_{uuid.uuid4().hex}"
-    common = [*TINY, "train.epochs=3", "hpo.n_trials=6", f"hpo.storage={postgres_url}", f"hpo.study_name={study_name}"]
+    common = [
+        *TINY,
+        "train.epochs=3",
+        "hpo.n_trials=6",
+        "hpo.baseline_trial=false",
+        f"hpo.storage={postgres_url}",
+        f"hpo.study_name={study_name}",
+    ]
     first = Cli(root, "tune", *common, "--no-progress")
     first.wait_for("trial 1/6")  # the study, its slots and study.json exist: a second worker can join
     second = Cli(root, "tune", *common, "--no-progress")
@@ -89,7 +103,14 @@ def test_two_workers_share_one_study(tmp_path, postgres_url) -> None:
 def test_a_dead_workers_trial_is_failed_by_its_heartbeat_and_continued_elsewhere(tmp_path, postgres_url) -> None:
     root = tmp_path / "experiments"
     study_name = f"study_{uuid.uuid4().hex}"
-    common = [*TINY, "train.epochs=3", "hpo.n_trials=1", f"hpo.storage={postgres_url}", f"hpo.study_name={study_name}"]
+    common = [
+        *TINY,
+        "train.epochs=3",
+        "hpo.n_trials=1",
+        "hpo.baseline_trial=false",
+        f"hpo.storage={postgres_url}",
+        f"hpo.study_name={study_name}",
+    ]
     common += ["hpo.heartbeat_interval_s=1", "hpo.stale_after_s=3"]
     first = Cli(root, "tune", *common, "--no-progress")
     first.wait_for("saved checkpoint")  # epoch 1 is on disk: the machine dies
@@ -116,7 +137,14 @@ def test_a_shared_study_killed_before_its_report_is_finished_by_resume(tmp_path,
     succeeds its claim, writes the one report, and MLflow holds each test metric once."""
     root = tmp_path / "experiments"
     study_name = f"study_{uuid.uuid4().hex}"
-    common = [*TINY, "train.epochs=1", "hpo.n_trials=1", f"hpo.storage={postgres_url}", f"hpo.study_name={study_name}"]
+    common = [
+        *TINY,
+        "train.epochs=1",
+        "hpo.n_trials=1",
+        "hpo.baseline_trial=false",
+        f"hpo.storage={postgres_url}",
+        f"hpo.study_name={study_name}",
+    ]
     assert cli(root, "tune", *common, fault="test_metrics_logged:1").returncode == -9
     assert (root / study_name / ".report_claim").is_file() and not (root / study_name / "study_report.json").exists()
     resumed = cli(root, "resume", "--study", study_name)
