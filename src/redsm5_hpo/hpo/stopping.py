@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from redsm5_hpo.config.schema import HpoConfig
+
 TIMEOUT, PLATEAU = "timeout", "plateau"
 
 
@@ -39,11 +41,11 @@ def plateaued(values: Sequence[float | None], patience: int | None, min_improvem
     return patience is not None and trials_since_improvement(values, min_improvement, start) >= patience
 
 
-def describe(reason: str, timeout_s: float | None, patience: int | None, min_improvement: float) -> str:
-    """The report's and the console's words for why the study stopped."""
+def describe(reason: str, hpo: HpoConfig) -> str:
+    """The report's, the console's and ``status``'s words for why the study stopped."""
     if reason == TIMEOUT:
-        return f"its time budget (hpo.timeout_s={timeout_s:g}) was spent"
+        return f"its time budget (hpo.timeout_s={hpo.timeout_s:g}) was spent"
     return (
-        f"the best value did not improve by more than hpo.min_improvement={min_improvement:g} in "
-        f"hpo.patience_trials={patience} trials"
+        f"the best value did not improve by more than hpo.min_improvement={hpo.min_improvement:g} in "
+        f"hpo.patience_trials={hpo.patience_trials} trials"
     )

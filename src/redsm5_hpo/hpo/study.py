@@ -338,8 +338,7 @@ def apply_stopping(study: optuna.Study, config: Config) -> None:
         return
     if study.user_attrs.get(attrs.STOPPED) != reason:
         study.set_user_attr(attrs.STOPPED, reason)
-        hpo = config.hpo
-        why = describe(reason, hpo.timeout_s, hpo.patience_trials, hpo.min_improvement)
+        why = describe(reason, config.hpo)
         log.warning("the study claims no more %strials: %s", "search " if reason == PLATEAU else "", why)
     while True:
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))

@@ -138,13 +138,10 @@ def counts_line(report: dict[str, Any]) -> str:
 
 
 def best_lines(report: dict[str, Any]) -> list[str]:
-    index = next(
-        (h["trial"] for h in report["summary"]["best_value_history"] if h.get("trial_id") == report["best_trial_id"]),
-        None,
-    )
+    index = trial_index(report, report["best_trial_id"])
     params = report.get("best_params") or {}
     return [
-        f"best trial{'' if index is None else f' {index}'} ({report['best_trial_id']}): "
+        f"best trial{'' if index == '?' else f' {index}'} ({report['best_trial_id']}): "
         f"{report['optimization_metric']} = {report['best_validation_value']:.4f}",
         "best parameters: " + (" ".join(f"{k}={short(v)}" for k, v in sorted(params.items())) or "(none searched)"),
     ]

@@ -127,12 +127,7 @@ def interval_fields(evaluation: dict[str, Any], config: Config) -> dict[str, Any
 def stopped_field(study: optuna.Study, config: Config) -> dict[str, Any]:
     """The report's ``stopped`` (why the study claimed no more trials), when a stopping rule held."""
     reason = study.user_attrs.get(attrs.STOPPED)
-    if not reason:
-        return {}
-    hpo = config.hpo
-    return {
-        "stopped": {"reason": reason, "why": describe(reason, hpo.timeout_s, hpo.patience_trials, hpo.min_improvement)}
-    }
+    return {"stopped": {"reason": reason, "why": describe(reason, config.hpo)}} if reason else {}
 
 
 def with_test_history(report: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:

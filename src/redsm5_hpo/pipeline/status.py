@@ -122,8 +122,7 @@ def read_status(study_dir: Path) -> StudyStatus:
 
 def _stopped(study: optuna.Study, config: Config) -> str | None:
     reason = study.user_attrs.get(attrs.STOPPED)
-    hpo = config.hpo
-    return describe_stop(reason, hpo.timeout_s, hpo.patience_trials, hpo.min_improvement) if reason else None
+    return describe_stop(reason, config.hpo) if reason else None
 
 
 def read_all(root: Path) -> list[StudyStatus | tuple[str, str]]:

@@ -1,5 +1,6 @@
 """A study's stopping rules: the time budget and the plateau."""
 
+from redsm5_hpo.config.schema import HpoConfig
 from redsm5_hpo.hpo.stopping import PLATEAU, TIMEOUT, budget_spent, describe, plateaued, trials_since_improvement
 
 
@@ -20,5 +21,5 @@ def test_a_plateau_counts_the_trials_since_the_last_improvement_above_the_margin
 
 
 def test_the_reason_names_the_setting_that_stopped_the_study() -> None:
-    assert "hpo.timeout_s=60" in describe(TIMEOUT, 60.0, None, 0.0)
-    assert "hpo.patience_trials=3" in describe(PLATEAU, None, 3, 0.01)
+    assert "hpo.timeout_s=60" in describe(TIMEOUT, HpoConfig(timeout_s=60.0))
+    assert "hpo.patience_trials=3" in describe(PLATEAU, HpoConfig(patience_trials=3, min_improvement=0.01))
