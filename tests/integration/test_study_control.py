@@ -104,6 +104,7 @@ def test_a_warm_start_queues_the_earlier_studys_best_parameters_first(tmp_path) 
     assert "warm_start" not in trials[2].user_attrs
     missing = cli(tmp_path / "other", "tune", *SEARCH, "hpo.warm_start=nosuchstudy")
     assert missing.returncode != 0 and "hpo.warm_start=nosuchstudy: no study report" in missing.stderr
+    assert not list((tmp_path / "other").glob("study_*"))  # refused before any work: no half-made study
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "gp", "cmaes", "qmc"])

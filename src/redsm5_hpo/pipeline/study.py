@@ -131,6 +131,8 @@ class StudyPlan:
     device: str | None
     keys: tuple[str, ...] = ()
     """The keys the user set on the command line (a resume passing ``hpo.timeout_s`` starts a new budget)."""
+    warm: tuple[list[dict[str, Any]], str] = ([], "")
+    """A new study's ``hpo.warm_start`` parameter sets and the report they came from (checked before any work)."""
 
     @property
     def study_id(self) -> str:
@@ -184,7 +186,8 @@ def plan_study(config: Config, resume_dir: Path | None, device: str | None, over
             ]
         )
     keys = tuple(override_keys(overrides))
-    return StudyPlan(config, saved, changed, study_name, study_dir, storage_url, runtime, device, keys)
+    warm = warm_start_sets(config) if saved is None else ([], "")  # an unknown study fails before any work
+    return StudyPlan(config, saved, changed, study_name, study_dir, storage_url, runtime, device, keys, warm)
 
 
 def run_study(
@@ -303,8 +306,7 @@ class StudySession:
         else:
             if warning := sampler_warning(self.config.hpo.sampler, self.config.hpo.search_space):
                 log.warning("%s", warning)
-        warm, source = warm_start_sets(self.config) if not self.plan.saved else ([], "")
-        enqueue_slots(self.study, self.config, warm, source)
+        enqueue_slots(self.study, self.config, *self.plan.warm)
         if self.plan.saved:  # with the study lock held, every RUNNING trial's process is dead
             fail_stale_trials(self.study)  # a database server: Optuna's heartbeats tell which ones are
             stores = trial_stores(self.config)
