@@ -43,9 +43,9 @@ from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import DeviceError, resolve_runtime
 from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.pipeline import run_study
-from redsm5_hpo.pipeline.parts import build_model, split_datasets
+from redsm5_hpo.pipeline.builders import build_model, split_datasets
 from redsm5_hpo.training.hooks import CheckpointHook
-from redsm5_hpo.training.loop import fit
+from redsm5_hpo.training.loop import FitOptions, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import epoch_throughput
@@ -116,7 +116,7 @@ def move_checkpoint(source: str, target: str, root: Path) -> dict[str, Any]:
     one_epoch = dataclasses.replace(cfg.train, epochs=1)
     meta = {"architecture": model.architecture_signature(), "runtime": first.describe()}
     hook = CheckpointHook(manager, one_epoch, meta, cfg.seed)
-    fit(model, train_set, val_set, one_epoch, cfg.seed, [hook], progress=False, runtime=first)
+    fit(model, train_set, val_set, one_epoch, cfg.seed, first, FitOptions(hooks=[hook], progress=False))
     (checkpoint,) = manager.finish(release_resume_points=False)
     second = resolve_runtime(cfg.train, device_override=target)
     moved, _ = build_model(cfg, corpus, second)
@@ -130,10 +130,8 @@ def move_checkpoint(source: str, target: str, root: Path) -> dict[str, Any]:
         val_set,
         cfg.train,
         cfg.seed,
-        [devices],
-        False,
-        load_training_state(checkpoint),
-        runtime=second,
+        second,
+        FitOptions(hooks=[devices], progress=False, resume_from=load_training_state(checkpoint)),
     )
     return {
         "written_on": checkpoint.manifest["runtime"],

@@ -42,7 +42,7 @@ from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import DeviceError, choose_precision, resolve_runtime, this_machine
 from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.pipeline import run_single, run_study
-from redsm5_hpo.pipeline.parts import build_model, split_datasets
+from redsm5_hpo.pipeline.builders import build_model, split_datasets
 from redsm5_hpo.training.optim import build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]

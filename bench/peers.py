@@ -38,8 +38,9 @@ from redsm5_hpo.devices import configure_determinism, resolve_runtime
 from redsm5_hpo.evaluation.predict import predict, score
 from redsm5_hpo.pipeline import run_single
 from redsm5_hpo.pipeline import trial as trial_module
-from redsm5_hpo.pipeline.parts import build_model, split_datasets
+from redsm5_hpo.pipeline.builders import build_model, split_datasets
 from redsm5_hpo.training import loop as loop_module
+from redsm5_hpo.training.loop import FitOptions
 from redsm5_hpo.training.optim import build_optimizer, linear_warmup_decay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -332,7 +333,7 @@ def epoch_throughput(config: Config, repetitions: int = 2, warmup: int = 0) -> d
     one_epoch = dataclasses.replace(config.train, epochs=1)
     with train_epoch_clock() as seconds:
         for _ in range(warmup + repetitions):
-            loop_module.fit(model, train_set, val_set, one_epoch, config.seed, progress=False, runtime=runtime)
+            loop_module.fit(model, train_set, val_set, one_epoch, config.seed, runtime, FitOptions(progress=False))
     epoch = statistics.median(seconds[warmup:])
     return {
         "examples_per_s": len(train_set) / epoch,

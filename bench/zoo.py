@@ -24,8 +24,8 @@ from redsm5_hpo.config.loading import load_config
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.predict import calibrate, predict, score_calibrated
-from redsm5_hpo.pipeline.parts import build_model, split_datasets
-from redsm5_hpo.training.loop import fit
+from redsm5_hpo.pipeline.builders import build_model, split_datasets
+from redsm5_hpo.training.loop import FitOptions, fit
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str, list[str]]] = [
@@ -53,7 +53,7 @@ def run_row(overrides: list[str], epochs: int, quick: bool) -> dict[str, float]:
     model, tokenizer = build_model(config, corpus, runtime)
     train_set, val_set, test_set = split_datasets(config, corpus, tokenizer, "train", "validation", "test")
     started = time.perf_counter()
-    fit(model, train_set, val_set, config.train, config.seed, progress=False, runtime=runtime)
+    fit(model, train_set, val_set, config.train, config.seed, runtime, FitOptions(progress=False))
     seconds = time.perf_counter() - started
     thresholds = calibrate(predict(model, val_set, config.train, runtime), val_set)
     test = score_calibrated(predict(model, test_set, config.train, runtime), test_set, "test", thresholds)

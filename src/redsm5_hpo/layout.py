@@ -2,7 +2,7 @@
 
 ```
 experiments/
-  study_<id>/  study.json (``pipeline.record.StudyRecord``), study_report.json, plots/, logs/,
+  study_<id>/  study.json (``pipeline.study_record.StudyRecord``), study_report.json, plots/, logs/,
                optuna.db or optuna.journal, .lock (the study lock), .claim.lock (claims of trial slots),
                .report_claim (which worker writes the report)
   trial_<id>/  config.yaml, evaluation_report.json, checkpoints/epoch_NNNN/, logs/events.jsonl

@@ -12,7 +12,7 @@ from redsm5_hpo.config import load_config
 from redsm5_hpo.data.loading import load_corpus
 from redsm5_hpo.evaluation.reports import validate_report
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.pipeline.parts import split_datasets
+from redsm5_hpo.pipeline.builders import split_datasets
 from tests.conftest import CONFIG_DIR, tiny_overrides
 
 SHORT = ["data.max_length=32", "train.epochs=1"]

@@ -9,11 +9,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from redsm5_hpo.cli.main import EXIT_ALREADY_RUNNING
+from redsm5_hpo.commands.answer import short
+from redsm5_hpo.commands.verify import STUDY_RUN_METRICS as STUDY_SERIES
 from redsm5_hpo.device_errors import EXIT_DEVICE_FAILED
 from redsm5_hpo.hpo.lock import study_lock
-from redsm5_hpo.pipeline.answer import short
-from redsm5_hpo.pipeline.evaluate import study_run_metrics
-from redsm5_hpo.pipeline.verify import STUDY_RUN_METRICS as STUDY_SERIES
+from redsm5_hpo.pipeline.scoring import study_run_metrics
 from tests.helpers.study_cli import STUDY_OVERRIDES, cli, kill_and_resume, metric_counts, outcome
 
 OVERRIDES = STUDY_OVERRIDES

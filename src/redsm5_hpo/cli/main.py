@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,6 @@ EXIT_USER_ERROR = 2
 EXIT_ALREADY_RUNNING = 4
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE, what a shell reports for a writer whose reader went away."""
-STOPPABLE = ("tune", "resume", "train", "worker")
-"""Commands that stop at the next batch on SIGTERM / SIGINT and exit 143 / 130 (``interrupts``)."""
 
 TUNE_HELP = """Run an HPO study: its trials (hpo.n_workers at a time), then one test evaluation of the best trial.
 
@@ -232,7 +231,7 @@ def _cmd_tune(config: Config, args: argparse.Namespace) -> int:
 
 def _print_study_result(result: StudyResult) -> None:
     """The end of ``tune`` and ``resume``: the trials, the best trial, its test scores and what to do next."""
-    from redsm5_hpo.pipeline.answer import answer_lines
+    from redsm5_hpo.commands.answer import answer_lines
 
     if result.report is None:
         print(f"worker done; another worker writes {result.report_path} when the last trial ends")
@@ -258,7 +257,8 @@ def _cmd_train(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline import find_study_dir, run_study
+    from redsm5_hpo.pipeline import run_study
+    from redsm5_hpo.pipeline.study_record import find_study_dir
 
     study_dir = find_study_dir(config, args.study)
     result = run_study(
@@ -269,7 +269,8 @@ def _cmd_resume(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline import find_study_dir, rollback_trial
+    from redsm5_hpo.commands.rollback import rollback_trial
+    from redsm5_hpo.pipeline.study_record import find_study_dir
 
     overrides = dict(o.split("=", 1) for o in args.trial_overrides)
     typed = {k: _parse_value(v) for k, v in overrides.items()}
@@ -290,43 +291,23 @@ def _parse_value(text: str) -> object:
 
 
 def _cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from redsm5_hpo.commands.cleanup import find_all_orphans
 
-    from redsm5_hpo.checkpoints.cleanup import find_bucket_orphans, find_orphans, remove_bucket_orphans, remove_orphans
-    from redsm5_hpo.hpo.inventory import trial_states
-    from redsm5_hpo.layout import STUDY_PREFIX
-    from redsm5_hpo.pipeline.mirroring import pull
-    from redsm5_hpo.remote import open_bucket
-
-    root = Path(config.experiments_dir).resolve()
-    storages = [config.hpo.storage] if config.hpo.storage else []
-    bucket = open_bucket(config.remote)
-    if bucket is not None:  # the studies in the bucket say which of its trials are still needed
-        for name in [d for d in bucket.list_dirs("") if d.startswith(STUDY_PREFIX)]:
-            pull(bucket, root, name)
-    states = trial_states(root, storages)
-    min_age_s = args.min_age_hours * 3600
-    orphans = find_orphans(root, states, min_age_s=min_age_s)
-    in_bucket = find_bucket_orphans(bucket, {p.name: s for p, s in states.items()}, min_age_s) if bucket else []
-    for orphan in orphans:
-        print(f"{human_bytes(orphan.size_bytes):>10}  {orphan.path}  ({orphan.reason})")
-    for found in in_bucket:
-        assert bucket is not None
-        print(f"{human_bytes(found.size_bytes):>10}  {bucket.url(found.key)}  ({found.reason})")
-    count = len(orphans) + len(in_bucket)
-    total = sum(o.size_bytes for o in orphans) + sum(o.size_bytes for o in in_bucket)
+    orphans = find_all_orphans(config, args.min_age_hours)
+    for line in orphans.lines():
+        print(line)
+    found = f"{orphans.count} orphan(s)"
     if not args.execute:
-        print(f"{count} orphan(s), {human_bytes(total)}; dry run: nothing deleted (add --execute to delete)")
+        print(f"{found}, {human_bytes(orphans.size_bytes)}; dry run: nothing deleted (add --execute to delete)")
         return 0
-    freed = remove_orphans(orphans) + (remove_bucket_orphans(bucket, in_bucket) if bucket else 0)
-    print(f"deleted {count} orphan(s), freed {human_bytes(freed)}")
+    print(f"deleted {found}, freed {human_bytes(orphans.remove())}")
     return 0
 
 
 def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline import find_study_dir
-    from redsm5_hpo.pipeline.answer import answer_lines
-    from redsm5_hpo.pipeline.report import reevaluate_study
+    from redsm5_hpo.commands.answer import answer_lines
+    from redsm5_hpo.commands.evaluate import reevaluate_study
+    from redsm5_hpo.pipeline.study_record import find_study_dir
 
     study_dir = find_study_dir(config, args.study)
     report, plots = reevaluate_study(study_dir, args.device)
@@ -335,9 +316,9 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_report(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline import find_study_dir
-    from redsm5_hpo.pipeline.answer import answer_lines
-    from redsm5_hpo.pipeline.report import refresh_report
+    from redsm5_hpo.commands.answer import answer_lines
+    from redsm5_hpo.commands.report import refresh_report
+    from redsm5_hpo.pipeline.study_record import find_study_dir
 
     study_dir = find_study_dir(config, args.study)
     report, plots = refresh_report(study_dir)
@@ -346,8 +327,8 @@ def _cmd_report(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline import find_study_dir
-    from redsm5_hpo.pipeline.verify import verify_study
+    from redsm5_hpo.commands.verify import verify_study
+    from redsm5_hpo.pipeline.study_record import find_study_dir
     from redsm5_hpo.tracking.audit import format_audit
 
     result = verify_study(config, find_study_dir(config, args.study), args.timeout)
@@ -356,8 +337,8 @@ def _cmd_verify(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.commands.predict import load_model, predict_posts, write_predictions
     from redsm5_hpo.data.posts_file import read_posts
-    from redsm5_hpo.pipeline.inference import load_model, predict_posts, write_predictions
 
     posts = read_posts(args.posts, args.id_column, args.text_column)  # a bad file fails before the model loads
     loaded = load_model(config, args.study, args.checkpoint, args.device)
@@ -369,8 +350,8 @@ def _cmd_predict(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_export(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline.export import check_output, export_model
-    from redsm5_hpo.pipeline.inference import load_model
+    from redsm5_hpo.commands.export import check_output, export_model
+    from redsm5_hpo.commands.predict import load_model
 
     check_output(args.output)  # before the model loads
     card = export_model(load_model(config, args.study, args.checkpoint, "cpu"), args.output)
@@ -379,9 +360,9 @@ def _cmd_export(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from redsm5_hpo.commands.status import describe, describe_all, read_all, read_status
     from redsm5_hpo.layout import experiments_root
-    from redsm5_hpo.pipeline import find_study_dir
-    from redsm5_hpo.pipeline.status import describe, describe_all, read_all, read_status
+    from redsm5_hpo.pipeline.study_record import find_study_dir
 
     if args.all:
         root = experiments_root(config)
@@ -405,7 +386,7 @@ def _cmd_ui(config: Config, args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USER_ERROR
 
-    from redsm5_hpo.pipeline.ui import serve_ui
+    from redsm5_hpo.commands.ui import serve_ui
 
     serve_ui(config, args.study, args.mlflow_port, args.dashboard_port)
     return 0
@@ -414,7 +395,7 @@ def _cmd_ui(config: Config, args: argparse.Namespace) -> int:
 def _cmd_worker(config: Config, args: argparse.Namespace) -> int:
     import torch
 
-    from redsm5_hpo.pipeline.work import work_on_study
+    from redsm5_hpo.pipeline.worker import work_on_study
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -423,33 +404,145 @@ def _cmd_worker(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(config: Config, args: argparse.Namespace) -> int:
-    from redsm5_hpo.pipeline.verify import sync_journal
+    from redsm5_hpo.commands.verify import sync_journal
 
     sent, left = sync_journal(config, args.timeout)
     print(f"sent {sent} journaled record(s); {left} still waiting")
     return 0 if left == 0 else 1
 
 
-COMMANDS: dict[str, tuple[str, Callable[[Config, argparse.Namespace], int]]] = {
-    "tune": (TUNE_HELP, _cmd_tune),
-    "train": (TRAIN_HELP, _cmd_train),
-    "resume": (RESUME_HELP, _cmd_resume),
-    "rollback": (ROLLBACK_HELP, _cmd_rollback),
-    "cleanup": (CLEANUP_HELP, _cmd_cleanup),
-    "evaluate": (EVALUATE_HELP, _cmd_evaluate),
-    "report": (REPORT_HELP, _cmd_report),
-    "verify": (VERIFY_HELP, _cmd_verify),
-    "sync": (SYNC_HELP, _cmd_sync),
-    "predict": (PREDICT_HELP, _cmd_predict),
-    "export": (EXPORT_HELP, _cmd_export),
-    "status": (STATUS_HELP, _cmd_status),
-    "ui": (UI_HELP, _cmd_ui),
-    "worker": (WORKER_HELP, _cmd_worker),
+@dataclass(frozen=True)
+class Option:
+    """One ``add_argument`` of a command, declared once and shared by the commands that take it."""
+
+    flags: tuple[str, ...]
+    settings: dict[str, Any]
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(*self.flags, **self.settings)
+
+
+def option(*flags: str, **settings: Any) -> Option:
+    return Option(flags, settings)
+
+
+STUDY = option("--study", default=None, help="study id or directory name (default: the newest)")
+DEVICE = option("--device", default=None, help=DEVICE_HELP)
+NO_PROGRESS = option("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
+DRY_RUN = option("--dry-run", action="store_true", help="check config, data, encoder and disk space; no training")
+TIMEOUT = option("--timeout", type=float, default=60.0, help="seconds to wait for the journal to be sent (60)")
+CHECKPOINT = option("--checkpoint", type=Path, default=None, help="a checkpoint dir or an exported folder")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help, what runs it, its options, and how ``main`` prepares for it."""
+
+    help: str
+    run: Callable[[Config, argparse.Namespace], int]
+    options: tuple[Option, ...] = ()
+    positionals: tuple[Option, ...] = ()
+    """Arguments before the ``key=value`` overrides (``predict``'s posts file)."""
+    reads_configs: bool = True
+    """False for a command that reads a study's saved configuration, not ``configs/`` (``worker``)."""
+    runs_model: bool = True
+    """False for a command that runs no model (it needs neither torch nor CUDA's settings: it answers in a second)."""
+    stoppable: bool = False
+    """It stops at the next batch on SIGTERM / SIGINT and exits 143 / 130 (``interrupts``)."""
+
+
+COMMANDS: dict[str, Command] = {
+    "tune": Command(TUNE_HELP, _cmd_tune, (DRY_RUN, NO_PROGRESS), stoppable=True),
+    "train": Command(TRAIN_HELP, _cmd_train, (DRY_RUN, NO_PROGRESS), stoppable=True),
+    "resume": Command(RESUME_HELP, _cmd_resume, (STUDY, NO_PROGRESS, DEVICE), stoppable=True),
+    "rollback": Command(
+        ROLLBACK_HELP,
+        _cmd_rollback,
+        (
+            option("--trial", required=True, help="the trial id (the uuid of experiments/trial_<uuid>)"),
+            option("--epoch", type=int, required=True, help="the retained resumable epoch to return to"),
+            STUDY,
+            option(
+                "--set",
+                dest="trial_overrides",
+                action="append",
+                default=[],
+                metavar="key=value",
+                help="change the trial's config, e.g. --set train.lr_head=5e-4 (repeatable)",
+            ),
+        ),
+        runs_model=False,
+    ),
+    "cleanup": Command(
+        CLEANUP_HELP,
+        _cmd_cleanup,
+        (
+            option("--execute", action="store_true", help="delete the orphans (default: only list them)"),
+            option("--min-age-hours", type=float, default=24.0, help="skip anything touched more recently (24)"),
+        ),
+        runs_model=False,
+    ),
+    "evaluate": Command(EVALUATE_HELP, _cmd_evaluate, (STUDY, DEVICE)),
+    "report": Command(REPORT_HELP, _cmd_report, (STUDY,), runs_model=False),
+    "verify": Command(VERIFY_HELP, _cmd_verify, (STUDY, TIMEOUT), runs_model=False),
+    "sync": Command(SYNC_HELP, _cmd_sync, (TIMEOUT,), runs_model=False),
+    "predict": Command(
+        PREDICT_HELP,
+        _cmd_predict,
+        (
+            option("--output", type=Path, required=True, help="the predictions file (.csv or .jsonl)"),
+            STUDY,
+            CHECKPOINT,
+            DEVICE,
+            option("--id-column", default="post_id", help="the column (or JSON key) of post ids (post_id)"),
+            option("--text-column", default="text", help="the column (or JSON key) of post texts (text)"),
+            NO_PROGRESS,
+        ),
+        positionals=(option("posts", type=Path, help="CSV (post_id, text) or JSONL file of posts"),),
+    ),
+    "export": Command(
+        EXPORT_HELP,
+        _cmd_export,
+        (option("--output", type=Path, required=True, help="a new directory for the model"), STUDY, CHECKPOINT),
+    ),
+    "status": Command(
+        STATUS_HELP,
+        _cmd_status,
+        (
+            STUDY,
+            option("--all", action="store_true", help="one line per study under experiments_dir: state, trials, best"),
+        ),
+        runs_model=False,
+    ),
+    "ui": Command(
+        UI_HELP,
+        _cmd_ui,
+        (
+            STUDY,
+            option("--mlflow-port", type=int, default=5000, help="MLflow UI port (5000)"),
+            option("--dashboard-port", type=int, default=8080, help="optuna-dashboard port (8080)"),
+        ),
+        runs_model=False,
+    ),
+    "worker": Command(
+        WORKER_HELP,
+        _cmd_worker,
+        (
+            option("--study-dir", type=Path, required=True, help="the study's directory"),
+            option("--index", type=int, default=0, help="this worker's index (0 ... n_workers - 1)"),
+            DEVICE,
+            option("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"),
+        ),
+        reads_configs=False,
+        stoppable=True,
+    ),
 }
-NO_CONFIG = ("worker",)
-NO_MODEL = ("report", "verify", "sync", "status", "ui", "cleanup", "rollback")
-"""Commands that run no model (and need neither torch nor CUDA's settings): they answer in a second."""
-"""Commands that read the saved configuration of a study, not ``configs/``."""
+CONFIG_DIR = option(
+    "--config-dir",
+    default=None,
+    help="directory holding config.yaml (default: $REDSM5_CONFIG_DIR, else the configs/ of the source tree "
+    "this command was installed from, else ./configs)",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -461,80 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"redsm5-hpo {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
-    for name, (text, _) in COMMANDS.items():
+    for name, command in COMMANDS.items():
         sub = commands.add_parser(
-            name, help=text.splitlines()[0], description=text, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=command.help.splitlines()[0],
+            description=command.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if name == "predict":
-            sub.add_argument("posts", type=Path, help="CSV (post_id, text) or JSONL file of posts")
+        for each in command.positionals:
+            each.add_to(sub)
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
-        sub.add_argument(
-            "--config-dir",
-            default=None,
-            help="directory holding config.yaml (default: $REDSM5_CONFIG_DIR, else the configs/ of the source tree "
-            "this command was installed from, else ./configs)",
-        )
-        if name == "rollback":
-            sub.add_argument("--trial", required=True, help="the trial id (the uuid of experiments/trial_<uuid>)")
-            sub.add_argument("--epoch", type=int, required=True, help="the retained resumable epoch to return to")
-            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
-            sub.add_argument(
-                "--set",
-                dest="trial_overrides",
-                action="append",
-                default=[],
-                metavar="key=value",
-                help="change the trial's config, e.g. --set train.lr_head=5e-4 (repeatable)",
-            )
-        elif name == "resume":
-            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
-            sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
-            sub.add_argument("--device", default=None, help=DEVICE_HELP)
-        elif name in ("evaluate", "report", "status"):
-            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
-            if name == "evaluate":
-                sub.add_argument("--device", default=None, help=DEVICE_HELP)
-            if name == "status":
-                sub.add_argument(
-                    "--all", action="store_true", help="one line per study under experiments_dir: state, trials, best"
-                )
-        elif name in ("verify", "sync"):
-            if name == "verify":
-                sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
-            sub.add_argument(
-                "--timeout", type=float, default=60.0, help="seconds to wait for the journal to be sent (60)"
-            )
-        elif name in ("predict", "export"):
-            output = "the predictions file (.csv or .jsonl)" if name == "predict" else "a new directory for the model"
-            sub.add_argument("--output", type=Path, required=True, help=output)
-            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
-            sub.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint dir or an exported folder")
-            if name == "predict":
-                sub.add_argument("--device", default=None, help=DEVICE_HELP)
-                sub.add_argument(
-                    "--id-column", default="post_id", help="the column (or JSON key) of post ids (post_id)"
-                )
-                sub.add_argument("--text-column", default="text", help="the column (or JSON key) of post texts (text)")
-                sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-        elif name == "ui":
-            sub.add_argument("--study", default=None, help="study id or directory name (default: the newest)")
-            sub.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (5000)")
-            sub.add_argument("--dashboard-port", type=int, default=8080, help="optuna-dashboard port (8080)")
-        elif name == "worker":
-            sub.add_argument("--study-dir", type=Path, required=True, help="the study's directory")
-            sub.add_argument("--index", type=int, default=0, help="this worker's index (0 ... n_workers - 1)")
-            sub.add_argument("--device", default=None, help=DEVICE_HELP)
-            sub.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-        elif name == "cleanup":
-            sub.add_argument("--execute", action="store_true", help="delete the orphans (default: only list them)")
-            sub.add_argument(
-                "--min-age-hours", type=float, default=24.0, help="skip anything touched more recently (24)"
-            )
-        else:
-            sub.add_argument(
-                "--dry-run", action="store_true", help="check config, data, encoder and disk space; no training"
-            )
-            sub.add_argument("--no-progress", action="store_true", help="hide progress bars (logs still go to stdout)")
+        for each in (CONFIG_DIR, *command.options):
+            each.add_to(sub)
     return parser
 
 
@@ -565,18 +596,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = [*args.overrides, *extra]  # key=value after an option is an override too
     setup_logging()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _, command = COMMANDS[args.command]
+    command = COMMANDS[args.command]
     try:
-        config = Config() if args.command in NO_CONFIG else load_config(args.overrides, args.config_dir)
+        config = load_config(args.overrides, args.config_dir) if command.reads_configs else Config()
         setup_logging(config.logs.stdout_level)
-        if (
-            config.train.deterministic and args.command not in NO_MODEL
-        ):  # before any CUDA work (fixes cuBLAS's workspace)
+        if config.train.deterministic and command.runs_model:  # before any CUDA work (fixes cuBLAS's workspace)
             from redsm5_hpo.devices import CUBLAS_WORKSPACE_CONFIG
 
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-        with graceful_stop() if args.command in STOPPABLE else contextlib.nullcontext():
-            return command(config, args)
+        with graceful_stop() if command.stoppable else contextlib.nullcontext():
+            return command.run(config, args)
     except BrokenPipeError:  # `redsm5-hpo status | head -1`: the reader has what it wanted
         _silence_stdout()
         return EXIT_BROKEN_PIPE

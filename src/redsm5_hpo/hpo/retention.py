@@ -24,8 +24,8 @@ from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.hpo import attrs
-from redsm5_hpo.hpo.confirm import CONFIRM, SEARCH, Run, kept
-from redsm5_hpo.hpo.study import confirmation_done, logical_position, stage_of, study_direction, uncounted
+from redsm5_hpo.hpo.confirm import CONFIRM, SEARCH, Run, kept, search_best
+from redsm5_hpo.hpo.trials import confirmation_done, logical_position, stage_of, study_direction, uncounted
 from redsm5_hpo.layout import TrialDir
 from redsm5_hpo.remote import BucketUnavailable
 
@@ -55,11 +55,9 @@ class TrialSummary:
     def rank(self) -> int:
         return self.number if self.position is None else self.position
 
-
-def study_best(trials: Sequence[TrialSummary]) -> TrialSummary | None:
-    """The best completed baseline or search trial; among tied ones, the earliest logical position."""
-    completed = [t for t in trials if t.finished and t.value is not None and t.stage != CONFIRM]
-    return max(completed, key=lambda t: (t.value, -t.rank)) if completed else None
+    def as_run(self) -> Run:
+        """As ``hpo.confirm`` decides over it (its parameters do not matter to retention)."""
+        return Run(self.number, self.rank, self.stage, {}, self.value, self.group)
 
 
 def select_release(
@@ -73,8 +71,7 @@ def select_release(
     rollback) until another trial finishes, so at most one such trial holds disk at a time;
     ``keep_diverged=False`` (disk pressure) releases it too."""
     finished = [t for t in trials if t.finished]
-    runs = [Run(t.number, t.rank, t.stage, {}, t.value, t.group) for t in finished]
-    best = kept(runs, confirmation_done)
+    best = kept([t.as_run() for t in finished], confirmation_done)
     newest = max((t.number for t in finished), default=None)
     held = {t.number for t in finished if t.resumable or (keep_diverged and t.diverged and t.number == newest)}
     return {t.number for t in finished} - held - best, best
@@ -156,10 +153,10 @@ class StudyCheckpoints:
         summaries = self._summaries()
         if any(t.rank == position and t.stage == CONFIRM for t in summaries):
             return None
-        best = study_best(summaries)
+        best = search_best([t.as_run() for t in summaries if t.finished])
         if best is None or best.value is None:
             return None
-        return best.value, position is not None and position < best.rank
+        return best.value, position is not None and position < best.position
 
     def reclaimable_bytes(self) -> int:
         """What ``keep_only_study_best`` could free right now."""

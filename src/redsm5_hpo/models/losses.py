@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from redsm5_hpo.config.schema import CRITERIA_LOSSES
+from redsm5_hpo.config.schema import CRITERIA_LOSSES, TrainConfig
 
 
 def positive_weights(labels: np.ndarray | Sequence[Sequence[int]]) -> torch.Tensor:
@@ -47,6 +48,31 @@ def focal(logits: torch.Tensor, targets: torch.Tensor, gamma: torch.Tensor | flo
     return torch.exp(gamma * log_miss) * bce(logits, targets)
 
 
+@dataclass(frozen=True)
+class LossSettings:
+    """The criteria loss's own settings (``train.criteria_loss`` and the keys beside it)."""
+
+    kind: str = "bce"
+    gamma: float = 2.0
+    alpha: float = 0.5
+    hybrid_bce: str = "weighted_bce"
+    hybrid_focal: str = "focal"
+    label_smoothing: float = 0.0
+    gamma_penalty: float = 0.1
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> LossSettings:
+        return cls(
+            cfg.criteria_loss,
+            gamma=cfg.focal_gamma,
+            alpha=cfg.hybrid_alpha,
+            hybrid_bce=cfg.hybrid_bce,
+            hybrid_focal=cfg.hybrid_focal,
+            label_smoothing=cfg.label_smoothing,
+            gamma_penalty=cfg.gamma_penalty,
+        )
+
+
 class CriteriaLoss(nn.Module):
     """``bce``, ``weighted_bce`` (``pos_weight`` from the train split), ``focal`` (fixed gamma),
     ``adaptive_focal`` (one learned gamma per criterion, softplus-positive, pulled towards ``gamma`` by
@@ -57,23 +83,15 @@ class CriteriaLoss(nn.Module):
     pos_weight: torch.Tensor
 
     def __init__(
-        self,
-        kind: str = "bce",
-        pos_weight: torch.Tensor | None = None,
-        gamma: float = 2.0,
-        alpha: float = 0.5,
-        hybrid_bce: str = "weighted_bce",
-        hybrid_focal: str = "focal",
-        label_smoothing: float = 0.0,
-        gamma_penalty: float = 0.1,
-        n_labels: int = 9,
+        self, settings: LossSettings = LossSettings(), pos_weight: torch.Tensor | None = None, n_labels: int = 9
     ):
         super().__init__()
+        kind, gamma, hybrid_focal = settings.kind, settings.gamma, settings.hybrid_focal
         if kind not in CRITERIA_LOSSES:
             raise ValueError(f"criteria loss {kind!r}: one of {', '.join(CRITERIA_LOSSES)}")
-        self.kind, self.gamma, self.alpha = kind, gamma, alpha
-        self.hybrid_bce, self.hybrid_focal = hybrid_bce, hybrid_focal
-        self.label_smoothing, self.gamma_penalty = label_smoothing, gamma_penalty
+        self.kind, self.gamma, self.alpha = kind, gamma, settings.alpha
+        self.hybrid_bce, self.hybrid_focal = settings.hybrid_bce, hybrid_focal
+        self.label_smoothing, self.gamma_penalty = settings.label_smoothing, settings.gamma_penalty
         self.register_buffer(
             "pos_weight", pos_weight if pos_weight is not None else torch.ones(n_labels), persistent=False
         )

@@ -1,13 +1,15 @@
-"""The one place that assembles the parts: validate config, build parts, fit, close.
+"""The study's wiring: plan it, run its trials (in this process or a pool of worker processes), score the
+answer on test once, write the report.
 
 ``run_single`` trains one configuration; ``run_study`` runs (or resumes) the HPO study and evaluates
-the best trial on the test split exactly once; ``dry_run`` checks everything up to training;
-``rollback_trial`` rewinds an interrupted trial.
+the best trial on the test split exactly once; ``dry_run`` checks everything up to training. What a user
+runs after a study (status, ui, verify, report, evaluate, export, predict, rollback) is in
+``redsm5_hpo.commands``.
 """
 
-from redsm5_hpo.pipeline.evaluate import evaluate_best_trial, evaluate_checkpoint, evaluate_checkpoints
-from redsm5_hpo.pipeline.recovery import rollback_trial
-from redsm5_hpo.pipeline.study import StudyResult, find_study_dir, run_study
+from redsm5_hpo.pipeline.scoring import evaluate_best_trial, evaluate_checkpoint, evaluate_checkpoints
+from redsm5_hpo.pipeline.study import StudyResult, run_study
+from redsm5_hpo.pipeline.study_record import find_study_dir
 from redsm5_hpo.pipeline.trial import TrialResult, dry_run, run_single, run_trial
 
 __all__ = [
@@ -18,7 +20,6 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_checkpoints",
     "find_study_dir",
-    "rollback_trial",
     "run_single",
     "run_study",
     "run_trial",

@@ -20,7 +20,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.evaluation.metrics import oriented
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.confirm import BASELINE, CONFIRM, SEARCH, Group, groups, spread, top_configurations, winner
-from redsm5_hpo.hpo.study import best_trial, confirmation_done, study_direction, study_runs, trial_params
+from redsm5_hpo.hpo.trials import best_trial, confirmation_done, study_direction, study_runs, trial_params
 
 HEADLINE = ("test_criteria_macro_f1", "test_criteria_micro_f1", "test_evidence_f1")
 """The test metrics the gain over the baseline is stated for."""

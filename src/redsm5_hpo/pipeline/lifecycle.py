@@ -53,7 +53,11 @@ class Lifecycle:
         self.run_id: str | None = None
 
     def attach(self, tracker: TrackerWriter, run_id: str) -> None:
+        """The trial's MLflow run exists: its stages go there too, and a study's trial records the run (a
+        resume continues in it)."""
         self.tracker, self.run_id = tracker, run_id
+        if self.trial is not None:
+            self.trial.set_user_attr(attrs.RUN_ID, run_id)
 
     def enter(self, stage: Stage, **tags: str) -> None:
         if self.tracker is not None and self.run_id is not None:

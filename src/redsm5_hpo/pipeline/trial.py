@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.checkpoints.retention import policy_from_config
 from redsm5_hpo.checkpoints.store import StoredCheckpoint, load_training_state
 from redsm5_hpo.config.schema import Config, HpoConfig, training_seed
+from redsm5_hpo.data.formats import MultiLabelDataset
 from redsm5_hpo.data.loading import Corpus, load_corpus
 from redsm5_hpo.device_errors import DeviceFailed, is_sticky_cuda_error
 from redsm5_hpo.devices import Runtime, configure_determinism, reported_nondeterminism, resolve_runtime
@@ -41,23 +42,15 @@ from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.layout import TrialDir, experiments_root
 from redsm5_hpo.models.model import CriteriaEvidenceModel
+from redsm5_hpo.pipeline.builders import build_model, dataset_input, dataset_tags, split_datasets
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
 from redsm5_hpo.pipeline.mirroring import publish
-from redsm5_hpo.pipeline.parts import (
-    build_model,
-    dataset_input,
-    dataset_tags,
-    open_monitor,
-    open_tracker,
-    split_datasets,
-    system_metrics,
-    trial_stores,
-)
+from redsm5_hpo.pipeline.services import open_monitor, open_tracker, system_metrics, trial_stores
 from redsm5_hpo.remote import check_bucket, open_bucket
 from redsm5_hpo.tracking.base import Tracker
 from redsm5_hpo.tracking.logs import TRACEBACK, json_log_file, trial_context
-from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, PruningHook, TrialPruned
-from redsm5_hpo.training.loop import FitResult, NonFiniteLossError, TrainingHook, fit, time_training_step
+from redsm5_hpo.training.hooks import CheckpointHook, MetricsLoggingHook, Pruner, PruningHook, TrialPruned
+from redsm5_hpo.training.loop import FitOptions, FitResult, NonFiniteLossError, TrainingHook, fit, time_training_step
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +80,13 @@ class TrialContext:
     spec: TrialSpec | None = None
     parent_run_id: str | None = None
     progress: bool = True
-    on_run_started: Callable[[str], None] | None = None
-    """Told the MLflow run id as soon as the run exists (the study records it for a later resume)."""
     token_gate: TokenGate | None = None
     """Pauses before each checkpoint while the Hugging Face token is expired."""
-    should_prune: Callable[[int, float], bool] | None = None
-    """Told each epoch's objective; True stops the trial as pruned."""
+    pruner: Pruner | None = None
+    """Told each epoch's objective; it stops the trial as pruned (``hpo.pruning.EpochReports``)."""
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
-    """Records each stage the trial enters (in MLflow, and in Optuna for a study's trial)."""
+    """Records each stage the trial enters (in MLflow, and in Optuna for a study's trial, with its run id for
+    a later resume)."""
     device_override: str | None = None
     """Run on this device instead of the configured ``train.device`` (``resume --device``)."""
 
@@ -123,24 +115,41 @@ def stage_of(error: BaseException) -> Stage:
     return Stage.PRUNED if isinstance(error, TrialPruned) else Stage.FAILED
 
 
+@dataclass(frozen=True)
+class TrialIdentity:
+    """What a trial is: its id, its study and slot (none outside a study), its configuration and data."""
+
+    trial_id: str
+    study_id: str | None
+    spec: TrialSpec | None
+    config: Config
+    dataset: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """Where a trial's MLflow run is and the device it trains on."""
+
+    run_id: str
+    runtime: Runtime
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The decision thresholds calibrated on validation and the validation scores at them."""
+
+    thresholds: dict[str, Any]
+    scores: dict[str, float]
+
+
 def trial_report(
-    *,
-    trial_id: str,
-    study_id: str | None,
-    spec: TrialSpec | None,
-    config: Config,
-    fitted: FitResult,
-    best: Sequence[StoredCheckpoint],
-    dataset: dict[str, str],
-    runtime: dict[str, str],
-    run_id: str,
-    thresholds: dict[str, Any],
-    calibrated: dict[str, float],
+    trial: TrialIdentity, run: TrialRun, fitted: FitResult, best: Sequence[StoredCheckpoint], calibration: Calibration
 ) -> dict[str, Any]:
     """The trial's ``evaluation_report.json`` (validation scores only, never test scores)."""
+    config, spec = trial.config, trial.spec
     return {
-        "trial_id": trial_id,
-        "study_id": study_id,
+        "trial_id": trial.trial_id,
+        "study_id": trial.study_id,
         "trial_number": spec.number if spec else None,
         "optimization_metric": config.train.optimization_metric,
         "best_epoch": fitted.best_epoch,
@@ -153,19 +162,41 @@ def trial_report(
         ],
         "params": spec.params if spec else {},
         "seed": training_seed(config),
-        "dataset": dataset,
-        "runtime": runtime,
-        "mlflow_run_id": run_id,
+        "dataset": trial.dataset,
+        "runtime": run.runtime.describe(),
+        "mlflow_run_id": run.run_id,
         "history": fitted.history,
-        "thresholds": thresholds,
-        "calibrated_validation_metrics": calibrated,
+        "thresholds": calibration.thresholds,
+        "calibrated_validation_metrics": calibration.scores,
     }
 
 
+@dataclass(frozen=True)
+class TrialInputs:
+    """What a trial trains: the model (on its device) and the train and validation datasets."""
+
+    model: CriteriaEvidenceModel
+    train_set: MultiLabelDataset
+    val_set: MultiLabelDataset
+    logged: set[tuple[str, int]]
+    """(metric, step) pairs the run already holds (a resumed run logs none of them again)."""
+
+
+@dataclass(frozen=True)
+class TrialTraining:
+    """How it trains: the loop's hooks, the checkpoint manager (none without checkpoints) and where a
+    continued trial resumes (the training state of its newest valid checkpoint)."""
+
+    hooks: list[TrainingHook]
+    manager: CheckpointManager | None
+    resume_from: dict[str, Any] | None
+
+
 class TrialRunner:
-    """One trial as named steps: set up its directory and MLflow run, then (logging to the trial's JSON
-    file) its data and model, hooks and checkpoints, training, calibration and report; every way it can
-    end is recorded once, through ``context.lifecycle``."""
+    """One trial as named steps: its directory and MLflow run, then (logging to the trial's JSON file) its
+    data and model, hooks and checkpoints, training, calibration and report. Each ``_setup_*`` returns what
+    it builds and ``run`` hands it on; every way the trial can end is recorded once, through
+    ``context.lifecycle``."""
 
     def __init__(
         self,
@@ -178,45 +209,44 @@ class TrialRunner:
         extra_tags: dict[str, str],
     ) -> None:
         self.config, self.corpus, self.context, self.trial_id = config, corpus, context, trial_id
-        self.start, self.run_id, self.extra_tags = start, run_id, extra_tags
+        self.start, self.resumed_run, self.extra_tags = start, run_id, extra_tags
         self.tracker, self.lifecycle = context.tracker, context.lifecycle
         self.stores = trial_stores(config)
         self.files = TrialDir.of(self.stores.root, trial_id)
-        self.trial_dir = self.files.path
-        self.manager: CheckpointManager | None = None
-        self.resume_from: dict[str, Any] | None = None
+        self.identity = TrialIdentity(
+            trial_id, context.study_id, context.spec, config, {"source": corpus.source, "revision": corpus.revision}
+        )
 
     def run(self) -> TrialResult:
         try:
-            self._setup_run()
+            run = self._setup_run()
         except BaseException as e:
             self.lifecycle.enter(stage_of(e))  # before its MLflow run exists
             raise
         try:
             with trial_context(self.trial_id), json_log_file(self.files.events, self.config.logs):
                 try:
-                    self._setup_data()
-                    self._setup_hooks()
-                    fitted, kept = self._train()
-                    result = self._finish(fitted, kept)
+                    inputs = self._setup_data(run)
+                    training = self._setup_training(run, inputs)
+                    fitted, kept = self._train(run, inputs, training)
+                    result = self._finish(run, inputs, training.manager, fitted, kept)
                 except BaseException as e:
                     if not is_sticky_cuda_error(e):
-                        self._end_early(e)
+                        self._end_early(run, e)
                         raise
                     failed = DeviceFailed(e)  # this process's CUDA context is lost: a fresh one continues
-                    self._end_early(failed)
+                    self._end_early(run, failed)
                     raise failed from e
         finally:  # its report and logs, however it ended (another machine may continue it)
             publish(self.stores.bucket, self.stores.root, self.files.path)
         self.lifecycle.enter(Stage.COMPLETED)
-        assert self.run_id is not None
-        self.tracker.end_run(self.run_id)
+        self.tracker.end_run(run.run_id)
         return result
 
-    def _setup_run(self) -> None:
+    def _setup_run(self) -> TrialRun:
         """The device, the trial's directory and config (new trials), and its MLflow run (started or reopened)."""
         config, context = self.config, self.context
-        self.runtime = resolve_runtime(config.train, context.device_override)
+        runtime = resolve_runtime(config.train, context.device_override)
         configure_determinism(config.train.deterministic)
         self.files.logs.mkdir(parents=True, exist_ok=True)
         if not self.start.from_checkpoint:
@@ -231,58 +261,57 @@ class TrialRunner:
                 "trial_number": str(context.spec.number),
                 "trial_progress": f"{context.spec.number + 1}/{context.spec.total}",
             }
-        if self.start.same_run and self.run_id:
-            self.tracker.reopen_run(self.run_id)
+        if self.start.same_run and self.resumed_run:
+            run_id = self.resumed_run
+            self.tracker.reopen_run(run_id)
         else:
-            self.run_id = self.tracker.start_run(self.files.path.name, tags | self.extra_tags, context.parent_run_id)
-        if context.on_run_started:
-            context.on_run_started(self.run_id)
-        self.tracker.set_tags(self.run_id, self.runtime.describe())
-        self.lifecycle.attach(self.tracker, self.run_id)
+            run_id = self.tracker.start_run(self.files.path.name, tags | self.extra_tags, context.parent_run_id)
+        self.tracker.set_tags(run_id, runtime.describe())
+        self.lifecycle.attach(self.tracker, run_id)
         self.lifecycle.enter(Stage.PREPARING)
+        return TrialRun(run_id, runtime)
 
-    def _setup_data(self) -> None:
+    def _setup_data(self, run: TrialRun) -> TrialInputs:
         """Params and dataset input (a new run), the model, the datasets and their truncation loss."""
-        config, tracker, run_id = self.config, self.tracker, self.run_id
-        assert run_id is not None
-        self.logged = tracker.logged_metric_steps(run_id) if self.start.same_run else set()
+        config, tracker, run_id = self.config, self.tracker, run.run_id
+        logged = tracker.logged_metric_steps(run_id) if self.start.same_run else set()
         if not self.start.same_run:
             tracker.log_params(run_id, dataclasses.asdict(config))
             tracker.log_dataset(run_id, dataset_input(self.corpus))
-        self.model, tokenizer = build_model(config, self.corpus, self.runtime)
-        self.train_set, self.val_set = split_datasets(config, self.corpus, tokenizer, "train", "validation")
-        losses = (self.train_set.truncation_loss, self.val_set.truncation_loss)
-        truncation = dict(zip(TRUNCATION_METRICS, losses, strict=True))
-        if not any((k, 0) in self.logged for k in truncation):
+        model, tokenizer = build_model(config, self.corpus, run.runtime)
+        train_set, val_set = split_datasets(config, self.corpus, tokenizer, "train", "validation")
+        truncation = dict(zip(TRUNCATION_METRICS, (train_set.truncation_loss, val_set.truncation_loss), strict=True))
+        if not any((k, 0) in logged for k in truncation):
             tracker.log_metrics(run_id, truncation, step=0)
         fault_point("setup_metrics_logged")
         log.info(
             "trial %s: %d train / %d validation posts (%d / %d %s examples in %d / %d windows), encoder %s on %s in %s",
             self.trial_id,
-            len(self.train_set.posts),
-            len(self.val_set.posts),
-            len(self.train_set),
-            len(self.val_set),
+            len(train_set.posts),
+            len(val_set.posts),
+            len(train_set),
+            len(val_set),
             config.data.input_format,
-            len(self.train_set.examples),
-            len(self.val_set.examples),
+            len(train_set.examples),
+            len(val_set.examples),
             config.model.encoder,
-            self.runtime.name,
-            self.runtime.precision,
+            run.runtime.name,
+            run.runtime.precision,
         )
+        return TrialInputs(model, train_set, val_set, logged)
 
-    def _setup_hooks(self) -> None:
+    def _setup_training(self, run: TrialRun, inputs: TrialInputs) -> TrialTraining:
         """Metrics and pruning hooks; with checkpoints on, the manager, its hook and the resume point."""
-        config, context, model = self.config, self.context, self.model
-        assert self.run_id is not None
-        metrics_hook = MetricsLoggingHook(self.tracker, self.run_id, config.train.optimization_metric, self.logged)
-        self.hooks: list[TrainingHook] = [metrics_hook]
-        if context.should_prune:
-            self.hooks.append(PruningHook(context.should_prune))
+        config, context, model = self.config, self.context, inputs.model
+        hooks: list[TrainingHook] = [
+            MetricsLoggingHook(self.tracker, run.run_id, config.train.optimization_metric, inputs.logged)
+        ]
+        if context.pruner:
+            hooks.append(PruningHook(context.pruner))
         if not config.train.save_checkpoints:
-            return
+            return TrialTraining(hooks, None, None)
         study = context.study_checkpoints
-        self.manager = CheckpointManager(
+        manager = CheckpointManager(
             self.stores.store(self.files),
             study.policy() if study else policy_from_config(config.retention_policy),
             experiments_root(config),
@@ -293,44 +322,45 @@ class TrialRunner:
             int(config.remote.cache_max_mb * MB),
             config.remote.flush_timeout_s,
         )
-        self.manager.start(model)
+        manager.start(model)
         meta = {
             "architecture": model.architecture_signature(),
             "head_config": dataclasses.asdict(config.model),
             "trial_id": self.trial_id,
-            "runtime": self.runtime.describe(),
+            "runtime": run.runtime.describe(),
         }
-        gate = context.token_gate
-        before_save = (lambda epoch: gate.wait_until_valid(f"the epoch {epoch} checkpoint")) if gate else None
         final_weights_only = config.retention_policy.release_finished_trials
-        self.hooks.append(
-            CheckpointHook(self.manager, config.train, meta, training_seed(config), before_save, final_weights_only)
+        hooks.append(
+            CheckpointHook(manager, config.train, meta, training_seed(config), context.token_gate, final_weights_only)
         )
-        if self.start.from_checkpoint:
-            stored = newest_resumable_first(self.manager.store.list())
-            loaded = load_first_valid(stored, model, model.architecture_signature())
-            self.resume_from = load_training_state(loaded)
-            log.info("trial %s resumes after epoch %d from %s", self.trial_id, loaded.epoch, loaded.path)
-            _warn_if_other_runtime(loaded.manifest.get("runtime"), self.runtime)
+        if not self.start.from_checkpoint:
+            return TrialTraining(hooks, manager, None)
+        loaded = load_first_valid(newest_resumable_first(manager.store.list()), model, model.architecture_signature())
+        log.info("trial %s resumes after epoch %d from %s", self.trial_id, loaded.epoch, loaded.path)
+        _warn_if_other_runtime(loaded.manifest.get("runtime"), run.runtime)
+        return TrialTraining(hooks, manager, load_training_state(loaded))
 
-    def _train(self) -> tuple[FitResult, list[StoredCheckpoint]]:
+    def _train(
+        self, run: TrialRun, inputs: TrialInputs, training: TrialTraining
+    ) -> tuple[FitResult, list[StoredCheckpoint]]:
         """The epochs, then the checkpoints the trial keeps (the write in flight is committed whatever happens)."""
-        config, manager = self.config, self.manager
-        assert self.run_id is not None
+        config, manager = self.config, training.manager
         try:
             self.lifecycle.enter(Stage.RUNNING)
-            with system_metrics(config, self.run_id), reported_nondeterminism(f"trial {self.trial_id}"):
+            with system_metrics(config, run.run_id), reported_nondeterminism(f"trial {self.trial_id}"):
                 fitted = fit(
-                    self.model,
-                    self.train_set,
-                    self.val_set,
+                    inputs.model,
+                    inputs.train_set,
+                    inputs.val_set,
                     config.train,
                     training_seed(config),
-                    self.hooks,
-                    self.context.progress,
-                    self.resume_from,
-                    runtime=self.runtime,
-                    evidence_level=config.evaluation.evidence_metric,
+                    run.runtime,
+                    FitOptions(
+                        hooks=training.hooks,
+                        progress=self.context.progress,
+                        resume_from=training.resume_from,
+                        evidence_level=config.evaluation.evidence_metric,
+                    ),
                 )
             self.lifecycle.enter(Stage.FINISHING)
             kept = manager.finish(config.retention_policy.release_finished_trials) if manager else []
@@ -339,58 +369,54 @@ class TrialRunner:
                 manager.close()  # a trial stopped for another reason still commits the write in flight
         return fitted, kept
 
-    def _finish(self, fitted: FitResult, kept: list[StoredCheckpoint]) -> TrialResult:
+    def _finish(
+        self,
+        run: TrialRun,
+        inputs: TrialInputs,
+        manager: CheckpointManager | None,
+        fitted: FitResult,
+        kept: list[StoredCheckpoint],
+    ) -> TrialResult:
         """Thresholds calibrated on validation with the best checkpoint, the report, checkpoint byte counts."""
-        config, tracker, model, level = self.config, self.tracker, self.model, self.config.evaluation.evidence_metric
-        assert self.run_id is not None
+        config, tracker, model = self.config, self.tracker, inputs.model
+        level = config.evaluation.evidence_metric
         best = [c for c in kept if float(c.manifest["objective"]) == fitted.best_value]
         if best:  # calibrate the model the study would evaluate: the best checkpoint, not the last epoch
             load_first_valid(best, model, model.architecture_signature())
-        val_predictions = predict(model, self.val_set, config.train, self.runtime)
-        thresholds = calibrate(val_predictions, self.val_set, level)
-        calibrated = score_calibrated(val_predictions, self.val_set, "val", thresholds, level)
+        val_predictions = predict(model, inputs.val_set, config.train, run.runtime)
+        thresholds = calibrate(val_predictions, inputs.val_set, level)
+        calibration = Calibration(
+            thresholds, score_calibrated(val_predictions, inputs.val_set, "val", thresholds, level)
+        )
         log.info(
             "trial %s: thresholds calibrated on validation; %s %.4f at 0.5 -> %.4f",
             self.trial_id,
             "val_criteria_macro_f1",
             fitted.history[fitted.best_epoch - 1]["val_criteria_macro_f1"],
-            calibrated["val_criteria_macro_f1"],
+            calibration.scores["val_criteria_macro_f1"],
         )
-        report = trial_report(
-            trial_id=self.trial_id,
-            study_id=self.context.study_id,
-            spec=self.context.spec,
-            config=config,
-            fitted=fitted,
-            best=best,
-            dataset={"source": self.corpus.source, "revision": self.corpus.revision},
-            runtime=self.runtime.describe(),
-            run_id=self.run_id,
-            thresholds=thresholds,
-            calibrated=calibrated,
-        )
+        report = trial_report(self.identity, run, fitted, best, calibration)
         path = write_report(self.files.report_path, report, "trial_report")
-        tracker.log_artifact(self.run_id, path)
-        tracker.set_tags(self.run_id, {"best_epoch": str(fitted.best_epoch)})
-        if self.manager:
-            written_kept = (self.manager.bytes_written, sum(c.size_bytes for c in kept))
+        tracker.log_artifact(run.run_id, path)
+        tracker.set_tags(run.run_id, {"best_epoch": str(fitted.best_epoch)})
+        if manager:
+            written_kept = (manager.bytes_written, sum(c.size_bytes for c in kept))
             tracker.log_metrics(
-                self.run_id, dict(zip(CHECKPOINT_METRICS, written_kept, strict=True)), step=config.train.epochs
+                run.run_id, dict(zip(CHECKPOINT_METRICS, written_kept, strict=True)), step=config.train.epochs
             )
-        return TrialResult(self.trial_id, self.trial_dir, self.run_id, fitted.best_value, path)
+        return TrialResult(self.trial_id, self.files.path, run.run_id, fitted.best_value, path)
 
-    def _end_early(self, error: BaseException) -> None:
+    def _end_early(self, run: TrialRun, error: BaseException) -> None:
         """Interrupted (resumable, its run reopens later), pruned or failed: logged and recorded once."""
-        assert self.run_id is not None
         stage = stage_of(error)
         if stage is Stage.INTERRUPTED:
             log.warning("trial %s interrupted (%s); it resumes from its newest checkpoint", self.trial_id, error)
             self.lifecycle.enter(stage)
-            self.tracker.end_run(self.run_id, "KILLED")  # `resume` reopens this run and continues in it
+            self.tracker.end_run(run.run_id, "KILLED")  # `resume` reopens this run and continues in it
         elif stage is Stage.PRUNED:
             log.info("trial %s %s", self.trial_id, error)
             self.lifecycle.enter(stage, pruned_reason=str(error))
-            self.tracker.end_run(self.run_id, "KILLED")
+            self.tracker.end_run(run.run_id, "KILLED")
         else:
             reason = failure_reason(error)
             log.error(
@@ -401,7 +427,7 @@ class TrialRunner:
                 extra={TRACEBACK: traceback_text(error), **(FILES_ONLY if isinstance(error, DiskSpaceError) else {})},
             )
             self.lifecycle.enter(stage, fail_reason=reason)
-            self.tracker.end_run(self.run_id, "FAILED" if isinstance(error, Exception) else "KILLED")
+            self.tracker.end_run(run.run_id, "FAILED" if isinstance(error, Exception) else "KILLED")
 
 
 def _warn_if_other_runtime(saved: dict[str, str] | None, runtime: Runtime) -> None:

@@ -37,7 +37,7 @@ from redsm5_hpo.tracking.auth import TokenProvider
 from redsm5_hpo.tracking.base import flatten_params
 from redsm5_hpo.tracking.delivery import RUN_IDS_FILE, Connection, Delivery, RunIdMap
 from redsm5_hpo.tracking.guidance import OperatorGuidance
-from redsm5_hpo.tracking.journal import METRIC_KINDS, Journal, expand_metrics
+from redsm5_hpo.tracking.journal import METRIC_KINDS, Journal, Kind, expand_metrics
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
 from redsm5_hpo.tracking.records import (
     LOCAL_PREFIX,
@@ -97,36 +97,36 @@ class JournalingTracker:
         local = f"{LOCAL_PREFIX}{uuid.uuid4().hex}"
         masked = {k: mask_secrets(str(v)) for k, v in tags.items()}
         self.sender.append(
-            [{"kind": "create_run", "run_id": local, "name": name, "tags": masked, "parent": parent_run_id}]
+            [{"kind": Kind.CREATE_RUN, "run_id": local, "name": name, "tags": masked, "parent": parent_run_id}]
         )
         log.warning("%s is unreachable: run %s gets the local id %s until it is back", self.describe, name, local)
         return local
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         flat = {k: mask_secrets(v) for k, v in flatten_params(params).items()}  # the journal holds no secret
-        self.sender.append([{"kind": "params", "run_id": run_id, "params": flat}])
+        self.sender.append([{"kind": Kind.PARAMS, "run_id": run_id, "params": flat}])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """One journal line for the whole call: the loop's cost is one small encode and one ``write()``."""
         values = {k: float(v) for k, v in metrics.items()}
         now = int(time.time() * 1000)
-        self.sender.append([{"kind": "metrics", "run_id": run_id, "step": step, "timestamp": now, "values": values}])
+        self.sender.append([{"kind": Kind.METRICS, "run_id": run_id, "step": step, "timestamp": now, "values": values}])
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         masked = {k: mask_secrets(str(v)) for k, v in tags.items()}
-        self.sender.append([{"kind": "tags", "run_id": run_id, "tags": masked}])
+        self.sender.append([{"kind": Kind.TAGS, "run_id": run_id, "tags": masked}])
 
     def log_artifact(self, run_id: str, path: Path) -> None:
-        self.sender.append([{"kind": "artifact", "run_id": run_id, "path": str(Path(path).resolve())}])
+        self.sender.append([{"kind": Kind.ARTIFACT, "run_id": run_id, "path": str(Path(path).resolve())}])
 
     def log_dataset(self, run_id: str, dataset: Mapping[str, Any]) -> None:
-        self.sender.append([{"kind": "dataset", "run_id": run_id, "dataset": dict(dataset)}])
+        self.sender.append([{"kind": Kind.DATASET, "run_id": run_id, "dataset": dict(dataset)}])
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self.sender.append([{"kind": "status", "run_id": run_id, "status": status}])
+        self.sender.append([{"kind": Kind.STATUS, "run_id": run_id, "status": status}])
 
     def reopen_run(self, run_id: str) -> None:
-        self.sender.append([{"kind": "status", "run_id": run_id, "status": "RUNNING"}])
+        self.sender.append([{"kind": Kind.STATUS, "run_id": run_id, "status": "RUNNING"}])
 
     # -- reads: one request to the tracker each ----------------------------------------------------
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from redsm5_hpo.atomic_files import write_json_atomic
 from redsm5_hpo.tracking.auth import TokenProvider
-from redsm5_hpo.tracking.journal import METRIC_KINDS, Entry, expand_metrics
+from redsm5_hpo.tracking.journal import Entry, Kind, expand_metrics
 from redsm5_hpo.tracking.mlflow_tracker import MLflowTracker
 from redsm5_hpo.tracking.records import LOCAL_PREFIX, Rejected, metric_key, unseen_metrics
 
@@ -94,8 +94,11 @@ class Delivery:
         """Raises what the tracker raised; ``Rejected`` for a record that can never be delivered."""
         tracker = self.connection.get()
         first = entries[0]
-        kind = first["kind"]
-        if kind == "create_run":
+        try:
+            kind = Kind(first["kind"])
+        except ValueError:
+            raise Rejected(f"unknown record kind {first['kind']!r}") from None
+        if kind is Kind.CREATE_RUN:
             parent = self.run_ids.resolve(first["parent"]) if first.get("parent") else None
             real = tracker.start_run(first["name"], first["tags"], parent)
             self.run_ids.record(first["run_id"], real)
@@ -104,26 +107,18 @@ class Delivery:
         run_id = self.run_ids.resolve(first["run_id"])
         if run_id.startswith(LOCAL_PREFIX):
             raise Rejected(f"run {first['run_id']} was never created in the tracker")
-        if kind in METRIC_KINDS:
-            self._deliver_metrics(tracker, run_id, [m for e in entries for m in expand_metrics(e)])
-        elif kind == "params":
-            tracker.log_params(run_id, first["params"])
-        elif kind == "tags":
-            tracker.set_tags(run_id, first["tags"])
-        elif kind == "artifact":
-            if not Path(first["path"]).is_file():
-                raise Rejected(f"artifact {first['path']} no longer exists")
-            tracker.log_artifact(run_id, Path(first["path"]))
-        elif kind == "dataset":
-            tracker.log_dataset(run_id, first["dataset"])
-        elif kind == "status":
-            if first["status"] == "RUNNING":
-                tracker.reopen_run(run_id)
-            else:
-                tracker.end_run(run_id, first["status"])
-                self.forget_held(run_id)  # a run that is reopened later is read again then
+        DELIVER[kind](self, tracker, run_id, entries)
+
+    def deliver_metrics(self, tracker: MLflowTracker, run_id: str, entries: list[Entry]) -> None:
+        self._deliver_metrics(tracker, run_id, [m for e in entries for m in expand_metrics(e)])
+
+    def deliver_status(self, tracker: MLflowTracker, run_id: str, entries: list[Entry]) -> None:
+        status = entries[0]["status"]
+        if status == "RUNNING":
+            tracker.reopen_run(run_id)
         else:
-            raise Rejected(f"unknown record kind {kind!r}")
+            tracker.end_run(run_id, status)
+            self.forget_held(run_id)  # a run that is reopened later is read again then
 
     def _deliver_metrics(self, tracker: MLflowTracker, run_id: str, entries: list[Entry]) -> None:
         held = self._held_keys(tracker, run_id)
@@ -148,3 +143,30 @@ class Delivery:
             with self._lock:
                 self._held[run_id] = held
         return held
+
+
+Deliver = Callable[["Delivery", MLflowTracker, str, list[Entry]], None]
+
+
+def _artifact(tracker: MLflowTracker, run_id: str, entry: Entry) -> None:
+    if not Path(entry["path"]).is_file():
+        raise Rejected(f"artifact {entry['path']} no longer exists")
+    tracker.log_artifact(run_id, Path(entry["path"]))
+
+
+def _one(send: Callable[[MLflowTracker, str, Entry], None]) -> Deliver:
+    """A kind whose batch is one record (only metric records are sent several at a time)."""
+    return lambda delivery, tracker, run_id, entries: send(tracker, run_id, entries[0])
+
+
+DELIVER: dict[Kind, Deliver] = {
+    Kind.METRICS: lambda delivery, tracker, run_id, entries: delivery.deliver_metrics(tracker, run_id, entries),
+    Kind.METRIC: lambda delivery, tracker, run_id, entries: delivery.deliver_metrics(tracker, run_id, entries),
+    Kind.PARAMS: _one(lambda tracker, run_id, entry: tracker.log_params(run_id, entry["params"])),
+    Kind.TAGS: _one(lambda tracker, run_id, entry: tracker.set_tags(run_id, entry["tags"])),
+    Kind.ARTIFACT: _one(_artifact),
+    Kind.DATASET: _one(lambda tracker, run_id, entry: tracker.log_dataset(run_id, entry["dataset"])),
+    Kind.STATUS: lambda delivery, tracker, run_id, entries: delivery.deliver_status(tracker, run_id, entries),
+}
+"""How each kind of journal record reaches the tracker (``create_run`` maps a local run id first, in
+``Delivery.deliver``)."""

@@ -19,6 +19,7 @@ metric, step): the tracker gets one record per key, see ``records.metric_key``),
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import json
 import logging
@@ -66,19 +67,35 @@ _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode
 """One C-accelerated encoder for every line (ASCII only: characters are bytes)."""
 
 
+class Kind(enum.StrEnum):
+    """What a journal line records: the ``kind`` of every line, one operation on the tracker each (their
+    delivery: ``delivery.DELIVER``)."""
+
+    CREATE_RUN = "create_run"
+    PARAMS = "params"
+    METRICS = "metrics"
+    """One log call's metrics at one step."""
+    METRIC = "metric"
+    """One metric (lines of earlier versions, and ``expand_metrics``'s records)."""
+    TAGS = "tags"
+    ARTIFACT = "artifact"
+    DATASET = "dataset"
+    STATUS = "status"
+
+
+METRIC_KINDS = frozenset({Kind.METRICS, Kind.METRIC})
+
+
 def expand_metrics(entry: Entry) -> list[Entry]:
     """The single-metric records ``{run_id, metric, step, value, timestamp}`` of a metric line: a
     ``metrics`` line (one per log call) holds several, a ``metric`` line (earlier versions) one."""
-    if entry["kind"] == "metric":
+    if entry["kind"] == Kind.METRIC:
         return [entry]
     run_id, step, timestamp = entry["run_id"], entry["step"], entry["timestamp"]
     return [
-        {"kind": "metric", "run_id": run_id, "metric": k, "step": step, "value": v, "timestamp": timestamp}
+        {"kind": Kind.METRIC, "run_id": run_id, "metric": k, "step": step, "value": v, "timestamp": timestamp}
         for k, v in entry["values"].items()
     ]
-
-
-METRIC_KINDS = ("metrics", "metric")
 
 
 class Journal:

@@ -8,7 +8,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redsm5_hpo.tracking.journal import METRIC_KINDS, Entry, Pending
+from redsm5_hpo.tracking.journal import METRIC_KINDS, Entry, Kind, Pending
 
 LOCAL_PREFIX = "local-"
 """Run ids minted while the tracker is unreachable; the real run is created when it is back."""
@@ -94,5 +94,5 @@ def take_batch(queue: Iterable[Pending], limit: int = MAX_METRICS_PER_BATCH) -> 
         batch.append(item)
         if not is_metric:
             break
-        count += len(entry["values"]) if entry["kind"] == "metrics" else 1
+        count += len(entry["values"]) if entry["kind"] == Kind.METRICS else 1
     return batch

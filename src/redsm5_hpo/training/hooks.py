@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from redsm5_hpo.checkpoints.manager import CheckpointManager
 from redsm5_hpo.config.schema import TrainConfig
 from redsm5_hpo.evaluation.metrics import metric_direction
 from redsm5_hpo.faults import fault_point
+from redsm5_hpo.hub_token import TokenGate
 from redsm5_hpo.tracking.base import TrackerWriter
 from redsm5_hpo.training.loop import EpochResult, LoopState, resume_state
 
@@ -64,12 +64,12 @@ class CheckpointHook:
         cfg: TrainConfig,
         meta: dict[str, Any],
         seed: int,
-        before_save: Callable[[int], None] | None = None,
+        token_gate: TokenGate | None = None,
         final_weights_only: bool = False,
     ):
         self.manager = manager
-        self.before_save = before_save
-        """Called with the epoch before each save (the Hugging Face token gate pauses here)."""
+        self.token_gate = token_gate
+        """Before each save it waits while the Hugging Face token is expired."""
         self.cfg = cfg
         self.meta = meta
         """Static manifest fields: architecture signature, head configuration, trial id, runtime."""
@@ -86,8 +86,8 @@ class CheckpointHook:
         weights_only = last and self.final_weights_only
         if weights_only and not result.is_best:
             return
-        if self.before_save:
-            self.before_save(result.epoch)
+        if self.token_gate:
+            self.token_gate.wait_until_valid(f"the epoch {result.epoch} checkpoint")
         training_state = None
         if not weights_only:
             training_state = {**resume_state(state), "data_order": {"seed": self.seed, "next_epoch": result.epoch + 1}}
@@ -111,14 +111,20 @@ class TrialPruned(Exception):
         self.value = value
 
 
-class PruningHook:
-    """Reports each epoch's objective to the pruner (``should_prune(epoch, value)``) and stops the trial
-    when it says so. Runs after metric logging, before the checkpoint: a pruned epoch's metrics are kept,
-    no checkpoint is written for it."""
+class Pruner(Protocol):
+    """Whatever decides to stop a trial early (the study's ``hpo.pruning.EpochReports``)."""
 
-    def __init__(self, should_prune: Callable[[int, float], bool]):
-        self.should_prune = should_prune
+    def should_prune(self, epoch: int, value: float) -> bool: ...
+
+
+class PruningHook:
+    """Reports each epoch's objective to the ``pruner`` and stops the trial when it says so. Runs after
+    metric logging, before the checkpoint: a pruned epoch's metrics are kept, no checkpoint is written for
+    it."""
+
+    def __init__(self, pruner: Pruner):
+        self.pruner = pruner
 
     def on_epoch_end(self, state: LoopState, result: EpochResult) -> None:
-        if self.should_prune(result.epoch, result.objective):
+        if self.pruner.should_prune(result.epoch, result.objective):
             raise TrialPruned(result.epoch, result.objective)

@@ -108,24 +108,33 @@ class FitResult:
     best_value: float
 
 
+@dataclass(frozen=True)
+class FitOptions:
+    """How ``fit`` runs, beside what it trains."""
+
+    hooks: Sequence[TrainingHook] = ()
+    """Told each epoch's result (and each step's, those with ``on_step_end``), in order."""
+    progress: bool = True
+    """Progress bars for epochs and batches (on a terminal only)."""
+    resume_from: dict[str, Any] | None = None
+    """A checkpoint's training state (the model already holds its weights): the run continues after that
+    epoch exactly as an uninterrupted run would on the same device."""
+    evidence_level: str = "char"
+    """The level of ``val_evidence_f1`` (``evaluation.evidence_metric``)."""
+
+
 def fit(
     model: CriteriaEvidenceModel,
     train_set: MultiLabelDataset,
     val_set: MultiLabelDataset,
     cfg: TrainConfig,
     seed: int,
-    hooks: Sequence[TrainingHook] = (),
-    progress: bool = True,
-    resume_from: dict[str, Any] | None = None,
-    *,
     runtime: Runtime,
-    evidence_level: str = "char",
+    options: FitOptions = FitOptions(),
 ) -> FitResult:
     """Train for ``cfg.epochs`` epochs on ``runtime``'s device (the model is already there), validating
-    after each one (``evidence_level`` is the level of ``val_evidence_f1``); the best epoch is the best in
-    the objective's direction (``metric_direction``). ``resume_from`` is a checkpoint's training state (the
-    model already holds its weights): the run continues after that epoch exactly as an uninterrupted run
-    would on the same device."""
+    after each one; the best epoch is the best in the objective's direction (``metric_direction``)."""
+    hooks, progress, resume_from = options.hooks, options.progress, options.resume_from
     loader = train_loader(train_set, cfg, seed, runtime)
     sampler = cast(EpochBatchSampler, loader.batch_sampler)
     batches = {e: min(sampler.count(e), cfg.max_steps_per_epoch or sampler.count(e)) for e in range(1, cfg.epochs + 1)}
@@ -155,7 +164,7 @@ def fit(
         lrs = state.scheduler.get_last_lr()
         metrics = {"train_loss": loss, "train_padding_share": padding}
         metrics |= {"lr_encoder": float(lrs[0]), "lr_head": float(lrs[-1])}
-        metrics |= score(predict(model, val_set, cfg, runtime), val_set, "val", evidence_level=evidence_level)
+        metrics |= score(predict(model, val_set, cfg, runtime), val_set, "val", evidence_level=options.evidence_level)
         objective = metrics[cfg.optimization_metric]
         is_best = oriented(objective, direction) >= oriented(state.best_value, direction)
         if oriented(objective, direction) > oriented(state.best_value, direction):
@@ -192,7 +201,7 @@ def train_loader(dataset: MultiLabelDataset, cfg: TrainConfig, seed: int, runtim
 
 
 def resume_state(state: LoopState) -> dict[str, Any]:
-    """Everything ``fit(resume_from=...)`` needs, as tensors and plain values (``weights_only``-loadable).
+    """Everything ``FitOptions.resume_from`` needs, as tensors and plain values (``weights_only``-loadable).
     The tensors are the live ones: ``checkpoints.snapshot`` copies them before training goes on."""
     return {
         "optimizer": state.optimizer.state_dict(),

@@ -96,3 +96,57 @@ def test_ui_on_a_busy_port_says_so_at_once_and_starts_nothing(tmp_path) -> None:
     (line,) = ended.stderr.splitlines()
     assert line.startswith(f"error: port {port} on 127.0.0.1 is in use") and "adding `--dashboard-port " in line
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["study_x"]
+
+
+def test_each_shared_option_is_declared_once_and_parsed_alike_by_every_command_that_lists_it() -> None:
+    from redsm5_hpo.cli.main import COMMANDS, DEVICE, STUDY, build_parser
+
+    parser = build_parser()
+    required = {
+        "rollback": ["--trial", "t", "--epoch", "1"],
+        "predict": ["posts.csv", "--output", "o.csv"],
+        "export": ["--output", "out"],
+        "worker": ["--study-dir", "d"],
+    }
+    with_study = [name for name, command in COMMANDS.items() if STUDY in command.options]
+    with_device = [name for name, command in COMMANDS.items() if DEVICE in command.options]
+    assert set(with_study) == {
+        "resume",
+        "rollback",
+        "evaluate",
+        "report",
+        "verify",
+        "predict",
+        "export",
+        "status",
+        "ui",
+    }
+    assert set(with_device) == {"resume", "evaluate", "predict", "worker"}
+    for name in with_study:
+        args, extra = parser.parse_known_args([name, *required.get(name, []), "--study", "abc", "seed=3"])
+        assert (args.study, [*args.overrides, *extra]) == ("abc", ["seed=3"])
+    for name in with_device:
+        assert parser.parse_args([name, *required.get(name, []), "--device", "cpu"]).device == "cpu"
+    helps = {
+        action.help
+        for sub in parser._subparsers._group_actions[0].choices.values()  # type: ignore[union-attr]
+        for action in sub._actions
+        if "--study" in action.option_strings
+    }
+    assert helps == {STUDY.settings["help"]}
+
+
+def test_only_the_worker_reads_a_saved_configuration_and_only_model_commands_set_cuda_up() -> None:
+    from redsm5_hpo.cli.main import COMMANDS
+
+    assert [name for name, c in COMMANDS.items() if not c.reads_configs] == ["worker"]
+    assert {name for name, c in COMMANDS.items() if c.stoppable} == {"tune", "train", "resume", "worker"}
+    assert {name for name, c in COMMANDS.items() if c.runs_model} == {
+        "tune",
+        "train",
+        "resume",
+        "evaluate",
+        "predict",
+        "export",
+        "worker",
+    }

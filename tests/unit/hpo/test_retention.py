@@ -10,7 +10,7 @@ from redsm5_hpo.checkpoints.store import CheckpointStore, TrialStores
 from redsm5_hpo.config.schema import RetentionConfig
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.retention import StudyCheckpoints, TrialSummary, select_release
-from redsm5_hpo.hpo.study import best_trial, logical_position
+from redsm5_hpo.hpo.trials import best_trial, logical_position
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from redsm5_hpo.config import load_config
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.data.formats import make_dataset
 from redsm5_hpo.hpo.space import suggest
-from redsm5_hpo.pipeline.parts import build_model
+from redsm5_hpo.pipeline.builders import build_model
 from tests.conftest import CONFIG_DIR
 
 

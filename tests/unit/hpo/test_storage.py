@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 from redsm5_hpo.config.loading import load_config
+from redsm5_hpo.hpo.slots import claim_slot, enqueue_slots
 from redsm5_hpo.hpo.storage import (
     ask,
     default_storage,
@@ -17,8 +18,8 @@ from redsm5_hpo.hpo.storage import (
     open_storage,
     unnamed_shared_study,
 )
-from redsm5_hpo.hpo.study import claim_slot, create_study, enqueue_slots
-from redsm5_hpo.pipeline.workers import threads_per_worker, worker_device
+from redsm5_hpo.hpo.study import create_study
+from redsm5_hpo.pipeline.worker_pool import threads_per_worker, worker_device
 from tests.conftest import CONFIG_DIR
 
 

@@ -22,7 +22,7 @@ from redsm5_hpo.config.schema import (
 from redsm5_hpo.data.formats import Windowing, make_dataset
 from redsm5_hpo.devices import Runtime
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.models.losses import CriteriaLoss
+from redsm5_hpo.models.losses import CriteriaLoss, LossSettings
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.adversarial import FGM
 from tests.helpers.batches import posts_with_first_sentence_as_evidence
@@ -60,7 +60,7 @@ def test_every_choice_trains_under_autocast(tiny, precision: str, choice: dict[s
     torch.manual_seed(0)
     cfg = ModelConfig(encoder="tiny-random", head_hidden=8, evidence_hidden=8, max_span_tokens=12, **options)
     encoder = load_encoder("tiny-random", seed=0).model  # a fresh copy: the FGM step writes its embeddings
-    model = CriteriaEvidenceModel(encoder, cfg, CriteriaLoss(str(loss_kind)), pairs=bool(pair)).train()
+    model = CriteriaEvidenceModel(encoder, cfg, CriteriaLoss(LossSettings(str(loss_kind))), pairs=bool(pair)).train()
     posts = posts_with_first_sentence_as_evidence(TEXTS)
     max_length = 64 if pair else 24  # a pair's window holds the criterion's description too
     dataset = make_dataset(posts, tiny.tokenizer, max_length, "pair" if pair else "multilabel", Windowing(stride=8))

@@ -13,7 +13,7 @@ from redsm5_hpo.config.validation import validate
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.models.activations import ACTIVATIONS as ACTIVATION_CLASSES
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.models.losses import CriteriaLoss, bce, focal, positive_weights, smooth
+from redsm5_hpo.models.losses import CriteriaLoss, LossSettings, bce, focal, positive_weights, smooth
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.adversarial import FGM
 from redsm5_hpo.training.optim import build_optimizer, layer_scale
@@ -22,8 +22,8 @@ from tests.helpers.batches import tokenized
 LN2 = math.log(2)
 
 
-def one(kind: str, logit: float, target: float, **kwargs) -> float:
-    loss = CriteriaLoss(kind, n_labels=1, **kwargs)
+def one(kind: str, logit: float, target: float, pos_weight: torch.Tensor | None = None, **settings) -> float:
+    loss = CriteriaLoss(LossSettings(kind, **settings), pos_weight, n_labels=1)
     return loss(torch.tensor([[logit]]), torch.tensor([[target]])).item()
 
 
@@ -47,7 +47,7 @@ def test_hand_computed_values() -> None:
 
 @pytest.mark.parametrize("kind", CRITERIA_LOSSES)
 def test_extreme_logits_give_finite_losses_and_gradients(kind: str) -> None:
-    loss = CriteriaLoss(kind, pos_weight=torch.full((4,), 5.0), label_smoothing=0.1, n_labels=4)
+    loss = CriteriaLoss(LossSettings(kind, label_smoothing=0.1), torch.full((4,), 5.0), n_labels=4)
     logits = torch.tensor([[1e4, -1e4, 1e4, -1e4], [80.0, -80.0, 0.0, 1e-8]], requires_grad=True)
     targets = torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 1.0]])
     value = loss(logits, targets)
@@ -59,7 +59,7 @@ def test_extreme_logits_give_finite_losses_and_gradients(kind: str) -> None:
 
 
 def test_adaptive_focal_learns_one_gamma_per_criterion_anchored_at_the_configured_one() -> None:
-    loss = CriteriaLoss("adaptive_focal", gamma=2.0, gamma_penalty=0.5, n_labels=3)
+    loss = CriteriaLoss(LossSettings("adaptive_focal", gamma=2.0, gamma_penalty=0.5), n_labels=3)
     assert loss.learned_gamma.tolist() == pytest.approx([2.0, 2.0, 2.0])
     logits = torch.tensor([[-3.0, 0.0, 3.0]])
     targets = torch.tensor([[1.0, 1.0, 1.0]])

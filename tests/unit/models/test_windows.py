@@ -22,8 +22,8 @@ from redsm5_hpo.evaluation.predict import predict, predicted_evidence_chars
 from redsm5_hpo.labels import CRITERION_DESCRIPTIONS, SYMPTOMS
 from redsm5_hpo.models.encoder import load_encoder
 from redsm5_hpo.models.windows import WindowPooling
-from redsm5_hpo.pipeline.parts import build_model
-from redsm5_hpo.training.loop import LoopState, fit
+from redsm5_hpo.pipeline.builders import build_model
+from redsm5_hpo.training.loop import FitOptions, LoopState, fit
 from tests.conftest import CONFIG_DIR
 
 CPU = resolve_runtime(TrainConfig(device="cpu", precision="fp32"))
@@ -181,7 +181,7 @@ def test_fit_on_windows_steps_once_per_capped_batch(tokenizer) -> None:
         def on_epoch_end(self, state: LoopState, result: object) -> None:
             pass
 
-    result = fit(model, train_set, val_set, config.train, config.seed, [Steps()], progress=False, runtime=CPU)
+    result = fit(model, train_set, val_set, config.train, config.seed, CPU, FitOptions(hooks=[Steps()], progress=False))
     sampler = EpochBatchSampler(train_set.lengths, 4, config.seed, windows=train_set.window_counts)
     assert train_set.window_counts[0] > 4
     assert len(steps) == sampler.count(1) + sampler.count(2)

@@ -10,12 +10,13 @@ import pytest
 
 from redsm5_hpo.checkpoints.store import StoredCheckpoint
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.evaluation.reports import validate_report
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.study import TrialSpec
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
-from redsm5_hpo.pipeline.trial import stage_of, trial_report
+from redsm5_hpo.pipeline.trial import Calibration, TrialIdentity, TrialRun, stage_of, trial_report
 from redsm5_hpo.training.hooks import TrialPruned
 from redsm5_hpo.training.loop import FitResult
 
@@ -23,19 +24,10 @@ from redsm5_hpo.training.loop import FitResult
 def _report(best_epochs: list[int], spec: TrialSpec | None) -> dict:
     history = [{"val_criteria_macro_f1": 0.1 * epoch, "val_loss": 1.0 / epoch} for epoch in (1, 2, 3)]
     best = [StoredCheckpoint(Path(f"/x/checkpoints/epoch_{e:04d}"), {"epoch": e}) for e in best_epochs]
-    return trial_report(
-        trial_id="t1",
-        study_id="s1" if spec else None,
-        spec=spec,
-        config=Config(),
-        fitted=FitResult(history=history, best_epoch=3, best_value=0.3),
-        best=best,
-        dataset={"source": "sample", "revision": "r1"},
-        runtime={"device": "cpu", "device_name": "cpu", "precision": "fp32"},
-        run_id="run1",
-        thresholds={"criteria": {"ANHEDONIA": 0.3}, "evidence": 0.5},
-        calibrated={"val_criteria_macro_f1": 0.4},
-    )
+    trial = TrialIdentity("t1", "s1" if spec else None, spec, Config(), {"source": "sample", "revision": "r1"})
+    run = TrialRun("run1", resolve_runtime(Config().train, "cpu"))
+    calibration = Calibration({"criteria": {"ANHEDONIA": 0.3}, "evidence": 0.5}, {"val_criteria_macro_f1": 0.4})
+    return trial_report(trial, run, FitResult(history=history, best_epoch=3, best_value=0.3), best, calibration)
 
 
 def test_the_trial_report_names_the_best_checkpoints_with_their_own_epochs_scores() -> None:
@@ -82,3 +74,5 @@ def test_the_lifecycle_observer_writes_each_stage_to_optuna_and_to_the_run_once_
         lifecycle.enter(Stage.FAILED, fail_reason="ValueError: x")
     assert study.trials[0].user_attrs[attrs.LIFECYCLE] == ("failed" if with_run else "queued")
     assert tracker.tags == ([("run1", {"lifecycle": "failed", "fail_reason": "ValueError: x"})] if with_run else [])
+    # the run's id is on the Optuna trial as soon as the run exists: a resume continues in that run
+    assert study.trials[0].user_attrs.get(attrs.RUN_ID) == ("run1" if with_run else None)

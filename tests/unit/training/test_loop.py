@@ -15,7 +15,7 @@ from redsm5_hpo.evaluation.predict import predict
 from redsm5_hpo.models.encoder import enable_activation_checkpointing, load_encoder
 from redsm5_hpo.models.model import CriteriaEvidenceModel
 from redsm5_hpo.training.hooks import CheckpointHook
-from redsm5_hpo.training.loop import EpochResult, LoopState, NonFiniteLossError, fit
+from redsm5_hpo.training.loop import EpochResult, FitOptions, LoopState, NonFiniteLossError, fit
 from redsm5_hpo.training.optim import build_optimizer, linear_warmup_decay
 from redsm5_hpo.training.seeding import capture_rng_state, restore_rng_state, seed_everything
 from tests.helpers.batches import tokenized
@@ -48,7 +48,9 @@ def test_fit_calls_hooks_each_epoch_and_counts_accumulated_steps(tiny_config, sa
     )
     model, train_set, val_set = build(config, sample_corpus)
     recorder = Recorder()
-    result = fit(model, train_set, val_set, config.train, config.seed, [recorder], progress=False, runtime=CPU)
+    result = fit(
+        model, train_set, val_set, config.train, config.seed, CPU, FitOptions(hooks=[recorder], progress=False)
+    )
     assert [r.epoch for r in recorder.results] == [1, 2]
     assert [r.global_step for r in recorder.results] == [3, 6]  # 48 posts / 8 = 6 batches, 2 per step
     assert set(recorder.results[0].metrics) >= {"train_loss", "val_criteria_macro_f1", "val_evidence_f1", "val_loss"}
@@ -59,7 +61,7 @@ def test_a_loss_objective_picks_the_epoch_with_the_lowest_loss(tiny_config, samp
     train = dataclasses.replace(tiny_config.train, epochs=4, optimization_metric="val_loss", lr_head=3e-2)
     model, train_set, val_set = build(dataclasses.replace(tiny_config, train=train), sample_corpus)
     recorder = Recorder()
-    result = fit(model, train_set, val_set, train, tiny_config.seed, [recorder], progress=False, runtime=CPU)
+    result = fit(model, train_set, val_set, train, tiny_config.seed, CPU, FitOptions(hooks=[recorder], progress=False))
     losses = [r.metrics["val_loss"] for r in recorder.results]
     assert [r.objective for r in recorder.results] == losses
     assert result.best_value == min(losses)
@@ -73,7 +75,7 @@ def test_same_seed_gives_identical_metrics(tiny_config, sample_corpus) -> None:
     for _ in range(2):
         model, train_set, val_set = build(tiny_config, sample_corpus)
         runs.append(
-            fit(model, train_set, val_set, tiny_config.train, tiny_config.seed, progress=False, runtime=CPU).history
+            fit(model, train_set, val_set, tiny_config.train, tiny_config.seed, CPU, FitOptions(progress=False)).history
         )
     assert runs[0] == runs[1]
 
@@ -95,7 +97,7 @@ def test_checkpoint_hook_saves_per_interval_prunes_and_stores_resume_state(
     manager.start(model)
     hook = CheckpointHook(manager, train_cfg, {"architecture": model.architecture_signature()}, seed=5)
     recorder = Recorder()
-    fit(model, train_set, val_set, train_cfg, tiny_config.seed, [recorder, hook], progress=False, runtime=CPU)
+    fit(model, train_set, val_set, train_cfg, tiny_config.seed, CPU, FitOptions(hooks=[recorder, hook], progress=False))
     manager.wait()  # the last write runs in the background
     saved = manager.store.list()
     assert {c.epoch for c in saved} <= {2, 3} and 3 in {c.epoch for c in saved}  # interval 2, plus the last epoch
@@ -187,7 +189,15 @@ def checkpoint_of_a_run_killed_after_epoch_1(config, train_cfg, corpus, tmp_path
     manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(3, 1), tmp_path)
     hook = CheckpointHook(manager, train_cfg, {"architecture": "x"}, seed=config.seed)
     with pytest.raises(Crash):
-        fit(model, train_set, val_set, train_cfg, config.seed, [hook, CrashAfterFirstEpoch()], False, runtime=runtime)
+        fit(
+            model,
+            train_set,
+            val_set,
+            train_cfg,
+            config.seed,
+            runtime,
+            FitOptions(hooks=[hook, CrashAfterFirstEpoch()], progress=False),
+        )
     manager.close()  # as the trial does when it stops: the write in flight is committed
     (checkpoint,) = manager.store.list()
     return checkpoint
@@ -196,7 +206,7 @@ def checkpoint_of_a_run_killed_after_epoch_1(config, train_cfg, corpus, tmp_path
 def test_resumed_fit_continues_exactly_like_an_uninterrupted_one(tiny_config, sample_corpus, tmp_path) -> None:
     train_cfg = dataclasses.replace(tiny_config.train, epochs=3, max_steps_per_epoch=3)
     model, train_set, val_set = build(tiny_config, sample_corpus)
-    full = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False, runtime=CPU)
+    full = fit(model, train_set, val_set, train_cfg, tiny_config.seed, CPU, FitOptions(progress=False))
     expected = {k: v.clone() for k, v in model.state_dict().items()}
 
     checkpoint = checkpoint_of_a_run_killed_after_epoch_1(tiny_config, train_cfg, sample_corpus, tmp_path, CPU)
@@ -210,9 +220,8 @@ def test_resumed_fit_continues_exactly_like_an_uninterrupted_one(tiny_config, sa
         val_set,
         train_cfg,
         tiny_config.seed,
-        progress=False,
-        resume_from=load_training_state(checkpoint),
-        runtime=CPU,
+        CPU,
+        FitOptions(progress=False, resume_from=load_training_state(checkpoint)),
     )
     assert resumed.history == full.history
     assert all(torch.equal(expected[k], v) for k, v in model.state_dict().items())
@@ -231,7 +240,7 @@ def test_bf16_training_on_the_cpu_gives_finite_metrics(tiny_config, sample_corpu
     model, train_set, val_set = build(tiny_config, sample_corpus)
     runtime = resolve_runtime(train_cfg)
     assert runtime.precision == "bf16"
-    result = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False, runtime=runtime)
+    result = fit(model, train_set, val_set, train_cfg, tiny_config.seed, runtime, FitOptions(progress=False))
     assert all(math.isfinite(v) for v in result.history[0].values())
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a bf16 model
 
@@ -243,7 +252,9 @@ def test_fp16_grad_scaler_state_round_trips_through_a_checkpoint_and_resume_stay
     runtime = resolve_runtime(train_cfg)
     model, train_set, val_set = build(tiny_config, sample_corpus)
     scales = ScalerRecorder()
-    full = fit(model, train_set, val_set, train_cfg, tiny_config.seed, [scales], progress=False, runtime=runtime)
+    full = fit(
+        model, train_set, val_set, train_cfg, tiny_config.seed, runtime, FitOptions(hooks=[scales], progress=False)
+    )
     expected = {k: v.clone() for k, v in model.state_dict().items()}
     assert scales.states[0] != torch.amp.GradScaler("cpu").state_dict()  # the scaler's state moved in epoch 1
 
@@ -259,10 +270,8 @@ def test_fp16_grad_scaler_state_round_trips_through_a_checkpoint_and_resume_stay
         val_set,
         train_cfg,
         tiny_config.seed,
-        [resumed_scales],
-        progress=False,
-        resume_from=load_training_state(checkpoint),
-        runtime=runtime,
+        runtime,
+        FitOptions(hooks=[resumed_scales], progress=False, resume_from=load_training_state(checkpoint)),
     )
     assert resumed.history == full.history
     assert resumed_scales.states == scales.states[1:]
@@ -277,7 +286,7 @@ def test_a_non_finite_loss_stops_the_trial_before_its_checkpoint(tiny_config, sa
     manager = CheckpointManager(CheckpointStore(tmp_path / "ckpt"), RetentionPolicy(3, 1), tmp_path)
     hook = CheckpointHook(manager, train_cfg, {"architecture": "x"}, seed=tiny_config.seed)
     with pytest.raises(NonFiniteLossError) as error:
-        fit(model, train_set, val_set, train_cfg, tiny_config.seed, [hook], progress=False, runtime=CPU)
+        fit(model, train_set, val_set, train_cfg, tiny_config.seed, CPU, FitOptions(hooks=[hook], progress=False))
     manager.close()
     assert (
         error.value.reason == "non_finite_loss: the training loss was nan at epoch 1, batch 1 (after optimizer step 0)"
@@ -291,7 +300,7 @@ def test_grouping_by_length_lowers_the_logged_padding_share(tiny_config, sample_
     for grouped in (False, True):
         train_cfg = dataclasses.replace(tiny_config.train, epochs=1, group_by_length=grouped)
         model, train_set, val_set = build(tiny_config, sample_corpus)
-        history = fit(model, train_set, val_set, train_cfg, tiny_config.seed, progress=False, runtime=CPU).history
+        history = fit(model, train_set, val_set, train_cfg, tiny_config.seed, CPU, FitOptions(progress=False)).history
         shares.append(history[0]["train_padding_share"])
     assert 0 <= shares[1] < 0.7 * shares[0]
 

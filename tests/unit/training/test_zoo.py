@@ -14,8 +14,8 @@ from redsm5_hpo.evaluation.metrics import constant_baselines, criteria_metrics, 
 from redsm5_hpo.evaluation.predict import calibrate, predict, score, score_calibrated
 from redsm5_hpo.labels import SYMPTOMS
 from redsm5_hpo.models.encoder import load_encoder
-from redsm5_hpo.pipeline.parts import build_model, split_datasets
-from redsm5_hpo.training.loop import fit
+from redsm5_hpo.pipeline.builders import build_model, split_datasets
+from redsm5_hpo.training.loop import FitOptions, fit
 from tests.conftest import CONFIG_DIR
 
 
@@ -35,7 +35,7 @@ def trained(sample_corpus, *overrides: str):
     runtime = resolve_runtime(config.train)
     model, tokenizer = build_model(config, sample_corpus, runtime)
     train_set, val_set = split_datasets(config, sample_corpus, tokenizer, "train", "validation")
-    fit(model, train_set, val_set, config.train, config.seed, progress=False, runtime=runtime)
+    fit(model, train_set, val_set, config.train, config.seed, runtime, FitOptions(progress=False))
     predictions = predict(model, val_set, config.train, runtime)
     return score_calibrated(predictions, val_set, "val", calibrate(predictions, val_set)), val_set
 

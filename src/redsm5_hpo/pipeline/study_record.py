@@ -13,9 +13,12 @@ import optuna
 from redsm5_hpo.atomic_files import PRIVATE, write_json_atomic
 from redsm5_hpo.config.loading import config_from_dict
 from redsm5_hpo.config.schema import Config
+from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.storage import relocated
 from redsm5_hpo.hpo.study import create_study
-from redsm5_hpo.layout import StudyDir
+from redsm5_hpo.layout import STUDY_PREFIX, StudyDir, experiments_root, study_dirs
+from redsm5_hpo.pipeline.mirroring import pull
+from redsm5_hpo.remote import open_bucket
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,25 @@ def open_saved_study(study_dir: Path) -> tuple[StudyRecord, Config, optuna.Study
     record = StudyRecord.read(study_dir)
     config = record.resolved_config()
     return record, config, create_study(config, record.study_name, record.storage)
+
+
+def find_study_dir(config: Config, study: str | None) -> Path:
+    """``experiments/study_<id>`` for ``study`` (an id or a directory name), else the newest study."""
+    root = experiments_root(config)
+    bucket = open_bucket(config.remote)
+    if bucket is not None:  # a study another machine ran: its files from the bucket (those missing here)
+        for name in [study, f"{STUDY_PREFIX}{study}"] if study else [None]:
+            if pull(bucket, root, name):
+                break
+    if study:
+        for candidate in (StudyDir.of(root, study), StudyDir.of(root, f"{STUDY_PREFIX}{study}")):
+            if candidate.record_path.is_file():
+                return candidate.path
+        looked = StudyDir.of(root, study).record_path.name
+        raise StudyError(f"no study {study!r} under {root} (looked for {looked}); list them with `ls {root}`")
+    studies = sorted(
+        (d for d in study_dirs(root) if d.record_path.is_file()), key=lambda d: d.record_path.stat().st_mtime
+    )
+    if not studies:
+        raise StudyError(f"no study under {root}; start one with `redsm5-hpo tune experiments_dir={root}`")
+    return studies[-1].path

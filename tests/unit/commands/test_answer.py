@@ -3,7 +3,7 @@
 import shlex
 
 from redsm5_hpo.cli.main import build_parser
-from redsm5_hpo.pipeline.answer import answer_lines, short, trials_table
+from redsm5_hpo.commands.answer import answer_lines, short, trials_table
 
 
 def report(warnings=()):

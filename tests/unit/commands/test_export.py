@@ -1,6 +1,6 @@
 """What the model card says about the data and the encoder, from the configuration alone."""
 
-from redsm5_hpo.pipeline.export import BUNDLED_HUB_ID, data_statement, hub_base_model, shown_path
+from redsm5_hpo.commands.export import BUNDLED_HUB_ID, data_statement, hub_base_model, shown_path
 
 
 def test_the_data_statement_names_the_synthetic_sample_as_synthetic() -> None:

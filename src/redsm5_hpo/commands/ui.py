@@ -19,8 +19,7 @@ from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.storage import JOURNAL_SCHEME, is_journal
 from redsm5_hpo.layout import StudyDir, experiments_root
-from redsm5_hpo.pipeline.record import StudyRecord
-from redsm5_hpo.pipeline.study import find_study_dir
+from redsm5_hpo.pipeline.study_record import StudyRecord, find_study_dir
 from redsm5_hpo.ports import HOST
 from redsm5_hpo.processes import die_with_parent
 from redsm5_hpo.tracking.mlflow_tracker import default_tracking_uri

@@ -1,6 +1,6 @@
 """``hpo.n_workers`` > 1: the study process starts worker processes on one storage and watches them.
 
-Each worker (``redsm5-hpo worker``, ``work.work_on_study``) claims waiting trials until none is left.
+Each worker (``redsm5-hpo worker``, ``worker.work_on_study``) claims waiting trials until none is left.
 This process prints one progress line for the study, forwards SIGTERM / SIGINT to every worker (each
 stops at its next batch, its trial resumable), re-queues the trial of a worker that died (killed, out of
 memory) and starts another in its place, and stops the others when one fails. Workers run in their own
@@ -30,10 +30,10 @@ from redsm5_hpo.devices import worker_gpu
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.hpo.progress import format_duration
+from redsm5_hpo.hpo.trials import study_progress_of
 from redsm5_hpo.interrupts import StopRequested, requested
 from redsm5_hpo.layout import StudyDir
 from redsm5_hpo.pipeline.recovery import requeue_interrupted_trials
-from redsm5_hpo.pipeline.work import study_progress_of
 from redsm5_hpo.processes import die_with_parent
 from redsm5_hpo.tracking.base import TrackerWriter
 

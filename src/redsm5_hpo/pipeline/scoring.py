@@ -23,12 +23,12 @@ from redsm5_hpo.evaluation.reports import write_report
 from redsm5_hpo.evaluation.verdicts import result_warnings
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.errors import StudyError
+from redsm5_hpo.hpo.slots import expected_trials
 from redsm5_hpo.hpo.stopping import describe
-from redsm5_hpo.hpo.study import (
+from redsm5_hpo.hpo.trials import (
     LIVE,
     best_trial,
     counted_trials,
-    expected_trials,
     stage_of,
     stopped_resumable,
     study_direction,
@@ -36,8 +36,8 @@ from redsm5_hpo.hpo.study import (
     trial_params,
 )
 from redsm5_hpo.layout import TrialDir
+from redsm5_hpo.pipeline.builders import build_model, split_datasets
 from redsm5_hpo.pipeline.confirmation import confirmation_report
-from redsm5_hpo.pipeline.parts import build_model, split_datasets
 
 
 def evaluate_best_trial(

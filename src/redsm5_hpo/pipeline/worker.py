@@ -6,15 +6,12 @@ process it starts (``redsm5-hpo worker``, ``work_on_study``) runs it on the same
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime as dt
 import functools
 import logging
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -23,34 +20,27 @@ from tqdm.auto import tqdm
 from redsm5_hpo.checkpoints.disk import DiskSpaceError
 from redsm5_hpo.checkpoints.monitor import DiskMonitor
 from redsm5_hpo.config.schema import Config
-from redsm5_hpo.data.loading import Corpus, load_corpus
+from redsm5_hpo.data.loading import Corpus
 from redsm5_hpo.device_errors import DeviceFailed
 from redsm5_hpo.devices import resolve_runtime
 from redsm5_hpo.hpo import attrs
-from redsm5_hpo.hpo.confirm import BASELINE, CONFIRM, SEARCH
+from redsm5_hpo.hpo.confirm import BASELINE, CONFIRM
 from redsm5_hpo.hpo.lock import claim_lock
-from redsm5_hpo.hpo.progress import Progress, early_eta, format_duration, study_progress
+from redsm5_hpo.hpo.progress import Progress
+from redsm5_hpo.hpo.pruning import EpochReports
 from redsm5_hpo.hpo.retention import StudyCheckpoints
-from redsm5_hpo.hpo.storage import open_storage
-from redsm5_hpo.hpo.study import (
-    TrialSpec,
-    counted_trials,
-    create_study,
-    failure_reason,
-    run_trials,
-    study_direction,
-    study_history,
-)
+from redsm5_hpo.hpo.study import TrialSpec, failure_reason, run_trials
+from redsm5_hpo.hpo.trials import study_history, study_progress_of
 from redsm5_hpo.hub_token import TokenGate, check_from_config
 from redsm5_hpo.interrupts import StopRequested
 from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root
 from redsm5_hpo.pipeline.confirmation import scores_test_itself
-from redsm5_hpo.pipeline.evaluate import score_trial_on_test
 from redsm5_hpo.pipeline.lifecycle import Lifecycle, Stage, TrialStart
 from redsm5_hpo.pipeline.mirroring import publish, pull_trial
-from redsm5_hpo.pipeline.parts import open_monitor, open_tracker, trial_stores
-from redsm5_hpo.pipeline.record import StudyRecord
-from redsm5_hpo.pipeline.recovery import requeue_trial
+from redsm5_hpo.pipeline.opening import OpenStudy, open_study, study_corpus
+from redsm5_hpo.pipeline.scoring import score_trial_on_test
+from redsm5_hpo.pipeline.services import open_monitor, open_tracker, trial_stores
+from redsm5_hpo.pipeline.study_record import StudyRecord
 from redsm5_hpo.pipeline.trial import TrialContext, run_trial
 from redsm5_hpo.tracking.base import Tracker, TrackerWriter
 from redsm5_hpo.tracking.logs import json_log_file
@@ -60,31 +50,36 @@ from redsm5_hpo.training.loop import NonFiniteLossError
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Worker:
-    """Trains the trials this process claims; ``run`` returns how many it ran."""
+    """Trains the trials this process claims. It is the trial loop's observer (``hpo.study.TrialObserver``):
+    ``run`` hands it down to ``run_trials``, which calls ``claimed``, ``train`` and ``finished`` for each
+    trial and returns how many it ran."""
 
-    config: Config
-    study_id: str
-    study_run: str
-    corpus: Corpus
-    tracker: Tracker
-    monitor: DiskMonitor | None
-    progress: bool = True
-    device: str | None = None
-    index: int = 0
-    study_dir: Path | None = None
-    """Workers that share it claim trials one at a time (``hpo.lock.claim_lock``)."""
-    disk_errors: list[DiskSpaceError] = field(default_factory=list)
-
-    def run(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
-        self.study = study
+    def __init__(
+        self,
+        opened: OpenStudy,
+        corpus: Corpus,
+        tracker: Tracker,
+        monitor: DiskMonitor | None,
+        *,
+        progress: bool = True,
+        device: str | None = None,
+        index: int = 0,
+    ) -> None:
+        self.opened, self.config, self.study = opened, opened.config, opened.study
+        self.corpus, self.tracker, self.monitor = corpus, tracker, monitor
+        self.progress, self.device, self.index = progress, device, index
         self.stores = trial_stores(self.config)
-        self.study_checkpoints = StudyCheckpoints(study, self.config.retention_policy, self.stores)
+        self.study_checkpoints = StudyCheckpoints(self.study, self.config.retention_policy, self.stores)
         self.token_gate = TokenGate(check_from_config(self.config), self.config.hub.recheck_interval_s)
-        done = study_progress_of(study, self.config.hpo.planned_trials, starting=False).finished
-        # trials > epochs > batches, nested; on a terminal only (disable=None), so logs stay readable
-        self.bar = tqdm(
+        self.disk_errors: list[DiskSpaceError] = []
+        """A full disk stops the worker after its trial (``should_stop``); the first is raised at the end."""
+        self.bar = self._progress_bar()
+
+    def _progress_bar(self) -> tqdm:
+        """Trials > epochs > batches, nested; on a terminal only (disable=None), so logs stay readable."""
+        done = study_progress_of(self.study, self.config.hpo.planned_trials, starting=False).finished
+        return tqdm(
             total=self.config.hpo.planned_trials,
             initial=done,
             desc="trials",
@@ -92,44 +87,39 @@ class Worker:
             position=0,
             disable=None if self.progress else True,
         )
+
+    def run(self) -> int:
+        guard = functools.partial(claim_lock, self.opened.study_dir)
         try:
-            return run_trials(
-                study,
-                self.config,
-                self.train_trial,
-                self.on_trial_end,
-                stop=lambda: bool(self.disk_errors),
-                storage=storage,
-                on_claim=self.on_claim,
-                claim_guard=functools.partial(claim_lock, self.study_dir) if self.study_dir else contextlib.nullcontext,
-            )
+            return run_trials(self.study, self.config, self, storage=self.opened.storage, claim_guard=guard)
         finally:
             self.bar.close()
 
-    def on_claim(self, trial: optuna.Trial) -> None:
+    def should_stop(self) -> bool:
+        return bool(self.disk_errors)
+
+    def claimed(self, trial: optuna.Trial) -> None:
         trial.set_user_attr(attrs.WORKER, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname()})
 
-    def train_trial(self, spec: TrialSpec, trial: optuna.Trial) -> float:
+    def train(self, spec: TrialSpec, trial: optuna.Trial) -> float:
         """Train the claimed trial (new, or the continuation of an interrupted or rolled-back one); its
         Optuna user attrs record why it stopped when it did not complete."""
         lifecycle = Lifecycle(trial)
         lifecycle.enter(Stage.QUEUED)
         trial_id, trial_config, start, run_id, extra_tags = self._continuation(spec, trial)
         progress_now = study_progress_of(self.study, self.config.hpo.planned_trials, starting=True)
-        report_progress(self.tracker, self.study_run, progress_now)
+        report_progress(self.tracker, self.opened.study_run, progress_now)
         self.token_gate.wait_until_valid(f"trial {progress_now.trial}")
-        epochs = trial_config.train.epochs
         context = TrialContext(
             self.tracker,
             self.monitor,
             self.study_checkpoints,
-            self.study_id,
+            self.opened.study_id,
             spec,
-            self.study_run,
+            self.opened.study_run,
             self.progress,
-            on_run_started=lambda run_id: trial.set_user_attr(attrs.RUN_ID, run_id),
             token_gate=self.token_gate,
-            should_prune=lambda epoch, value: self._on_epoch(trial, spec.stage, epoch, value, epochs),
+            pruner=EpochReports(self.study, trial, spec.stage, trial_config.train.epochs, self.config.hpo),
             lifecycle=lifecycle,
             device_override=self.device,
         )
@@ -154,25 +144,8 @@ class Worker:
                 trial.set_user_attr(attrs.DIVERGED, True)  # its last resume point stays for a rollback
             if isinstance(e, DiskSpaceError):
                 trial.set_user_attr(attrs.RESUMABLE, True)  # keep its checkpoints: free space, then resume
-                self.disk_errors.append(e)  # the worker stops after this trial (run_trials' stop)
+                self.disk_errors.append(e)
             raise
-
-    def _on_epoch(self, trial: optuna.Trial, stage: str, epoch: int, value: float, epochs: int) -> bool:
-        """Feed the pruner; before any trial has finished, the first epoch gives the study its first ETA
-        (the trials' own ETA takes over when one ends). A confirmation trial tells the pruner nothing and
-        neither it nor the baseline is ever pruned."""
-        if epoch == 1 and trial.datetime_start is not None and not counted_trials(self.study):
-            elapsed = (dt.datetime.now() - trial.datetime_start).total_seconds()
-            hpo = self.config.hpo
-            eta = early_eta(elapsed, 1, epochs, hpo.planned_trials, max(1, hpo.n_workers))
-            log.info(
-                "progress: the first epoch took %s (set-up included); ETA %s from it, refined as trials end",
-                format_duration(elapsed),
-                format_duration(eta),
-            )
-        if stage == CONFIRM:
-            return False
-        return _report_epoch(trial, epoch, value) and stage == SEARCH
 
     def _continuation(
         self, spec: TrialSpec, trial: optuna.Trial
@@ -204,14 +177,14 @@ class Worker:
             return trial_id, trial_config, TrialStart.RESUMED, run_id, {}
         return trial_id, trial_config, TrialStart.ROLLED_BACK, None, {}
 
-    def on_trial_end(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.study_checkpoints.release_finished()
-        if self.study_dir is not None:  # the study's storage and logs, for a machine that continues it
-            publish(self.stores.bucket, self.stores.root, self.study_dir)
+        # the study's storage and logs, for a machine that continues it
+        publish(self.stores.bucket, self.stores.root, self.opened.study_dir)
         if not trial.user_attrs.get(attrs.RESUMABLE):  # a disk-full trial continues later: its point then
-            log_study_series(self.tracker, self.study_run, study, trial.number)
+            log_study_series(self.tracker, self.opened.study_run, study, trial.number)
         progress = study_progress_of(study, self.config.hpo.planned_trials, False)
-        report_progress(self.tracker, self.study_run, progress)
+        report_progress(self.tracker, self.opened.study_run, progress)
         self.bar.update(progress.finished - self.bar.n)
         if progress.best_so_far is not None:
             self.bar.set_postfix(best=f"{progress.best_so_far:.4f}")
@@ -235,31 +208,10 @@ def log_study_series(tracker: TrackerWriter, study_run: str, study: optuna.Study
     tracker.log_metrics(study_run, {"best_so_far": best, "completed_trials": point.completed}, step=point.trial)
 
 
-def study_progress_of(study: optuna.Study, total: int, starting: bool, workers: int = 1) -> Progress:
-    """Progress over the trials that count (finished, not re-queued); ``starting``: the next one begins."""
-    finished = [t for _, t in counted_trials(study)]
-    durations = [t.duration.total_seconds() for t in finished if t.duration is not None]
-    values = [t.value for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
-    return study_progress(len(finished) + int(starting), total, durations, values, study_direction(study), workers)
-
-
 def report_progress(tracker: TrackerWriter, study_run: str, progress: Progress) -> None:
     """On stdout and in the JSON log (``progress`` field), and as tags of the study's run."""
     log.info("%s", progress.describe(), extra={"progress": progress.as_dict()})
     tracker.set_tags(study_run, progress.as_tags())
-
-
-def _report_epoch(trial: optuna.Trial, epoch: int, value: float) -> bool:
-    """Feed the pruner (and the intermediate-values plot); True when the trial should stop."""
-    trial.report(value, epoch)
-    return trial.should_prune()
-
-
-def open_study_storage(url: str, config: Config, tracker: Tracker) -> optuna.storages.BaseStorage:
-    """The study's storage; on a database server a trial whose worker went silent (Optuna's heartbeat) is
-    re-queued to continue from its newest checkpoint."""
-    on_stale = functools.partial(requeue_trial, tracker=tracker, stores=trial_stores(config))
-    return open_storage(url, config.hpo.heartbeat_interval_s, config.hpo.stale_after_s, on_stale)
 
 
 def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int:
@@ -274,13 +226,10 @@ def work_on_study(study_dir: Path, index: int, device: str | None = None) -> int
         open_monitor(config) as monitor,
         open_tracker(config) as tracker,
     ):
-        storage = open_study_storage(record.storage, config, tracker)
-        study = create_study(config, record.study_name, storage)
-        corpus = load_corpus(config.data, config.seed)
-        worker = Worker(
-            config, record.study_id, record.mlflow_run_id, corpus, tracker, monitor, False, device, index, study_dir
-        )
-        ran = worker.run(study, storage)
+        opened = open_study(config, record, study_dir, tracker)
+        corpus = study_corpus(config, record.study_id)
+        worker = Worker(opened, corpus, tracker, monitor, progress=False, device=device, index=index)
+        ran = worker.run()
         log.info("worker %d ran %d trial(s)", index, ran)
         if worker.disk_errors:
             raise worker.disk_errors[0]

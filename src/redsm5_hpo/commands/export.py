@@ -17,11 +17,11 @@ import yaml
 from safetensors.torch import save_file
 
 from redsm5_hpo import __version__
+from redsm5_hpo.commands.predict import EXPORT_KEY, HEADS_FILE, LoadedModel
 from redsm5_hpo.config.errors import ConfigError
 from redsm5_hpo.config.schema import BUNDLED_ENCODER, TINY_ENCODER
 from redsm5_hpo.data.checks import looks_local
 from redsm5_hpo.labels import SYMPTOMS
-from redsm5_hpo.pipeline.inference import EXPORT_KEY, HEADS_FILE, LoadedModel
 from redsm5_hpo.tracking.sanitize import masked
 
 

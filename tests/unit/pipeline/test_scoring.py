@@ -5,8 +5,9 @@ import optuna
 from redsm5_hpo.config.loading import apply_overrides
 from redsm5_hpo.config.schema import HpoConfig
 from redsm5_hpo.hpo import attrs
-from redsm5_hpo.hpo.study import create_study, enqueue_slots
-from redsm5_hpo.pipeline.evaluate import report_is_current, study_summary, trial_counts
+from redsm5_hpo.hpo.slots import enqueue_slots
+from redsm5_hpo.hpo.study import create_study
+from redsm5_hpo.pipeline.scoring import report_is_current, study_summary, trial_counts
 
 
 def finished_study(tiny_config, tmp_path, values):

@@ -9,11 +9,11 @@ import optuna
 
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.hpo import attrs
-from redsm5_hpo.hpo.study import counted_trials
+from redsm5_hpo.hpo.trials import counted_trials
 from redsm5_hpo.layout import StudyDir, TrialDir
-from redsm5_hpo.pipeline.evaluate import study_run_metrics
-from redsm5_hpo.pipeline.parts import open_tracker
-from redsm5_hpo.pipeline.record import StudyRecord, open_saved_study
+from redsm5_hpo.pipeline.scoring import study_run_metrics
+from redsm5_hpo.pipeline.services import open_tracker
+from redsm5_hpo.pipeline.study_record import StudyRecord, open_saved_study
 from redsm5_hpo.pipeline.trial import CHECKPOINT_METRICS, TRUNCATION_METRICS
 from redsm5_hpo.tracking.audit import AuditResult, ExpectedRun, audit
 from redsm5_hpo.tracking.buffered import JournalingTracker

@@ -15,18 +15,19 @@ from pathlib import Path
 import optuna
 
 from redsm5_hpo.checkpoints.disk import DiskLevel, DiskUsage, Thresholds, assess, disk_usage, human_bytes
+from redsm5_hpo.commands.answer import aligned
 from redsm5_hpo.config.schema import Config
 from redsm5_hpo.errors import first_line
 from redsm5_hpo.hpo import attrs
 from redsm5_hpo.hpo.lock import is_locked
 from redsm5_hpo.hpo.progress import early_eta, format_duration
+from redsm5_hpo.hpo.slots import expected_trials
 from redsm5_hpo.hpo.stopping import describe as describe_stop
 from redsm5_hpo.hpo.storage import is_shared, open_storage
-from redsm5_hpo.hpo.study import expected_trials, uncounted
+from redsm5_hpo.hpo.trials import study_progress_of, uncounted
 from redsm5_hpo.layout import StudyDir, TrialDir, experiments_root, study_dirs
-from redsm5_hpo.pipeline.parts import JOURNAL_DIR
-from redsm5_hpo.pipeline.record import StudyRecord
-from redsm5_hpo.pipeline.work import study_progress_of
+from redsm5_hpo.pipeline.services import JOURNAL_DIR
+from redsm5_hpo.pipeline.study_record import StudyRecord
 from redsm5_hpo.tracking.journal import pending_in
 
 TAIL_BYTES = 65536
@@ -161,9 +162,7 @@ def describe_all(found: list[StudyStatus | tuple[str, str]], root: Path) -> str:
                 "-" if entry.started is None else entry.started.strftime("%Y-%m-%d %H:%M"),
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join([*lines, f"{len(found)} study(ies) under {root}"])
+    return "\n".join([*aligned(rows), f"{len(found)} study(ies) under {root}"])
 
 
 def describe(status: StudyStatus) -> str:

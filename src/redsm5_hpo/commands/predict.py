@@ -30,13 +30,14 @@ from redsm5_hpo.hpo.errors import StudyError
 from redsm5_hpo.labels import SYMPTOMS
 from redsm5_hpo.layout import StudyDir, TrialDir
 from redsm5_hpo.models.model import CriteriaEvidenceModel
-from redsm5_hpo.pipeline.parts import build_model, trial_stores
-from redsm5_hpo.pipeline.study import find_study_dir
+from redsm5_hpo.pipeline.builders import build_model
+from redsm5_hpo.pipeline.services import trial_stores
+from redsm5_hpo.pipeline.study_record import find_study_dir
 
 log = logging.getLogger(__name__)
 
 EXPORT_KEY = "redsm5_hpo"
-"""Key of the exported folder's ``config.json`` that holds what the heads need (``pipeline.export``)."""
+"""Key of the exported folder's ``config.json`` that holds what the heads need (``commands.export``)."""
 HEADS_FILE = "heads.safetensors"
 DEFAULT_THRESHOLD = 0.5
 
