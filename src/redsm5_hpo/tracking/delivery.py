@@ -160,13 +160,13 @@ def _one(send: Callable[[MLflowTracker, str, Entry], None]) -> Deliver:
 
 
 DELIVER: dict[Kind, Deliver] = {
-    Kind.METRICS: lambda delivery, tracker, run_id, entries: delivery.deliver_metrics(tracker, run_id, entries),
-    Kind.METRIC: lambda delivery, tracker, run_id, entries: delivery.deliver_metrics(tracker, run_id, entries),
+    Kind.METRICS: Delivery.deliver_metrics,
+    Kind.METRIC: Delivery.deliver_metrics,
     Kind.PARAMS: _one(lambda tracker, run_id, entry: tracker.log_params(run_id, entry["params"])),
     Kind.TAGS: _one(lambda tracker, run_id, entry: tracker.set_tags(run_id, entry["tags"])),
     Kind.ARTIFACT: _one(_artifact),
     Kind.DATASET: _one(lambda tracker, run_id, entry: tracker.log_dataset(run_id, entry["dataset"])),
-    Kind.STATUS: lambda delivery, tracker, run_id, entries: delivery.deliver_status(tracker, run_id, entries),
+    Kind.STATUS: Delivery.deliver_status,
 }
 """How each kind of journal record reaches the tracker (``create_run`` maps a local run id first, in
 ``Delivery.deliver``)."""
